@@ -1,0 +1,45 @@
+# The two commands: `make demo` and `make test`. Both set up .venv on first use.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup demo serve test check lint typecheck bench proto clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: setup
+	$(BIN)/opsmetrics demo
+
+serve: setup
+	$(BIN)/opsmetrics serve
+
+lint: setup
+	$(BIN)/ruff check opsmetrics tests bench
+	$(BIN)/ruff format --check opsmetrics tests bench
+
+typecheck: setup
+	$(BIN)/mypy
+
+check: lint typecheck
+
+test: check
+	$(BIN)/pytest
+
+bench: setup
+	$(BIN)/python bench/ingest.py
+
+# Regenerate the remote_write protobuf module from our own .proto.
+proto: setup
+	$(BIN)/python -m grpc_tools.protoc -Iopsmetrics/ingest/proto \
+		--python_out=opsmetrics/ingest/proto --pyi_out=opsmetrics/ingest/proto \
+		opsmetrics/ingest/proto/remote.proto
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

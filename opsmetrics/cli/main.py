@@ -1,0 +1,130 @@
+"""The `opsmetrics` command: a thin adapter that parses flags, calls services, prints."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from opsmetrics import __version__
+from opsmetrics.auth import Scope, TokenVerifier, new_token
+from opsmetrics.clock import SystemClock
+from opsmetrics.errors import OpsMetricsError, UserError
+from opsmetrics.settings import Settings
+
+app = typer.Typer(
+    name="opsmetrics",
+    help="Operational metrics: technical and business KPIs defined once, collected, stored, "
+    "queried and alerted on.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+token_app = typer.Typer(help="Manage API tokens.", no_args_is_help=True)
+app.add_typer(token_app, name="token")
+console = Console()
+err_console = Console(stderr=True)
+
+DataOpt = Annotated[Path | None, typer.Option("--data", help="Data directory.")]
+ConfigOpt = Annotated[Path | None, typer.Option("--config", help="Config directory.")]
+HostOpt = Annotated[str | None, typer.Option("--host", help="Address to bind.")]
+PortOpt = Annotated[int | None, typer.Option("--port", help="Port to listen on.")]
+
+
+def settings(**flags: object) -> Settings:
+    """Settings from OPSMETRICS_* variables, then flags that were given."""
+    return Settings.from_env(os.environ, **flags)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@app.command()
+def serve(
+    data: DataOpt = None, config: ConfigOpt = None, host: HostOpt = None, port: PortOpt = None
+) -> None:
+    """Run the server: ingest, query API and (later) UI."""
+    from opsmetrics.cli.server import run_server
+
+    s = settings(data_dir=data, config_dir=config, host=host, port=port)
+    run_server(s, SystemClock(), demo=False)
+
+
+@app.command()
+def demo(data: DataOpt = None, port: PortOpt = None, host: HostOpt = None) -> None:
+    """The whole product on realistic data: history, live traffic, API at http://127.0.0.1:8800."""
+    from opsmetrics.cli.server import run_server
+
+    s = settings(data_dir=data or Path("demo-data"), host=host, port=port)
+    run_server(s, SystemClock(), demo=True)
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    console.print(f"opsmetrics {__version__}")
+
+
+@token_app.command("create")
+def token_create(
+    scope: Annotated[Scope, typer.Option("--scope", help="ingest, read or admin.")],
+    name: Annotated[str, typer.Option("--name", help="A note: who or what uses it.")] = "",
+    data: DataOpt = None,
+) -> None:
+    """Create a bearer token (the server must be stopped: it owns the data file)."""
+    from opsmetrics.services import open_storage
+
+    s = settings(data_dir=data)
+    clock = SystemClock()
+    storage = open_storage(s, clock)
+    try:
+        token = new_token(name or scope.value, scope, clock.now_ms())
+        storage.save_token(token.record)
+    finally:
+        storage.close()
+    err_console.print(
+        f"created token {token.record.id} with scope {scope.value}; it is shown only once:"
+    )
+    print(token.secret)
+
+
+@token_app.command("list")
+def token_list(data: DataOpt = None) -> None:
+    """List tokens (ids, names and scopes; secrets are never stored)."""
+    from opsmetrics.services import open_storage
+
+    storage = open_storage(settings(data_dir=data), SystemClock())
+    try:
+        verifier = TokenVerifier(storage.tokens())
+        for t in storage.tokens():
+            console.print(f"{t.id}\t{t.scope.value}\t{t.name}")
+        if not verifier.enabled:
+            err_console.print("no tokens: the server accepts requests only on loopback")
+    finally:
+        storage.close()
+
+
+def main() -> None:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        app()
+    except UserError as exc:
+        err_console.print(f"[red]error:[/red] {exc.message}")
+        sys.exit(2)
+    except OpsMetricsError as exc:
+        err_console.print(f"[red]error:[/red] {exc.message}")
+        sys.exit(1)

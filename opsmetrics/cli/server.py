@@ -1,0 +1,54 @@
+"""Starting the server process: services, the ASGI app, uvicorn, clean shutdown."""
+
+from __future__ import annotations
+
+import logging
+
+import uvicorn
+
+from opsmetrics.clock import Clock
+from opsmetrics.errors import ConfigError
+from opsmetrics.services import Services, open_services
+from opsmetrics.settings import Settings
+from opsmetrics.web.app import create_app
+
+log = logging.getLogger(__name__)
+
+
+def _is_loopback(host: str) -> bool:
+    from opsmetrics.cli.main import is_loopback
+
+    return is_loopback(host)
+
+
+def check_bind(services: Services) -> None:
+    """Without tokens, nobody is authenticated: only loopback may reach the server."""
+    host = services.settings.host
+    if not services.tokens.enabled and not _is_loopback(host):
+        raise ConfigError(
+            f"refusing to listen on {host}: no API tokens exist, so anyone could write and "
+            "read. Create one with `opsmetrics token create --scope admin`, or bind 127.0.0.1"
+        )
+
+
+def run_server(settings: Settings, clock: Clock, *, demo: bool) -> None:
+    services = open_services(settings, clock)
+    try:
+        check_bind(services)
+        app = create_app(services)
+        if demo:
+            from opsmetrics.demo.runner import attach_demo
+
+            attach_demo(app, services)
+        url = f"http://{settings.host}:{settings.port}"
+        log.info("opsmetrics listening on %s (data in %s)", url, settings.data_dir)
+        print(f"opsmetrics is running at {url}", flush=True)
+        uvicorn.run(
+            app,
+            host=settings.host,
+            port=settings.port,
+            log_level="warning",
+            timeout_graceful_shutdown=10,
+        )
+    finally:
+        services.close()

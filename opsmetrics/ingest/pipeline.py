@@ -1,0 +1,273 @@
+"""The write path: validate, resolve series, deduplicate, and group-commit durably.
+
+Requests from every source (HTTP handlers, the scrape loop, imports) queue here. One writer
+thread takes whatever is queued, checks each request on its own (a bad request fails alone and
+writes nothing), and writes all good ones in a single transaction. A request's future resolves
+only after that transaction commits, so a 2xx answer means the data is on disk.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import hashlib
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import msgspec
+import numpy as np
+
+from opsmetrics.clock import Clock
+from opsmetrics.errors import (
+    LimitExceededError,
+    OpsMetricsError,
+    OverloadedError,
+    StorageUnavailableError,
+    UserError,
+)
+from opsmetrics.ingest.decoded import DecodedSamples
+from opsmetrics.ingest.samples import GroupState, prepare_samples
+from opsmetrics.ingest.validate import validate_event
+from opsmetrics.model import Annotation, Event
+from opsmetrics.settings import Limits
+from opsmetrics.storage.base import RetentionPolicy, Storage, StoredEvent, WriteBatch
+from opsmetrics.telemetry import Telemetry
+
+log = logging.getLogger(__name__)
+
+#: Stop adding requests to a group past this many samples: bounded commit latency and memory.
+MAX_GROUP_SAMPLES = 200_000
+
+
+@dataclass(slots=True)
+class WriteRequest:
+    source: str
+    samples: DecodedSamples | None = None
+    events: list[Event] = field(default_factory=list)
+    annotations: list[Annotation] = field(default_factory=list)
+
+    def size(self) -> int:
+        n = len(self.events) + len(self.annotations)
+        if self.samples is not None:
+            n += len(self.samples.batch) + len(self.samples.deltas)
+        return n
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    samples: int
+    duplicates: int
+    events: int
+
+
+@dataclass(slots=True)
+class _Pending:
+    request: WriteRequest
+    future: concurrent.futures.Future[WriteResult]
+
+
+Maintenance = Callable[[], None]
+
+
+class Ingestor:
+    def __init__(
+        self, storage: Storage, clock: Clock, limits: Limits, telemetry: Telemetry
+    ) -> None:
+        self._storage = storage
+        self._clock = clock
+        self._limits = limits
+        self._telemetry = telemetry
+        self._queue: queue.Queue[_Pending | Maintenance | None] = queue.Queue(
+            maxsize=limits.write_queue_max_requests
+        )
+        self._thread = threading.Thread(target=self._run, name="opsmetrics-writer", daemon=True)
+        self._failed: BaseException | None = None
+
+    # --- lifecycle ----------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Finish what is queued, then stop the writer."""
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+
+    @property
+    def healthy(self) -> bool:
+        return self._thread.is_alive() and self._failed is None
+
+    # --- submitting ---------------------------------------------------------------------
+    def submit(self, request: WriteRequest) -> concurrent.futures.Future[WriteResult]:
+        future: concurrent.futures.Future[WriteResult] = concurrent.futures.Future()
+        if self._failed is not None:
+            raise StorageUnavailableError(f"the writer stopped after an error: {self._failed}")
+        try:
+            self._queue.put_nowait(_Pending(request, future))
+        except queue.Full:
+            self._telemetry.rejected.labels("overloaded").inc()
+            raise OverloadedError(
+                "the write queue is full; retry with backoff (HTTP 429)"
+            ) from None
+        self._telemetry.queue_depth.set(self._queue.qsize())
+        return future
+
+    def write(self, request: WriteRequest) -> WriteResult:
+        """Submit and wait (for threads that are not on the event loop)."""
+        return self.submit(request).result()
+
+    def run_maintenance(self, task: Maintenance) -> None:
+        """Run a task on the writer thread, between group commits (blocking put)."""
+        self._queue.put(task)
+
+    # --- the writer thread --------------------------------------------------------------
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            if not isinstance(item, _Pending):
+                self._maintain(item)
+                continue
+            group, stop = self._drain(item)
+            self._commit_group(group)
+            if stop:
+                return
+
+    def _drain(self, first: _Pending) -> tuple[list[_Pending], bool]:
+        group, size = [first], first.request.size()
+        while size < MAX_GROUP_SAMPLES:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is None:
+                return group, True
+            if not isinstance(item, _Pending):
+                self._maintain(item)
+                continue
+            group.append(item)
+            size += item.request.size()
+        self._telemetry.queue_depth.set(self._queue.qsize())
+        return group, False
+
+    def _maintain(self, task: Maintenance) -> None:
+        try:
+            task()
+        except Exception:
+            log.exception("maintenance task failed")
+
+    def _commit_group(self, group: list[_Pending]) -> None:
+        state = GroupState()
+        accepted: list[tuple[_Pending, WriteBatch, int]] = []
+        for pending in group:
+            try:
+                batch, dupes = self._prepare(pending.request, state)
+            except UserError as exc:
+                self._telemetry.rejected.labels(exc.reason).inc()
+                pending.future.set_exception(exc)
+                continue
+            except Exception as exc:
+                log.exception("preparing a write failed")
+                pending.future.set_exception(exc)
+                continue
+            accepted.append((pending, batch, dupes))
+        self._write_accepted(accepted)
+
+    def _prepare(self, request: WriteRequest, state: GroupState) -> tuple[WriteBatch, int]:
+        now = self._clock.now_ms()
+        batch, dupes = WriteBatch(), 0
+        if request.samples is not None:
+            batch, dupes = prepare_samples(request.samples, self._storage, state, now, self._limits)
+        batch.events = self._prepare_events(request.events, now)
+        batch.annotations = request.annotations
+        return batch, dupes
+
+    def _prepare_events(self, events: list[Event], now: int) -> list[StoredEvent]:
+        if len(events) > self._limits.max_events_per_request:
+            raise LimitExceededError(
+                f"{len(events)} events in one request, more than the limit of "
+                f"{self._limits.max_events_per_request}; split the request",
+                reason="too_many_events",
+            )
+        for i, event in enumerate(events):
+            validate_event(event, i, now, self._limits)
+        return [StoredEvent(event_key(e), e) for e in events]
+
+    def _write_accepted(self, accepted: list[tuple[_Pending, WriteBatch, int]]) -> None:
+        if not accepted:
+            return
+        merged = merge_batches([b for _, b, _ in accepted])
+        started = time.perf_counter()
+        try:
+            self._storage.write(merged)
+        except OpsMetricsError as exc:
+            self._fail_all(accepted, exc)
+            return
+        except Exception as exc:
+            log.exception("group commit failed")
+            self._fail_all(accepted, StorageUnavailableError(f"write failed: {exc}"))
+            return
+        self._record(accepted, time.perf_counter() - started)
+
+    def _fail_all(
+        self, accepted: list[tuple[_Pending, WriteBatch, int]], exc: OpsMetricsError
+    ) -> None:
+        self._telemetry.rejected.labels(exc.reason).inc(len(accepted))
+        for pending, _, _ in accepted:
+            pending.future.set_exception(exc)
+
+    def _record(self, accepted: list[tuple[_Pending, WriteBatch, int]], seconds: float) -> None:
+        self._telemetry.commits.inc()
+        self._telemetry.commit_seconds.observe(seconds)
+        self._telemetry.group_requests.observe(len(accepted))
+        for pending, batch, dupes in accepted:
+            source = pending.request.source
+            self._telemetry.ingested_samples.labels(source).inc(len(batch.ts))
+            self._telemetry.ingested_events.labels(source).inc(len(batch.events))
+            result = WriteResult(len(batch.ts), dupes, len(batch.events))
+            pending.future.set_result(result)
+
+
+def merge_batches(batches: list[WriteBatch]) -> WriteBatch:
+    if len(batches) == 1:
+        return batches[0]
+    out = WriteBatch()
+    out.new_series = [s for b in batches for s in b.new_series]
+    out.series_ids = np.concatenate([b.series_ids for b in batches])
+    out.ts = np.concatenate([b.ts for b in batches])
+    out.values = np.concatenate([b.values for b in batches])
+    out.events = [e for b in batches for e in b.events]
+    out.annotations = [a for b in batches for a in b.annotations]
+    out.metadata = [m for b in batches for m in b.metadata]
+    return out
+
+
+def event_key(event: Event) -> int:
+    """The idempotency key: from `id` when given, else from the event's content."""
+    if event.id is not None:
+        material = b"id\x00" + event.id.encode()
+    else:
+        material = b"content\x00" + msgspec.json.encode(
+            [event.name, event.ts, event.entity, event.value, sorted(event.props.items())]
+        )
+    return int.from_bytes(hashlib.blake2b(material, digest_size=8).digest(), "big")
+
+
+def maintenance_task(storage: Storage, clock: Clock, policy: RetentionPolicy) -> Maintenance:
+    def task() -> None:
+        now = clock.now_ms()
+        compacted = storage.compact(now)
+        result = storage.apply_retention(now, policy)
+        if compacted or result.partitions_dropped or result.events_deleted:
+            log.info(
+                "maintenance: %d partitions compacted, %d dropped, %d events expired",
+                compacted,
+                result.partitions_dropped,
+                result.events_deleted,
+            )
+
+    return task

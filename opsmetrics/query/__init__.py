@@ -1,0 +1,1 @@
+"""Queries: PromQL, event analytics, KPI evaluation."""

@@ -1,0 +1,65 @@
+"""The composition root: builds the services from one Settings object, for web/ and cli/."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from opsmetrics.auth import TokenVerifier
+from opsmetrics.catalog.retention import load_retention
+from opsmetrics.clock import Clock
+from opsmetrics.errors import ConfigError
+from opsmetrics.ingest.pipeline import Ingestor, maintenance_task
+from opsmetrics.settings import Settings
+from opsmetrics.storage.base import RetentionPolicy
+from opsmetrics.storage.duckdb import DuckDBStorage
+from opsmetrics.telemetry import Telemetry
+
+
+@dataclass
+class Services:
+    settings: Settings
+    clock: Clock
+    storage: DuckDBStorage
+    telemetry: Telemetry
+    ingestor: Ingestor
+    tokens: TokenVerifier
+    retention: RetentionPolicy
+
+    def run_maintenance(self) -> None:
+        """Compact closed partitions and apply retention, on the writer thread."""
+        self.ingestor.run_maintenance(maintenance_task(self.storage, self.clock, self.retention))
+
+    def close(self) -> None:
+        self.ingestor.stop()
+        self.storage.close()
+
+
+def open_storage(settings: Settings, clock: Clock) -> DuckDBStorage:
+    if settings.storage != "duckdb":
+        raise ConfigError(
+            f"OPSMETRICS_STORAGE={settings.storage!r}: only the embedded 'duckdb' backend is "
+            "available in this version"
+        )
+    return DuckDBStorage(
+        settings.data_dir,
+        now_ms=clock.now_ms(),
+        partition_ms=settings.partition_ms,
+        late_window_ms=settings.limits.samples_late_window_ms,
+    )
+
+
+def open_services(settings: Settings, clock: Clock) -> Services:
+    retention = load_retention(settings.config_dir)
+    storage = open_storage(settings, clock)
+    telemetry = Telemetry()
+    ingestor = Ingestor(storage, clock, settings.limits, telemetry)
+    ingestor.start()
+    return Services(
+        settings=settings,
+        clock=clock,
+        storage=storage,
+        telemetry=telemetry,
+        ingestor=ingestor,
+        tokens=TokenVerifier(storage.tokens()),
+        retention=retention,
+    )

@@ -1,0 +1,91 @@
+"""One Settings object, built once from OPSMETRICS_* environment variables and CLI flags.
+
+Every field is documented in docs/configuration.md; a test keeps the two in step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from opsmetrics.durations import parse_duration_ms
+from opsmetrics.errors import ConfigError
+
+ENV_PREFIX = "OPSMETRICS_"
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Ingest limits; each violation is a 4xx naming the item and counted by reason."""
+
+    max_body_bytes: int = 32 * MIB
+    max_decompressed_bytes: int = 128 * MIB
+    max_samples_per_request: int = 1_000_000
+    max_events_per_request: int = 100_000
+    max_labels_per_series: int = 30
+    max_label_name_bytes: int = 1024
+    max_label_value_bytes: int = 4096
+    max_series_per_metric: int = 100_000
+    future_tolerance_ms: int = 10 * 60_000
+    samples_late_window_ms: int = 60 * 60_000
+    events_late_window_ms: int = 35 * 86_400_000
+    write_queue_max_requests: int = 256
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    data_dir: Path = Path("data")
+    config_dir: Path | None = None
+    host: str = "127.0.0.1"
+    port: int = 8800
+    storage: str = "duckdb"
+    #: Closed sample partitions are rewritten sorted by (series, ts) once older than this.
+    partition_ms: int = 86_400_000
+    #: How often the background maintenance (compaction, retention) runs.
+    maintenance_interval_ms: int = 60_000
+    log_level: str = "info"
+    limits: Limits = field(default_factory=Limits)
+
+    @staticmethod
+    def from_env(env: Mapping[str, str], **overrides: Any) -> Settings:
+        """Build from `OPSMETRICS_<FIELD>` variables, then apply non-None overrides (CLI flags)."""
+        top = _read(Settings, env, ENV_PREFIX, skip={"limits"})
+        limits = Limits(**_read(Limits, env, ENV_PREFIX, skip=set()))
+        top.update({k: v for k, v in overrides.items() if v is not None})
+        return Settings(limits=limits, **top)
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+
+def env_names() -> list[str]:
+    """Every environment variable Settings reads (the docs test checks they are documented)."""
+    names = [f for f in fields(Settings) if f.name != "limits"] + list(fields(Limits))
+    return [ENV_PREFIX + f.name.upper() for f in names]
+
+
+def _read(cls: type, env: Mapping[str, str], prefix: str, skip: set[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for f in fields(cls):
+        key = prefix + f.name.upper()
+        if f.name in skip or key not in env:
+            continue
+        out[f.name] = _convert(key, f.name, env[key])
+    return out
+
+
+def _convert(key: str, name: str, raw: str) -> Any:
+    if name.endswith("_ms"):
+        return parse_duration_ms(raw, field=key)
+    if name in ("data_dir", "config_dir"):
+        return Path(raw)
+    if name == "port" or name.startswith("max_") or name.endswith("_requests"):
+        try:
+            return int(raw)
+        except ValueError:
+            raise ConfigError(f"{key}: {raw!r} is not an integer") from None
+    return raw

@@ -1,0 +1,154 @@
+"""The Storage protocol: the one seam between the services and a database engine.
+
+Every backend passes tests/storage_contract.py. Writes are atomic and durable: when `write`
+returns, the batch survives a crash of the process; when it raises, nothing of it is stored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from opsmetrics.auth import TokenRecord
+from opsmetrics.model import (
+    Annotation,
+    Event,
+    Float64Array,
+    Int64Array,
+    Labels,
+    Matcher,
+    MetricMetadata,
+    SampleRows,
+    Series,
+)
+
+DAY_MS = 86_400_000
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """An event plus its idempotency key (from `id`, else from its content)."""
+
+    key: int
+    event: Event
+
+
+@dataclass(slots=True)
+class WriteBatch:
+    """Everything one group commit writes, in one transaction."""
+
+    new_series: list[Series] = field(default_factory=list)
+    series_ids: Int64Array = field(default_factory=lambda: np.empty(0, np.int64))
+    ts: Int64Array = field(default_factory=lambda: np.empty(0, np.int64))
+    values: Float64Array = field(default_factory=lambda: np.empty(0, np.float64))
+    events: list[StoredEvent] = field(default_factory=list)
+    annotations: list[Annotation] = field(default_factory=list)
+    metadata: list[MetricMetadata] = field(default_factory=list)
+
+    def is_empty(self) -> bool:
+        return not (
+            self.new_series or len(self.ts) or self.events or self.annotations or self.metadata
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionPolicy:
+    raw_ms: int = 90 * DAY_MS
+    rollups_ms: int = 730 * DAY_MS
+    events_ms: int = 730 * DAY_MS
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionResult:
+    samples_deleted: int
+    events_deleted: int
+    partitions_dropped: int
+
+
+@dataclass(frozen=True, slots=True)
+class StorageStats:
+    """Sizes for /metrics and `opsmetrics status`."""
+
+    bytes_on_disk: int
+    wal_bytes: int
+    series: int
+    samples: int
+    samples_head: int
+    events: int
+    annotations: int
+    partitions: int
+
+
+class Storage(Protocol):
+    def save_token(self, token: TokenRecord) -> None: ...
+
+    def tokens(self) -> list[TokenRecord]: ...
+
+    def labels_of_many(self, series_ids: Sequence[int]) -> list[Labels]: ...
+
+    # --- series -------------------------------------------------------------------------
+    def lookup_series(self, labels: Sequence[Labels]) -> list[int | None]:
+        """Ids of known series, None for unknown ones."""
+        ...
+
+    def allocate_series_ids(self, count: int) -> list[int]:
+        """Reserve ids for new series; they become visible when a `write` carrying them commits."""
+        ...
+
+    def series_count(self, metric: str) -> int: ...
+
+    def labels_of(self, series_id: int) -> Labels:
+        """Labels of a stored series; KeyError if unknown."""
+        ...
+
+    def select_series(
+        self, matchers: Sequence[Matcher], start_ms: int | None = None, end_ms: int | None = None
+    ) -> list[Series]:
+        """Series matching every matcher (and, if given, with samples in [start, end])."""
+        ...
+
+    def label_names(self) -> list[str]: ...
+
+    def label_values(self, name: str) -> list[str]: ...
+
+    def series_heads(self, series_ids: Int64Array) -> tuple[Int64Array, Float64Array]:
+        """Newest timestamp and value per series (INT64 min / NaN where it has none)."""
+        ...
+
+    # --- samples ------------------------------------------------------------------------
+    def write(self, batch: WriteBatch) -> None:
+        """Atomically and durably store the batch."""
+        ...
+
+    def existing_samples(
+        self, series_ids: Int64Array, ts: Int64Array
+    ) -> tuple[np.ndarray, Float64Array]:
+        """For each (series, ts): whether a sample is stored, and its value."""
+        ...
+
+    def read_samples(self, series_ids: Sequence[int], start_ms: int, end_ms: int) -> SampleRows:
+        """Samples with start <= ts <= end, sorted by (series id, ts); values bit-exact."""
+        ...
+
+    def metadata(self, metric: str | None = None) -> list[MetricMetadata]: ...
+
+    # --- events and annotations -------------------------------------------------------------
+    def read_events(
+        self, name: str | None, start_ms: int, end_ms: int, limit: int | None = None
+    ) -> list[Event]: ...
+
+    def read_annotations(self, start_ms: int, end_ms: int) -> list[Annotation]: ...
+
+    # --- maintenance --------------------------------------------------------------------
+    def compact(self, now_ms: int) -> int:
+        """Rewrite closed partitions sorted by (series, ts); returns partitions rewritten."""
+        ...
+
+    def apply_retention(self, now_ms: int, policy: RetentionPolicy) -> RetentionResult: ...
+
+    def stats(self) -> StorageStats: ...
+
+    def close(self) -> None: ...

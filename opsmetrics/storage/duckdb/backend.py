@@ -1,0 +1,328 @@
+"""DuckDB storage: the embedded default.
+
+Layout: `series` (label set ↔ id), `samples_head` (recent samples in arrival order) and one
+table per closed time partition, `samples_p<start_ms>`, rewritten sorted by (series, ts) so it
+compresses and range-scans well. Label names and values only ever reach SQL as parameters or
+registered arrays, never as SQL text.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+
+from opsmetrics.errors import CorruptDataError, StorageUnavailableError
+from opsmetrics.model import (
+    Float64Array,
+    Int64Array,
+    Labels,
+    Matcher,
+    MetricMetadata,
+    MetricType,
+    SampleRows,
+    Series,
+    metric_name,
+)
+from opsmetrics.storage.base import (
+    RetentionPolicy,
+    RetentionResult,
+    StorageStats,
+    WriteBatch,
+)
+from opsmetrics.storage.duckdb import partitions as parts
+from opsmetrics.storage.duckdb.events import EventTables
+from opsmetrics.storage.duckdb.migrations import apply_migrations
+from opsmetrics.storage.duckdb.sql import first_row
+from opsmetrics.storage.index import SeriesIndex
+
+DB_FILE = "opsmetrics.duckdb"
+
+
+class DuckDBStorage(EventTables):
+    """The Storage protocol over one DuckDB file in the data directory."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        now_ms: int,
+        partition_ms: int = 86_400_000,
+        late_window_ms: int = 3_600_000,
+    ) -> None:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self.path = data_dir / DB_FILE
+        self._partition_ms = partition_ms
+        self._late_window_ms = late_window_ms
+        self._con = _connect(self.path)
+        self._write_lock = threading.Lock()
+        self._local = threading.local()
+        self._index = SeriesIndex()
+        try:
+            apply_migrations(self._con, now_ms)
+            self._load_index()
+        except duckdb.Error as exc:
+            self._con.close()
+            raise CorruptDataError(
+                f"cannot read {self.path}: {exc}. The data file is damaged; restore it from a "
+                "backup or move it away to start empty"
+            ) from exc
+        super().__init__(self._cursor)
+
+    # --- connection handling ------------------------------------------------------------
+    def _cursor(self) -> duckdb.DuckDBPyConnection:
+        cur: duckdb.DuckDBPyConnection | None = getattr(self._local, "cursor", None)
+        if cur is None:
+            cur = self._con.cursor()
+            self._local.cursor = cur
+        return cur
+
+    @contextmanager
+    def _transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        with self._write_lock:
+            cur = self._cursor()
+            cur.execute("BEGIN TRANSACTION")
+            try:
+                yield cur
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+            try:
+                cur.execute("COMMIT")
+            except duckdb.Error as exc:
+                raise StorageUnavailableError(f"commit failed: {exc}") from exc
+
+    def close(self) -> None:
+        with self._write_lock:
+            self._con.execute("CHECKPOINT")
+            self._con.close()
+
+    # --- series -------------------------------------------------------------------------
+    def _load_index(self) -> None:
+        rows = self._con.execute("SELECT id, labels FROM series").fetchall()
+        self._index.add(Series(int(i), _labels_from_json(text)) for i, text in rows)
+        heads = self._con.execute(
+            "SELECT series_id, ts, value, nan_bits FROM samples_all "
+            "QUALIFY row_number() OVER (PARTITION BY series_id ORDER BY ts DESC) = 1"
+        ).fetchnumpy()
+        if len(heads["series_id"]):
+            ids = np.asarray(heads["series_id"], dtype=np.int64)
+            values = _values_from(heads["value"], heads["nan_bits"])
+            self._index.update_heads(ids, np.asarray(heads["ts"], np.int64), values)
+
+    def lookup_series(self, labels: Sequence[Labels]) -> list[int | None]:
+        return self._index.lookup(labels)
+
+    def allocate_series_ids(self, count: int) -> list[int]:
+        return self._index.allocate(count)
+
+    def series_count(self, metric: str) -> int:
+        return self._index.series_count(metric)
+
+    def select_series(
+        self, matchers: Sequence[Matcher], start_ms: int | None = None, end_ms: int | None = None
+    ) -> list[Series]:
+        found = self._index.select(matchers)
+        if start_ms is None or end_ms is None or not found:
+            return found
+        ids = np.array([s.id for s in found], dtype=np.int64)
+        heads, _ = self._index.heads(ids)
+        # Series whose newest sample is older than the range cannot have samples in it.
+        return [s for s, head in zip(found, heads, strict=True) if head >= start_ms]
+
+    def label_names(self) -> list[str]:
+        return self._index.label_names()
+
+    def label_values(self, name: str) -> list[str]:
+        return self._index.label_values(name)
+
+    def series_heads(self, series_ids: Int64Array) -> tuple[Int64Array, Float64Array]:
+        return self._index.heads(series_ids)
+
+    def labels_of(self, series_id: int) -> Labels:
+        return self._index.labels_of(series_id)
+
+    def labels_of_many(self, series_ids: Sequence[int]) -> list[Labels]:
+        return [self._index.labels_of(int(i)) for i in series_ids]
+
+    # --- writing ------------------------------------------------------------------------
+    def write(self, batch: WriteBatch) -> None:
+        if batch.is_empty():
+            return
+        with self._transaction() as cur:
+            self._insert_series(cur, batch.new_series)
+            self._insert_samples(cur, batch)
+            self.insert_events(cur, batch.events)
+            self.insert_annotations(cur, batch.annotations)
+            self._upsert_metadata(cur, batch.metadata)
+        self._index.add(batch.new_series)
+        self._index.update_heads(batch.series_ids, batch.ts, batch.values)
+
+    def _insert_series(self, cur: duckdb.DuckDBPyConnection, series: list[Series]) -> None:
+        if not series:
+            return
+        rows = [(s.id, metric_name(s.labels), _labels_to_json(s.labels)) for s in series]
+        cur.executemany("INSERT INTO series VALUES (?, ?, ?)", rows)
+
+    def _insert_samples(self, cur: duckdb.DuckDBPyConnection, batch: WriteBatch) -> None:
+        if not len(batch.ts):
+            return
+        bits = batch.values.view(np.uint64)
+        rows = {
+            "series_id": batch.series_ids.astype(np.uint32),
+            "ts": batch.ts,
+            "value": batch.values,  # NaN arrives as NULL, its bits go to nan_bits
+            "nan_bits": np.where(np.isnan(batch.values), bits, np.uint64(0)),
+        }
+        cur.register("new_samples", rows)
+        try:
+            cur.execute("INSERT INTO samples_head SELECT * FROM new_samples")
+        finally:
+            cur.unregister("new_samples")
+
+    def _upsert_metadata(self, cur: duckdb.DuckDBPyConnection, meta: list[MetricMetadata]) -> None:
+        if not meta:
+            return
+        latest = {m.metric: m for m in meta}
+        cur.executemany(
+            "INSERT OR REPLACE INTO metadata VALUES (?, ?, ?, ?)",
+            [(m.metric, m.type.value, m.help, m.unit) for m in latest.values()],
+        )
+
+    # --- reading samples ----------------------------------------------------------------
+    def existing_samples(
+        self, series_ids: Int64Array, ts: Int64Array
+    ) -> tuple[np.ndarray, Float64Array]:
+        found = np.zeros(len(ts), dtype=bool)
+        values = np.full(len(ts), np.nan)
+        if not len(ts):
+            return found, values
+        cur = self._cursor()
+        probe = {"i": np.arange(len(ts), dtype=np.int64), "sid": series_ids, "ts": ts}
+        cur.register("probe", probe)
+        try:
+            got = cur.execute(
+                "SELECT p.i, s.value, s.nan_bits FROM probe p JOIN samples_all s "
+                "ON s.series_id = p.sid AND s.ts = p.ts"
+            ).fetchnumpy()
+        finally:
+            cur.unregister("probe")
+        idx = np.asarray(got["i"], dtype=np.int64)
+        found[idx] = True
+        values[idx] = _values_from(got["value"], got["nan_bits"])
+        return found, values
+
+    def read_samples(self, series_ids: Sequence[int], start_ms: int, end_ms: int) -> SampleRows:
+        if not len(series_ids):
+            return _empty_rows()
+        cur = self._cursor()
+        cur.register("wanted", {"sid": np.asarray(series_ids, dtype=np.uint32)})
+        try:
+            got = cur.execute(
+                "SELECT series_id, ts, value, nan_bits FROM samples_all "
+                "WHERE ts >= ? AND ts <= ? AND series_id IN (SELECT sid FROM wanted) "
+                "ORDER BY series_id, ts",
+                [start_ms, end_ms],
+            ).fetchnumpy()
+        finally:
+            cur.unregister("wanted")
+        return SampleRows(
+            np.asarray(got["series_id"], dtype=np.int64),
+            np.asarray(got["ts"], dtype=np.int64),
+            _values_from(got["value"], got["nan_bits"]),
+        )
+
+    def metadata(self, metric: str | None = None) -> list[MetricMetadata]:
+        sql = "SELECT metric, type, help, unit FROM metadata"
+        params: list[Any] = []
+        if metric is not None:
+            sql += " WHERE metric = ?"
+            params.append(metric)
+        rows = self._cursor().execute(sql + " ORDER BY metric", params).fetchall()
+        return [MetricMetadata(r[0], MetricType(r[1]), r[2], r[3]) for r in rows]
+
+    # --- maintenance --------------------------------------------------------------------
+    def compact(self, now_ms: int) -> int:
+        cutoff = now_ms - self._late_window_ms
+        done = 0
+        for start in parts.closed_partitions_in_head(self._cursor(), cutoff, self._partition_ms):
+            with self._transaction() as cur:
+                parts.compact_partition(cur, start, self._partition_ms, now_ms)
+            done += 1
+        return done
+
+    def apply_retention(self, now_ms: int, policy: RetentionPolicy) -> RetentionResult:
+        with self._transaction() as cur:
+            dropped, samples = parts.drop_expired(cur, now_ms - policy.raw_ms)
+            events = self.delete_events_before(cur, now_ms - policy.events_ms)
+        return RetentionResult(samples, events, dropped)
+
+    def stats(self) -> StorageStats:
+        cur = self._cursor()
+        size = first_row(cur, "PRAGMA database_size")
+        used = int(size[2]) * int(size[4])
+        wal = self.path.with_name(self.path.name + ".wal")
+        wal_bytes = os.path.getsize(wal) if wal.exists() else 0
+        head, part_rows, partitions = parts.row_counts(cur)
+        return StorageStats(
+            bytes_on_disk=used,
+            wal_bytes=wal_bytes,
+            series=self._index.count(),
+            samples=head + part_rows,
+            samples_head=head,
+            events=self.count_events(cur),
+            annotations=self.count_annotations(cur),
+            partitions=partitions,
+        )
+
+    def checkpoint(self) -> None:
+        with self._write_lock:
+            self._cursor().execute("CHECKPOINT")
+
+
+def _connect(path: Path) -> duckdb.DuckDBPyConnection:
+    try:
+        return duckdb.connect(str(path))
+    except duckdb.IOException as exc:
+        if "lock" in str(exc).lower():
+            raise StorageUnavailableError(
+                f"{path} is in use by another process (is `opsmetrics serve` running?). "
+                "Only the server opens the data file; talk to it over the API instead"
+            ) from exc
+        raise CorruptDataError(
+            f"cannot open {path}: {exc}. Restore the file from a backup or move it away"
+        ) from exc
+    except duckdb.Error as exc:
+        raise CorruptDataError(
+            f"cannot open {path}: {exc}. The data file is damaged or not a DuckDB file; "
+            "restore it from a backup or move it away to start empty"
+        ) from exc
+
+
+def _values_from(values: Any, nan_bits: Any) -> Float64Array:
+    """Rebuild float64 values bit-exactly: NULL values are NaNs whose bits are in nan_bits."""
+    if isinstance(values, np.ma.MaskedArray):
+        mask = np.ma.getmaskarray(values)
+        out = np.asarray(values.data, dtype=np.float64).copy()
+        out.view(np.uint64)[mask] = np.asarray(nan_bits, dtype=np.uint64)[mask]
+        return out
+    return np.asarray(values, dtype=np.float64)
+
+
+def _empty_rows() -> SampleRows:
+    return SampleRows(np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float64))
+
+
+def _labels_to_json(labels: Labels) -> str:
+    return json.dumps([list(p) for p in labels], ensure_ascii=False, separators=(",", ":"))
+
+
+def _labels_from_json(text: str) -> Labels:
+    return tuple((str(k), str(v)) for k, v in json.loads(text))

@@ -1,0 +1,102 @@
+"""Events and annotations tables of the DuckDB backend."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import duckdb
+
+from opsmetrics.auth import Scope, TokenRecord
+from opsmetrics.model import Annotation, Event
+from opsmetrics.storage.base import StoredEvent
+from opsmetrics.storage.duckdb.sql import scalar
+
+CursorFactory = Callable[[], duckdb.DuckDBPyConnection]
+
+
+class EventTables:
+    def __init__(self, cursor: CursorFactory) -> None:
+        self._event_cursor = cursor
+
+    def insert_events(self, cur: duckdb.DuckDBPyConnection, events: list[StoredEvent]) -> None:
+        if not events:
+            return
+        unique = {e.key: e.event for e in events}  # a retry inside one batch is one event
+        rows = [
+            (key, e.id, e.name, e.ts, e.entity, e.value, _props_json(e.props))
+            for key, e in unique.items()
+        ]
+        cur.executemany("INSERT OR IGNORE INTO events VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+
+    def insert_annotations(
+        self, cur: duckdb.DuckDBPyConnection, annotations: list[Annotation]
+    ) -> None:
+        if not annotations:
+            return
+        rows = [(a.id, a.ts, a.end, a.title, list(a.tags), a.text) for a in annotations]
+        cur.executemany("INSERT OR REPLACE INTO annotations VALUES (?, ?, ?, ?, ?, ?)", rows)
+
+    def read_events(
+        self, name: str | None, start_ms: int, end_ms: int, limit: int | None = None
+    ) -> list[Event]:
+        sql = "SELECT name, ts, entity, value, props, id FROM events WHERE ts >= ? AND ts <= ?"
+        params: list[Any] = [start_ms, end_ms]
+        if name is not None:
+            sql += " AND name = ?"
+            params.append(name)
+        sql += " ORDER BY ts, key"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        rows = self._event_cursor().execute(sql, params).fetchall()
+        return [
+            Event(name=r[0], ts=r[1], entity=r[2], value=r[3], props=json.loads(r[4]), id=r[5])
+            for r in rows
+        ]
+
+    def read_annotations(self, start_ms: int, end_ms: int) -> list[Annotation]:
+        rows = (
+            self._event_cursor()
+            .execute(
+                "SELECT id, ts, title, end_ts, tags, text FROM annotations "
+                "WHERE ts <= ? AND coalesce(end_ts, ts) >= ? ORDER BY ts, id",
+                [end_ms, start_ms],
+            )
+            .fetchall()
+        )
+        return [
+            Annotation(id=r[0], ts=r[1], title=r[2], end=r[3], tags=list(r[4]), text=r[5])
+            for r in rows
+        ]
+
+    def save_token(self, token: TokenRecord) -> None:
+        self._event_cursor().execute(
+            "INSERT INTO tokens VALUES (?, ?, ?, ?, ?, NULL)",
+            [token.id, token.name, token.scope.value, token.hash, token.created_ms],
+        )
+
+    def tokens(self) -> list[TokenRecord]:
+        rows = (
+            self._event_cursor()
+            .execute(
+                "SELECT id, name, scope, hash, created_ms FROM tokens "
+                "WHERE revoked_ms IS NULL ORDER BY created_ms"
+            )
+            .fetchall()
+        )
+        return [TokenRecord(r[0], r[1], Scope(r[2]), r[3], r[4]) for r in rows]
+
+    def delete_events_before(self, cur: duckdb.DuckDBPyConnection, cutoff_ms: int) -> int:
+        return int(scalar(cur, "DELETE FROM events WHERE ts < ?", [cutoff_ms]) or 0)
+
+    def count_events(self, cur: duckdb.DuckDBPyConnection) -> int:
+        return int(scalar(cur, "SELECT count(*) FROM events"))
+
+    def count_annotations(self, cur: duckdb.DuckDBPyConnection) -> int:
+        return int(scalar(cur, "SELECT count(*) FROM annotations"))
+
+
+def _props_json(props: dict[str, Any]) -> str:
+    return json.dumps(props, ensure_ascii=False, sort_keys=True, separators=(",", ":"))

@@ -1,0 +1,1 @@
+"""The HTTP adapter: FastAPI routers over the services."""

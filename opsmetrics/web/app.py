@@ -1,0 +1,68 @@
+"""The ASGI application: routers, error table, lifespan (maintenance, scraping)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from fastapi import FastAPI, Request, Response
+
+from opsmetrics import __version__
+from opsmetrics.services import Services
+from opsmetrics.web import errors
+from opsmetrics.web.routers import ingest, ops, read
+
+log = logging.getLogger(__name__)
+
+
+def create_app(services: Services) -> FastAPI:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        task = asyncio.create_task(_maintenance_loop(services))
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    app = FastAPI(
+        title="opsmetrics",
+        version=__version__,
+        description="Operational metrics: technical and business KPIs in one service.",
+        lifespan=lifespan,
+    )
+    app.state.services = services
+    errors.install(app)
+    app.middleware("http")(_timing(services))
+    for router in (ingest.router, read.router, ops.router):
+        app.include_router(router)
+    return app
+
+
+def _timing(
+    services: Services,
+) -> Callable[[Request, Callable[[Request], Awaitable[Response]]], Awaitable[Response]]:
+    async def middleware(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        path = getattr(route, "path", "other")
+        services.telemetry.http_seconds.labels(
+            request.method, path, str(response.status_code)
+        ).observe(time.perf_counter() - started)
+        return response
+
+    return middleware
+
+
+async def _maintenance_loop(services: Services) -> None:
+    interval = services.settings.maintenance_interval_ms / 1000
+    while True:
+        await asyncio.sleep(interval)
+        await asyncio.to_thread(services.run_maintenance)

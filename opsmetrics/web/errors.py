@@ -1,0 +1,63 @@
+"""The one table from error class to HTTP status, and Prometheus's JSON error shape."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from opsmetrics import errors
+
+log = logging.getLogger(__name__)
+
+# Most specific first: the first class an error is an instance of decides its status.
+STATUS: list[tuple[type[errors.OpsMetricsError], int]] = [
+    (errors.AuthenticationError, 401),
+    (errors.PermissionDeniedError, 403),
+    (errors.NotFoundError, 404),
+    (errors.PayloadTooLargeError, 413),
+    (errors.UnsupportedMediaTypeError, 415),
+    (errors.UserError, 400),
+    (errors.OverloadedError, 429),
+    (errors.StorageUnavailableError, 503),
+    (errors.InternalError, 500),
+    (errors.OpsMetricsError, 500),
+]
+
+
+def status_for(exc: errors.OpsMetricsError) -> int:
+    return next(code for cls, code in STATUS if isinstance(exc, cls))
+
+
+def error_response(status: int, error_type: str, message: str) -> JSONResponse:
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    if status in (429, 503):
+        headers = {"Retry-After": "1"}
+    return JSONResponse(
+        {"status": "error", "errorType": error_type, "error": message},
+        status_code=status,
+        headers=headers,
+    )
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(errors.OpsMetricsError)
+    async def _ours(request: Request, exc: errors.OpsMetricsError) -> JSONResponse:
+        status = status_for(exc)
+        if status >= 500:
+            log.error("%s %s: %s", request.method, request.url.path, exc.message)
+        return error_response(status, exc.error_type, exc.message)
+
+    @app.exception_handler(RequestValidationError)
+    async def _params(request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        return error_response(400, "bad_data", f"{where}: {first.get('msg', 'invalid')}")
+
+    @app.exception_handler(HTTPException)
+    async def _http(request: Request, exc: HTTPException) -> JSONResponse:
+        kind = "not_found" if exc.status_code == 404 else "bad_data"
+        return error_response(exc.status_code, kind, str(exc.detail))

@@ -1,0 +1,115 @@
+"""Ingest endpoints. Every 2xx answer is sent only after the data is committed to disk."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import TypeVar
+
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from opsmetrics.auth import Scope
+from opsmetrics.errors import UserError
+from opsmetrics.ingest.exposition import parse_exposition
+from opsmetrics.ingest.json_formats import (
+    decode_annotations_json,
+    decode_events_json,
+    decode_samples_json,
+)
+from opsmetrics.ingest.otlp import decode_otlp
+from opsmetrics.ingest.otlp_response import encode_otlp_response
+from opsmetrics.ingest.pipeline import WriteRequest, WriteResult
+from opsmetrics.ingest.remote_write import decode_remote_write
+from opsmetrics.services import Services
+from opsmetrics.web.deps import read_body, require, services
+
+router = APIRouter(dependencies=[Depends(require(Scope.INGEST))], tags=["ingest"])
+T = TypeVar("T")
+
+
+async def _decode(svc: Services, fn: Callable[[], T]) -> T:
+    """Decode off the event loop, counting rejects by reason."""
+    try:
+        return await run_in_threadpool(fn)
+    except UserError as exc:
+        svc.telemetry.rejected.labels(exc.reason).inc()
+        raise
+
+
+async def _store(svc: Services, request: WriteRequest) -> WriteResult:
+    return await asyncio.wrap_future(svc.ingestor.submit(request))
+
+
+async def _body(request: Request) -> tuple[Services, bytes]:
+    svc = services(request)
+    return svc, await read_body(request, svc.settings.limits.max_body_bytes)
+
+
+def _ok(data: dict[str, object]) -> JSONResponse:
+    return JSONResponse({"status": "success", "data": data})
+
+
+@router.post("/api/v1/write", status_code=204, summary="Prometheus remote_write 1.0")
+async def remote_write(request: Request) -> Response:
+    svc, body = await _body(request)
+    limits = svc.settings.limits
+    ctype = request.headers.get("content-type")
+    encoding = request.headers.get("content-encoding")
+    decoded = await _decode(svc, lambda: decode_remote_write(body, ctype, encoding, limits))
+    await _store(svc, WriteRequest("remote_write", samples=decoded))
+    return Response(status_code=204)
+
+
+@router.post("/api/v1/import/prometheus", summary="Prometheus text format / OpenMetrics")
+async def import_prometheus(request: Request) -> JSONResponse:
+    svc, body = await _body(request)
+    ctype = request.headers.get("content-type")
+    now = svc.clock.now_ms()
+    decoded = await _decode(svc, lambda: parse_exposition(body, ctype, now))
+    result = await _store(svc, WriteRequest("import_prometheus", samples=decoded))
+    return _ok({"samples": result.samples, "duplicates": result.duplicates})
+
+
+@router.post("/v1/metrics", summary="OTLP/HTTP metrics (protobuf or JSON)")
+async def otlp_metrics(request: Request) -> Response:
+    svc, body = await _body(request)
+    limits = svc.settings.limits
+    ctype = request.headers.get("content-type")
+    encoding = request.headers.get("content-encoding")
+    decoded = await _decode(svc, lambda: decode_otlp(body, ctype, encoding, limits))
+    await _store(svc, WriteRequest("otlp", samples=decoded.decoded))
+    if decoded.rejected_points:
+        svc.telemetry.rejected.labels("otlp_unsupported_point").inc(decoded.rejected_points)
+    payload, media_type = encode_otlp_response(
+        ctype, decoded.rejected_points, decoded.error_message
+    )
+    return Response(payload, media_type=media_type)
+
+
+@router.post("/api/v1/samples", summary="Samples as JSON or NDJSON")
+async def samples_json(request: Request) -> JSONResponse:
+    svc, body = await _body(request)
+    now = svc.clock.now_ms()
+    decoded = await _decode(svc, lambda: decode_samples_json(body, now))
+    result = await _store(svc, WriteRequest("json", samples=decoded))
+    return _ok({"samples": result.samples, "duplicates": result.duplicates})
+
+
+@router.post("/api/v1/events", summary="Business events as a JSON array or NDJSON")
+async def post_events(request: Request) -> JSONResponse:
+    svc, body = await _body(request)
+    now = svc.clock.now_ms()
+    decoded = await _decode(svc, lambda: decode_events_json(body, now))
+    result = await _store(svc, WriteRequest("events", events=decoded))
+    return _ok({"events": result.events})
+
+
+@router.post("/api/v1/annotations", summary="Annotations: deploys, incidents, campaigns")
+async def post_annotations(request: Request) -> JSONResponse:
+    svc, body = await _body(request)
+    now = svc.clock.now_ms()
+    decoded = await _decode(svc, lambda: decode_annotations_json(body, now))
+    await _store(svc, WriteRequest("annotations", annotations=decoded))
+    return _ok({"ids": [a.id for a in decoded]})
