@@ -65,13 +65,19 @@ class Settings:
 def env_names() -> list[str]:
     """Every environment variable Settings reads (the docs test checks they are documented)."""
     names = [f for f in fields(Settings) if f.name != "limits"] + list(fields(Limits))
-    return [ENV_PREFIX + f.name.upper() for f in names]
+    return [env_key(f.name) for f in names]
+
+
+def env_key(field_name: str) -> str:
+    """`samples_late_window_ms` is set as OPSMETRICS_SAMPLES_LATE_WINDOW=1h (a duration)."""
+    name = field_name[:-3] if field_name.endswith("_ms") else field_name
+    return ENV_PREFIX + name.upper()
 
 
 def _read(cls: type, env: Mapping[str, str], prefix: str, skip: set[str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for f in fields(cls):
-        key = prefix + f.name.upper()
+        key = env_key(f.name)
         if f.name in skip or key not in env:
             continue
         out[f.name] = _convert(key, f.name, env[key])

@@ -14,6 +14,7 @@ from rich.console import Console
 
 from opsmetrics import __version__
 from opsmetrics.auth import Scope, TokenVerifier, new_token
+from opsmetrics.cli import importer, query
 from opsmetrics.clock import SystemClock
 from opsmetrics.errors import OpsMetricsError, UserError
 from opsmetrics.settings import Settings
@@ -28,6 +29,8 @@ app = typer.Typer(
 )
 token_app = typer.Typer(help="Manage API tokens.", no_args_is_help=True)
 app.add_typer(token_app, name="token")
+app.command("import")(importer.import_file)
+app.command("query")(query.query)
 console = Console()
 err_console = Console(stderr=True)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from types import FrameType
 
 import uvicorn
 
@@ -21,6 +22,15 @@ def _is_loopback(host: str) -> bool:
     return is_loopback(host)
 
 
+class _Server(uvicorn.Server):
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        # uvicorn re-raises SIGTERM/SIGINT after its graceful shutdown, which would kill the
+        # process before the queued writes are committed and the database checkpointed.
+        # We finish the shutdown ourselves and exit 0.
+        super().handle_exit(sig, frame)
+        self._captured_signals.clear()
+
+
 def check_bind(services: Services) -> None:
     """Without tokens, nobody is authenticated: only loopback may reach the server."""
     host = services.settings.host
@@ -32,23 +42,28 @@ def check_bind(services: Services) -> None:
 
 
 def run_server(settings: Settings, clock: Clock, *, demo: bool) -> None:
+    logging.getLogger().setLevel(settings.log_level.upper())
     services = open_services(settings, clock)
+    runner = None
     try:
         check_bind(services)
         app = create_app(services)
         if demo:
             from opsmetrics.demo.runner import attach_demo
 
-            attach_demo(app, services)
+            runner = attach_demo(app, services)
         url = f"http://{settings.host}:{settings.port}"
         log.info("opsmetrics listening on %s (data in %s)", url, settings.data_dir)
         print(f"opsmetrics is running at {url}", flush=True)
-        uvicorn.run(
+        config = uvicorn.Config(
             app,
             host=settings.host,
             port=settings.port,
             log_level="warning",
             timeout_graceful_shutdown=10,
         )
+        _Server(config).run()
     finally:
+        if runner is not None:
+            runner.stop()
         services.close()

@@ -33,8 +33,14 @@ MAX_EXEMPLAR_LABEL_CHARS = 128
 
 _METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
-_QUOTED = re.compile(r'"([^"\\]*(?:\\.[^"\\]*)*)"')
-_OM_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="([^"\\]*(?:\\.[^"\\]*)*)"')
+_VALUE = r'"([^"\\]*(?:\\.[^"\\]*)*)"'
+_QUOTED = re.compile(_VALUE)
+_OM_LABEL = re.compile(r"([a-zA-Z_][a-zA-Z0-9_]*)=" + _VALUE)
+_OM_LABEL_SET = re.compile(rf"\{{(?:{_OM_LABEL.pattern}(?:,{_OM_LABEL.pattern})*)?\}}")
+_TEXT_LABEL = re.compile(r"([a-zA-Z_][a-zA-Z0-9_]*)[ \t]*=[ \t]*" + _VALUE)
+_TEXT_LABEL_SET = re.compile(
+    rf"\{{[ \t]*(?:{_TEXT_LABEL.pattern}(?:[ \t]*,[ \t]*{_TEXT_LABEL.pattern})*[ \t]*,?)?[ \t]*\}}"
+)
 _REAL = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 _INTEGER = re.compile(r"[+-]?\d+")
 _ESCAPE = re.compile(r"\\(.)")
@@ -131,6 +137,35 @@ def _format_value(value: float) -> str:
     return repr(value)
 
 
+def normalize_float_label(text: str) -> str:
+    """`le`/`quantile` values in one spelling (`1` → `1.0`, `1000000` → `1e+06`), as Prometheus
+    3 stores them, so the same bucket from different exporters is the same series."""
+    value = _parse_float(text)
+    if value is None:
+        return text
+    if math.isnan(value) or math.isinf(value):
+        return _format_value(value)
+    return _go_float(value)
+
+
+def _go_float(value: float) -> str:
+    # Go's strconv.FormatFloat(v, 'g', -1, 64) plus ".0" on integers (FormatOpenMetricsFloat).
+    sign, digit_tuple, exponent = Decimal(repr(value)).normalize().as_tuple()
+    digits = "".join(map(str, digit_tuple))
+    point = len(digits) + int(exponent)
+    if value == 0:
+        return "0.0"
+    prefix = "-" if sign else ""
+    if not -4 <= point - 1 < 6:
+        mantissa = digits[0] + ("." + digits[1:] if len(digits) > 1 else "")
+        return f"{prefix}{mantissa}e{point - 1:+03d}"
+    if point <= 0:
+        return f"{prefix}0.{'0' * -point}{digits}"
+    if point >= len(digits):
+        return f"{prefix}{digits}{'0' * (point - len(digits))}.0"
+    return f"{prefix}{digits[:point]}.{digits[point:]}"
+
+
 def _parse_float(text: str) -> float | None:
     if _REAL.fullmatch(text):
         return float(text)
@@ -158,6 +193,46 @@ def _label_problem(line: str, pos: int) -> str:
     return f'the value of label "{name.group()}" has no closing quote'
 
 
+_LabelParser = Callable[[str, int, int], tuple[dict[str, str], int]]
+
+
+def _label_set(
+    line: str,
+    pos: int,
+    number: int,
+    whole: re.Pattern[str],
+    pair: re.Pattern[str],
+    step_by_step: _LabelParser,
+) -> tuple[dict[str, str], int]:
+    """The label set starting with `{` at `pos`: one regex for the well-formed case, else the
+    step-by-step parser that says what is wrong."""
+    match = whole.match(line, pos)
+    if match is None:
+        return step_by_step(line, pos + 1, number)
+    labels: dict[str, str] = {}
+    for label in pair.finditer(line, pos, match.end()):
+        _add_label(labels, label.group(1), _unescape(label.group(2), _LABEL_ESCAPES), number)
+    return labels, match.end()
+
+
+class _Rows:
+    """Sample rows. A repeat of a series at the same millisecond is dropped and the first kept,
+    as Prometheus does with duplicate-timestamp samples, so one bad line cannot fail a write."""
+
+    def __init__(self) -> None:
+        self._builder = SampleBatchBuilder()
+        self._last_ts: dict[Labels, int] = {}
+
+    def add(self, labels: Labels, ts: int, value: float) -> None:
+        if self._last_ts.get(labels) == ts:
+            return
+        self._last_ts[labels] = ts
+        self._builder.add(labels, ts, value)
+
+    def build(self) -> SampleBatch:
+        return self._builder.build()
+
+
 def _series_text(name: str, labels: dict[str, str]) -> str:
     inner = ",".join(f'{k}="{v[:64]}"' for k, v in labels.items())
     return f"{name}{{{inner}}}" if inner else name
@@ -177,7 +252,7 @@ class _TextSample:
 class _TextParser:
     def __init__(self, default_ts_ms: int) -> None:
         self._default_ts_ms = default_ts_ms
-        self._builder = SampleBatchBuilder()
+        self._rows = _Rows()
         self._types: dict[str, MetricType] = {}
         self._help: dict[str, str] = {}
 
@@ -188,7 +263,7 @@ class _TextParser:
                 self._comment(line, number)
             elif line:
                 self._sample(_parse_text_sample(line, number))
-        return DecodedSamples(self._builder.build(), self._metadata())
+        return DecodedSamples(self._rows.build(), self._metadata())
 
     def _comment(self, line: str, number: int) -> None:
         match = _TEXT_DESCRIPTOR.fullmatch(line)
@@ -212,9 +287,16 @@ class _TextParser:
         self._types[name] = _TEXT_TYPES[kind_text]
 
     def _sample(self, sample: _TextSample) -> None:
-        labels = make_labels({**sample.labels, METRIC_NAME: sample.name})
+        labels = _series_labels(sample.name, sample.labels, self._float_label(sample.name))
         ts = self._default_ts_ms if sample.ts_ms is None else sample.ts_ms
-        self._builder.add(labels, ts, sample.value)
+        self._rows.add(labels, ts, sample.value)
+
+    def _float_label(self, name: str) -> str | None:
+        if self._types.get(name) is MetricType.SUMMARY:
+            return "quantile"
+        if name.endswith("_bucket") and self._types.get(name[: -len("_bucket")]) in _HISTOGRAMS:
+            return "le"
+        return None
 
     def _metadata(self) -> list[MetricMetadata]:
         names = dict.fromkeys([*self._types, *self._help])
@@ -231,7 +313,7 @@ def _parse_text_sample(line: str, number: int) -> _TextSample:
     name, pos = match.group(), _skip_blanks(line, match.end())
     labels: dict[str, str] = {}
     if line.startswith("{", pos):
-        labels, pos = _text_labels(line, pos + 1, number)
+        labels, pos = _label_set(line, pos, number, _TEXT_LABEL_SET, _TEXT_LABEL, _text_labels)
     elif pos == match.end() and pos < len(line):
         raise _error(number, f"invalid metric name in {_show(line)}")
     tokens = line[pos:].split()
@@ -332,7 +414,7 @@ def _parse_om_sample(line: str, number: int) -> _OMSample:
     name, pos = match.group(), match.end()
     labels: dict[str, str] = {}
     if line.startswith("{", pos):
-        labels, pos = _om_labels(line, pos + 1, number)
+        labels, pos = _label_set(line, pos, number, _OM_LABEL_SET, _OM_LABEL, _om_labels)
     if not line.startswith(" ", pos):
         raise _error(number, _missing_value_problem(line, pos))
     head, hash_sign, exemplar = line[pos + 1 :].partition(" # ")
@@ -414,7 +496,7 @@ def _seconds_to_ms(seconds: Decimal) -> int:
 def _check_exemplar(text: str, number: int) -> None:
     if not text.startswith("{"):
         raise _error(number, 'an exemplar must start with a label set such as {trace_id=".."}')
-    labels, pos = _om_labels(text, 1, number)
+    labels, pos = _label_set(text, 0, number, _OM_LABEL_SET, _OM_LABEL, _om_labels)
     size = sum(len(k) + len(v) for k, v in labels.items())
     if size > MAX_EXEMPLAR_LABEL_CHARS:
         raise _error(
@@ -636,7 +718,7 @@ class _Group:
 class _OpenMetricsParser:
     def __init__(self, default_ts_ms: int) -> None:
         self._default_ts_ms = default_ts_ms
-        self._builder = SampleBatchBuilder()
+        self._rows = _Rows()
         self._families: dict[str, _Family] = {}
         #: Sample name → the family that owns it, so families cannot clash.
         self._owners: dict[str, str] = {}
@@ -656,7 +738,7 @@ class _OpenMetricsParser:
                 self._sample(_parse_om_sample(line, number), number)
         self._finish_family()
         metadata = [f.metadata() for f in self._families.values() if f.has_metadata()]
-        return DecodedSamples(self._builder.build(), metadata, SampleBatch.empty())
+        return DecodedSamples(self._rows.build(), metadata, SampleBatch.empty())
 
     # --- metadata lines ---
     def _descriptor(self, line: str, number: int) -> None:
@@ -744,26 +826,27 @@ class _OpenMetricsParser:
 
     # --- samples ---
     def _sample(self, sample: _OMSample, number: int) -> None:
-        family = self._family_for_sample(sample.name, number)
-        suffix = family.suffix_of(sample.name) or ""
+        family, suffix = self._family_for_sample(sample.name, number)
         _RULES[family.type](family, suffix, sample, number)
         if sample.exemplar:
             _check_exemplar_allowed(family, suffix, number)
-        self._track_group(family, suffix, sample, number)
-        labels = make_labels({**sample.labels, METRIC_NAME: sample.name})
+        labels = _series_labels(sample.name, sample.labels, _float_label(family.type, suffix))
+        self._track_group(family, suffix, sample, _group_key(family, labels), number)
         self._check_order(labels, sample, number)
         family.sampled = True
         ts = self._default_ts_ms if sample.ts is None else _seconds_to_ms(sample.ts)
-        self._builder.add(labels, ts, sample.value)
+        self._rows.add(labels, ts, sample.value)
 
-    def _family_for_sample(self, name: str, number: int) -> _Family:
+    def _family_for_sample(self, name: str, number: int) -> tuple[_Family, str]:
         family = self._family
-        if family is not None and family.suffix_of(name) is not None:
-            return family
-        return self._open_family(name, number)
+        suffix = None if family is None else family.suffix_of(name)
+        if family is None or suffix is None:
+            return self._open_family(name, number), ""
+        return family, suffix
 
-    def _track_group(self, family: _Family, suffix: str, sample: _OMSample, number: int) -> None:
-        key = _group_key(family, sample.labels)
+    def _track_group(
+        self, family: _Family, suffix: str, sample: _OMSample, key: Labels, number: int
+    ) -> None:
         group = self._group
         if group is None or group.key != key:
             if key in self._seen_groups:
@@ -806,7 +889,24 @@ class _OpenMetricsParser:
         self._last_ts[labels] = sample.ts
 
 
-def _group_key(family: _Family, labels: dict[str, str]) -> Labels:
+def _float_label(family_type: MetricType, suffix: str) -> str | None:
+    """The label whose value is a number that Prometheus stores normalized, if any."""
+    if family_type in _HISTOGRAMS and suffix == "_bucket":
+        return "le"
+    if family_type is MetricType.SUMMARY and suffix == "":
+        return "quantile"
+    return None
+
+
+def _series_labels(name: str, labels: dict[str, str], float_label: str | None) -> Labels:
+    pairs = {**labels, METRIC_NAME: name}
+    if float_label is not None and float_label in pairs:
+        pairs[float_label] = normalize_float_label(pairs[float_label])
+    return make_labels(pairs)
+
+
+def _group_key(family: _Family, labels: Labels) -> Labels:
+    """The labels naming one metric of a family: without `le`, `quantile` or the state."""
     if family.type in _HISTOGRAMS:
         skip = "le"
     elif family.type is MetricType.SUMMARY:
@@ -814,8 +914,8 @@ def _group_key(family: _Family, labels: dict[str, str]) -> Labels:
     elif family.type is MetricType.STATESET:
         skip = family.name
     else:
-        return make_labels(labels)
-    return make_labels({k: v for k, v in labels.items() if k != skip})
+        skip = METRIC_NAME
+    return tuple(pair for pair in labels if pair[0] != METRIC_NAME and pair[0] != skip)
 
 
 def _descriptor_problem(line: str) -> str:

@@ -212,7 +212,7 @@ def _check_against_stored(
         raise OutOfBoundsError(
             f"sample of {describe(_labels(storage, state, int(sids[j])))} at {int(ts[j])} ms is "
             f"older than the late-data window ({limits.samples_late_window_ms // 1000} s behind "
-            "the series' newest sample); raise OPSMETRICS_SAMPLES_LATE_WINDOW_MS to accept it",
+            "the series' newest sample); raise OPSMETRICS_SAMPLES_LATE_WINDOW to accept it",
             reason="too_old",
         )
     keep[idx[same]] = False

@@ -111,6 +111,6 @@ def validate_event(event: Event, index: int, now_ms: int, limits: Limits) -> Non
         raise OutOfBoundsError(
             f"{where}.ts: {event.ts} ms is older than the late-event window of "
             f"{limits.events_late_window_ms // 86_400_000} days; raise "
-            "OPSMETRICS_EVENTS_LATE_WINDOW_MS to backfill older data",
+            "OPSMETRICS_EVENTS_LATE_WINDOW to backfill older data",
             reason="too_old",
         )

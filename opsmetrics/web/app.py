@@ -11,20 +11,29 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from fastapi import FastAPI, Request, Response
 
 from opsmetrics import __version__
+from opsmetrics.ingest.decoded import DecodedSamples
+from opsmetrics.ingest.pipeline import WriteRequest
+from opsmetrics.ingest.scrape import Scraper, load_scrape_config
 from opsmetrics.services import Services
 from opsmetrics.web import errors
 from opsmetrics.web.routers import ingest, ops, read
 
 log = logging.getLogger(__name__)
+SCRAPE_FILE = "scrape.yaml"
 
 
 def create_app(services: Services) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         task = asyncio.create_task(_maintenance_loop(services))
+        scraper = _scraper(services)
+        if scraper is not None:
+            await scraper.start()
         try:
             yield
         finally:
+            if scraper is not None:
+                await scraper.stop()
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
@@ -59,6 +68,19 @@ def _timing(
         return response
 
     return middleware
+
+
+def _scraper(services: Services) -> Scraper | None:
+    """The scrape loop, when the config directory has a scrape.yaml."""
+    config_dir = services.settings.config_dir
+    if config_dir is None or not (config_dir / SCRAPE_FILE).exists():
+        return None
+    config = load_scrape_config(config_dir / SCRAPE_FILE)
+
+    async def sink(decoded: DecodedSamples) -> None:
+        await asyncio.wrap_future(services.ingestor.submit(WriteRequest("scrape", decoded)))
+
+    return Scraper(config, sink, services.clock)
 
 
 async def _maintenance_loop(services: Services) -> None:

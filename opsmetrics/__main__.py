@@ -1,0 +1,3 @@
+from opsmetrics.cli.main import main
+
+main()

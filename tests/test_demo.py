@@ -1,0 +1,313 @@
+"""The demo simulator against a real DuckDB file: shapes, the planted story, idempotent restarts."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi import FastAPI
+
+from opsmetrics.clock import FakeClock
+from opsmetrics.demo.incidents import plan_story
+from opsmetrics.demo.runner import MARKER_ID, DemoRunner, LoadResult, attach_demo, load_history
+from opsmetrics.demo.seasonality import daily_factor, weekly_factor
+from opsmetrics.model import Annotation, Event, Labels, Matcher, MatchOp, SampleRows
+from opsmetrics.services import Services, open_services
+from opsmetrics.settings import Limits, Settings
+
+#: Thursday 2026-11-05 06:00 UTC: two days of history span two weekday evenings.
+NOW = 1_793_858_400_000
+HOUR = 3_600_000
+DAY = 24 * HOUR
+DAYS = 2
+STEP_S = 300
+
+
+@dataclass
+class Loaded:
+    services: Services
+    result: LoadResult
+
+
+def _open(data_dir: Path, clock: FakeClock, limits: Limits | None = None) -> Services:
+    return open_services(Settings(data_dir=data_dir, limits=limits or Limits()), clock)
+
+
+@pytest.fixture(scope="module")
+def loaded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loaded]:
+    services = _open(tmp_path_factory.mktemp("demo"), FakeClock(NOW))
+    result = load_history(services, days=DAYS, step_s=STEP_S)
+    yield Loaded(services, result)
+    services.close()
+
+
+def _series(services: Services, name: str) -> dict[int, Labels]:
+    found = services.storage.select_series([Matcher.of("__name__", MatchOp.EQ, name)])
+    return {s.id: s.labels for s in found}
+
+
+def _rows(services: Services, name: str) -> tuple[dict[int, Labels], SampleRows]:
+    series = _series(services, name)
+    return series, services.storage.read_samples(list(series), NOW - 40 * DAY, NOW)
+
+
+def _per_series(rows: SampleRows) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    out = {}
+    for sid in np.unique(rows.series_ids).tolist():
+        mask = rows.series_ids == sid
+        out[sid] = (rows.ts[mask], rows.values[mask])
+    return out
+
+
+def _events(services: Services, name: str) -> list[Event]:
+    return services.storage.read_events(name, NOW - 40 * DAY, NOW + DAY)
+
+
+def _incidents(services: Services) -> list[Annotation]:
+    return [a for a in services.storage.read_annotations(0, NOW) if "incident" in a.tags]
+
+
+def test_history_covers_the_window_in_steps(loaded: Loaded) -> None:
+    stats = loaded.services.storage.stats()
+    assert stats.samples == loaded.result.samples > 0
+    assert stats.events == loaded.result.events > 0
+    _, rows = _rows(loaded.services, "up")
+    assert int(rows.ts.min()) > NOW - DAYS * DAY
+    assert int(rows.ts.max()) == NOW
+    assert set(np.diff(np.unique(rows.ts)).tolist()) == {STEP_S * 1000}
+
+
+def test_events_stay_inside_the_history_window(loaded: Loaded) -> None:
+    events = loaded.services.storage.read_events(None, 0, NOW + DAY)
+    names = {e.name for e in events}
+    assert {"cart_view", "purchase", "signup", "subscription_changed"} <= names
+    assert {"nps_response", "support_ticket"} <= names
+    assert all(NOW - DAYS * DAY < e.ts <= NOW for e in events)
+    # Tens of thousands a day at most, as the demo promises.
+    assert len(events) / DAYS < 50_000
+
+
+def test_counters_never_decrease(loaded: Loaded) -> None:
+    names = ["http_requests_total", "process_cpu_seconds_total", "shop_orders_total"]
+    names += [f"http_request_duration_seconds_{s}" for s in ("bucket", "sum", "count")]
+    for name in names:
+        _, rows = _rows(loaded.services, name)
+        for ts, values in _per_series(rows).values():
+            assert np.all(np.diff(ts) > 0)
+            assert np.all(np.diff(values) >= 0), name
+
+
+EndpointKey = tuple[tuple[str, str], ...]
+
+
+def _endpoint_key(labels: Labels) -> EndpointKey:
+    return tuple((k, v) for k, v in labels if k not in ("__name__", "le"))
+
+
+def test_histogram_buckets_are_cumulative_and_inf_equals_count(loaded: Loaded) -> None:
+    bucket_series, bucket_rows = _rows(loaded.services, "http_request_duration_seconds_bucket")
+    count_series, count_rows = _rows(loaded.services, "http_request_duration_seconds_count")
+    counts = {
+        _endpoint_key(count_series[sid]): v for sid, (_, v) in _per_series(count_rows).items()
+    }
+    by_endpoint: dict[tuple[tuple[str, str], ...], list[tuple[float, np.ndarray]]] = defaultdict(
+        list
+    )
+    for sid, (_, values) in _per_series(bucket_rows).items():
+        labels = bucket_series[sid]
+        by_endpoint[_endpoint_key(labels)].append((float(dict(labels)["le"]), values))
+    assert len(by_endpoint) == len(counts) == 16
+    for key, buckets in by_endpoint.items():
+        buckets.sort(key=lambda b: b[0])
+        stacked = np.vstack([values for _, values in buckets])
+        assert np.all(np.diff(stacked, axis=0) >= 0), key
+        assert buckets[-1][0] == float("inf")
+        np.testing.assert_array_equal(buckets[-1][1], counts[key])
+
+
+def _increase_by_hour(rows: SampleRows) -> dict[int, float]:
+    out: dict[int, float] = defaultdict(float)
+    for ts, values in _per_series(rows).values():
+        hours = (ts[1:] % DAY) // HOUR
+        for hour, inc in zip(hours.tolist(), np.diff(values).tolist(), strict=True):
+            out[hour] += inc
+    return out
+
+
+def test_evening_peak_is_well_above_the_night_trough(loaded: Loaded) -> None:
+    _, rows = _rows(loaded.services, "http_requests_total")
+    by_hour = _increase_by_hour(rows)
+    assert by_hour[19] > 2.5 * by_hour[3]
+    assert max(by_hour, key=lambda h: by_hour[h]) in (18, 19, 20, 21)
+
+
+def _in_spans(ts: int, spans: list[Annotation]) -> bool:
+    return any(a.ts <= ts < (a.end or a.ts) for a in spans)
+
+
+def _conversion(views: list[Event], purchases: list[Event]) -> float:
+    return len(purchases) / max(1, len(views))
+
+
+def test_checkout_conversion_drops_during_latency_incidents(loaded: Loaded) -> None:
+    incidents = _incidents(loaded.services)
+    assert incidents, "the story plants at least one incident"
+    views = _events(loaded.services, "cart_view")
+    purchases = _events(loaded.services, "purchase")
+    during = _conversion(
+        [e for e in views if _in_spans(e.ts, incidents)],
+        [e for e in purchases if _in_spans(e.ts, incidents)],
+    )
+    outside = _conversion(
+        [e for e in views if not _in_spans(e.ts, incidents)],
+        [e for e in purchases if not _in_spans(e.ts, incidents)],
+    )
+    assert 0.025 < outside < 0.05
+    assert during < 0.6 * outside
+
+
+def _checkout_error_share(
+    rows: SampleRows, series: dict[int, Labels], incidents: list[Annotation], inside: bool
+) -> float:
+    errors = total = 0.0
+    for sid, (ts, values) in _per_series(rows).items():
+        labels = dict(series[sid])
+        if labels["service"] != "checkout":
+            continue
+        for t, inc in zip(ts[1:].tolist(), np.diff(values).tolist(), strict=True):
+            if _in_spans(t, incidents) == inside:
+                total += inc
+                errors += inc if labels["code"].startswith("5") else 0.0
+    return errors / total
+
+
+def test_incidents_raise_checkout_errors_and_are_annotated(loaded: Loaded) -> None:
+    incidents = _incidents(loaded.services)
+    for incident in incidents:
+        assert incident.end is not None and incident.end > incident.ts
+        assert "service:checkout" in incident.tags
+    series, rows = _rows(loaded.services, "http_requests_total")
+    assert _checkout_error_share(rows, series, incidents, inside=True) > 0.05
+    assert _checkout_error_share(rows, series, incidents, inside=False) < 0.01
+
+
+def test_the_memory_regression_deploy_raises_api_memory(loaded: Loaded) -> None:
+    notes = loaded.services.storage.read_annotations(0, NOW)
+    deploy = next(a for a in notes if "v3.0.0" in a.title)
+    assert "deploy" in deploy.tags
+    series, rows = _rows(loaded.services, "process_resident_memory_bytes")
+    for sid, (ts, values) in _per_series(rows).items():
+        before = values[(ts < deploy.ts) & (ts >= deploy.ts - 6 * HOUR)].mean()
+        after = values[(ts >= deploy.ts + 6 * HOUR) & (ts < deploy.ts + 12 * HOUR)]
+        if dict(series[sid])["service"] == "api" and len(after):
+            assert after.mean() > 1.2 * before
+
+
+def _everything(services: Services) -> tuple[list[tuple[Labels, int, float]], list[Event]]:
+    series = {s.id: s.labels for s in services.storage.select_series([])}
+    rows = services.storage.read_samples(list(series), 0, NOW)
+    samples = [
+        (series[sid], t, v)
+        for sid, t, v in zip(
+            rows.series_ids.tolist(), rows.ts.tolist(), rows.values.tolist(), strict=True
+        )
+    ]
+    return sorted(samples), services.storage.read_events(None, 0, NOW + DAY)
+
+
+def test_the_same_seed_gives_the_same_data(loaded: Loaded, tmp_path: Path) -> None:
+    twin = _open(tmp_path / "twin", FakeClock(NOW))
+    try:
+        load_history(twin, days=DAYS, step_s=STEP_S)
+        assert _everything(twin) == _everything(loaded.services)
+    finally:
+        twin.close()
+
+
+def test_another_seed_gives_other_data(loaded: Loaded, tmp_path: Path) -> None:
+    other = _open(tmp_path / "other", FakeClock(NOW))
+    try:
+        DemoRunner(other, days=1, step_s=3600, seed=7).load_history()
+        theirs = {e.ts for e in _events(other, "purchase")}
+        ours = {e.ts for e in _events(loaded.services, "purchase")}
+        assert theirs and not theirs & ours
+    finally:
+        other.close()
+
+
+def _counts(services: Services) -> tuple[int, int, int, int]:
+    stats = services.storage.stats()
+    return stats.series, stats.samples, stats.events, stats.annotations
+
+
+def test_a_restart_resumes_without_duplicating_history(tmp_path: Path) -> None:
+    clock = FakeClock(NOW)
+    services = _open(tmp_path, clock)
+    first = load_history(services, days=1, step_s=900)
+    counts_before = _counts(services)
+    services.close()
+
+    services = _open(tmp_path, clock)
+    try:
+        again = load_history(services, days=1, step_s=900)
+        assert (again.samples, again.events) == (0, 0)
+        assert _counts(services) == counts_before
+        assert [a.id for a in services.storage.read_annotations(0, NOW)].count(MARKER_ID) == 1
+
+        _, old = _rows(services, "shop_cart_views_total")
+        clock.advance(60_000)
+        live = DemoRunner(services, days=1, step_s=900).tick()
+        _, new = _rows(services, "shop_cart_views_total")
+        assert live.samples == 4 * services.storage.stats().series  # four 15 s steps
+        assert first.until_ms == NOW and live.until_ms == NOW + 60_000
+        assert np.all(np.diff(new.values) >= 0) and new.values[-1] >= old.values[-1]
+    finally:
+        services.close()
+
+
+def test_requests_respect_the_configured_limits(tmp_path: Path) -> None:
+    limits = Limits(max_samples_per_request=2_000, max_events_per_request=500)
+    services = _open(tmp_path, FakeClock(NOW), limits)
+    try:
+        result = load_history(services, days=1, step_s=900)
+        stats = services.storage.stats()
+        assert (stats.samples, stats.events) == (result.samples, result.events)
+        assert result.requests >= max(result.samples / 2_000, result.events / 500)
+    finally:
+        services.close()
+
+
+def test_attach_demo_loads_history_in_the_background(tmp_path: Path) -> None:
+    services = _open(tmp_path, FakeClock(NOW))
+    app = FastAPI()
+    runner = attach_demo(app, services, days=1)
+    try:
+        assert runner.history_done.wait(60)
+        assert app.state.demo is runner
+        assert services.storage.stats().samples > 0
+    finally:
+        runner.stop()
+        services.close()
+
+
+def test_weekends_are_quieter_than_weekdays() -> None:
+    wednesday_evening = np.array([NOW - DAY + 13 * HOUR], dtype=np.int64)
+    saturday_evening = wednesday_evening + 3 * DAY
+    assert weekly_factor(saturday_evening)[0] < weekly_factor(wednesday_evening)[0] == 1.0
+    assert daily_factor(wednesday_evening)[0] > 3 * daily_factor(wednesday_evening - 15 * HOUR)[0]
+
+
+def test_thirty_days_plant_a_few_evening_incidents_and_one_memory_regression() -> None:
+    plan = plan_story(NOW - 30 * DAY, NOW, seed=42)
+    assert 3 <= len(plan.incidents) <= 5
+    for span in plan.incidents:
+        assert 18 <= (span.start % DAY) // HOUR <= 21
+        assert 45 * 60_000 <= span.end - span.start < 2 * HOUR
+    regression = plan.memory_regression
+    assert regression is not None and NOW - 30 * DAY < regression.start < regression.end <= NOW
+    assert len(plan.deploys) >= 15
+    assert plan_story(NOW - 30 * DAY, NOW, seed=42) == plan
