@@ -18,16 +18,11 @@ from typing import Any
 import numpy as np
 import pytest
 
+from opsmetrics.catalog.scrape import load_scrape_config, parse_scrape_config
 from opsmetrics.clock import FakeClock
 from opsmetrics.errors import ConfigError
 from opsmetrics.ingest.decoded import DecodedSamples
-from opsmetrics.ingest.scrape import (
-    ACCEPT,
-    Scraper,
-    load_scrape_config,
-    parse_scrape_config,
-    running,
-)
+from opsmetrics.ingest.scrape import ACCEPT, Scraper, running
 from opsmetrics.model import METRIC_NAME, STALE_NAN_BITS, MetricType
 
 OM = "application/openmetrics-text; version=1.0.0; charset=utf-8"
@@ -476,7 +471,7 @@ def test_config_errors_name_file_line_and_field() -> None:
         "config/scrape.yaml:7: scrape_configs[0].static_configs[0].labels: 'bad-name' is not a "
         "valid label name",
         "config/scrape.yaml:9: scrape_configs[1].scrape_intervall: unknown field; check the "
-        "spelling (opsmetrics supports a subset of Prometheus)",
+        "spelling (see docs/configuration.md)",
         "config/scrape.yaml:10: scrape_configs[1].scheme: Input should be 'http' or 'https'",
         "config/scrape.yaml:11: scrape_configs[1].sample_limit: Input should be greater than or "
         "equal to 0",

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, field_validator
 
+from opsmetrics.catalog.yamlfile import parse_model
 from opsmetrics.durations import parse_duration_ms
-from opsmetrics.errors import BadDataError, ConfigError
+from opsmetrics.errors import BadDataError
 from opsmetrics.storage.base import RetentionPolicy
 
 FILE = "retention.yaml"
@@ -32,7 +32,7 @@ class _RetentionFile(BaseModel):
             if parse_duration_ms(str(value)) <= 0:
                 raise ValueError("must be longer than 0")
         except BadDataError as exc:
-            raise ValueError(exc.message) from None
+            raise ValueError(exc.message.removeprefix("duration: ")) from None
         return str(value)
 
 
@@ -41,17 +41,7 @@ def load_retention(config_dir: Path | None) -> RetentionPolicy:
     if config_dir is None or not (config_dir / FILE).exists():
         return RetentionPolicy()
     path = config_dir / FILE
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-        parsed = _RetentionFile.model_validate(raw)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark else ""
-        raise ConfigError(f"{path}{line}: invalid YAML: {exc}") from None
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        field = ".".join(str(p) for p in err["loc"])
-        raise ConfigError(f"{path}: {field}: {err['msg']}") from None
+    parsed, _ = parse_model(path.read_text(encoding="utf-8"), str(path), _RetentionFile)
     return RetentionPolicy(
         raw_ms=parse_duration_ms(parsed.raw_samples),
         rollups_ms=parse_duration_ms(parsed.rollups),

@@ -75,6 +75,31 @@ def demo(data: DataOpt = None, port: PortOpt = None, host: HostOpt = None) -> No
 
 
 @app.command()
+def init(directory: Annotated[Path, typer.Argument(help="Config directory to create.")]) -> None:
+    """Write a starter config directory (existing files are left alone)."""
+    from opsmetrics.catalog.validate import write_starter
+
+    for path in write_starter(directory):
+        console.print(f"wrote {path}")
+    console.print(f"start with: opsmetrics serve --config {directory}")
+
+
+@app.command()
+def validate(
+    directory: Annotated[Path, typer.Argument(help="Config directory.")] = Path("config"),
+) -> None:
+    """Check every file in a config directory; print `file:line: field: message` per problem."""
+    from opsmetrics.catalog.validate import validate_config_dir
+
+    problems = validate_config_dir(directory)
+    for line in problems:
+        print(line)
+    if problems:
+        raise typer.Exit(1)
+    console.print(f"{directory}: ok")
+
+
+@app.command()
 def version() -> None:
     """Print the version."""
     console.print(f"opsmetrics {__version__}")
@@ -126,8 +151,8 @@ def main() -> None:
     try:
         app()
     except UserError as exc:
-        err_console.print(f"[red]error:[/red] {exc.message}")
+        print(f"error: {exc.message}", file=sys.stderr)
         sys.exit(2)
     except OpsMetricsError as exc:
-        err_console.print(f"[red]error:[/red] {exc.message}")
+        print(f"error: {exc.message}", file=sys.stderr)
         sys.exit(1)

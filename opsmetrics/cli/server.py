@@ -7,6 +7,7 @@ from types import FrameType
 
 import uvicorn
 
+from opsmetrics.catalog.validate import validate_config_dir
 from opsmetrics.clock import Clock
 from opsmetrics.errors import ConfigError
 from opsmetrics.services import Services, open_services
@@ -41,8 +42,18 @@ def check_bind(services: Services) -> None:
         )
 
 
+def check_config(settings: Settings) -> None:
+    """Refuse to start on a broken config directory, with every problem listed."""
+    if settings.config_dir is None:
+        return
+    problems = validate_config_dir(settings.config_dir)
+    if problems:
+        raise ConfigError("invalid configuration:\n" + "\n".join(problems))
+
+
 def run_server(settings: Settings, clock: Clock, *, demo: bool) -> None:
     logging.getLogger().setLevel(settings.log_level.upper())
+    check_config(settings)
     services = open_services(settings, clock)
     runner = None
     try:

@@ -11,22 +11,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
-from pathlib import Path
-from typing import Annotated, Any, Literal
 
 import httpx
 import numpy as np
-import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
+from opsmetrics.catalog.scrape import JobConfig, ScrapeConfig
 from opsmetrics.clock import Clock
-from opsmetrics.durations import parse_duration_ms
-from opsmetrics.errors import BadDataError, ConfigError, LimitExceededError, OpsMetricsError
+from opsmetrics.errors import LimitExceededError, OpsMetricsError
 from opsmetrics.ingest.decoded import DecodedSamples
 from opsmetrics.ingest.exposition import parse_exposition
 from opsmetrics.model import (
@@ -49,178 +44,6 @@ ACCEPT = (
     "q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
 )
 USER_AGENT = "opsmetrics-scraper"
-_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
-_TARGET = re.compile(r"(?:[^/\s:@?#\[\]]+|\[[0-9a-fA-F:.]+\])(?::\d{1,5})?")
-
-
-# --- scrape.yaml ----------------------------------------------------------------------------
-
-
-def _duration(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
-        raise ValueError("expected a duration such as 15s, 1m or 1h30m")
-    try:
-        ms = parse_duration_ms(str(value))
-    except BadDataError:
-        raise ValueError(f"{value!r} is not a duration; use e.g. 15s, 1m or 1h30m") from None
-    if ms <= 0:
-        raise ValueError("must be longer than 0s")
-    return ms
-
-
-DurationMs = Annotated[int, BeforeValidator(_duration)]
-
-
-def _target(value: object) -> object:
-    if isinstance(value, str) and not _TARGET.fullmatch(value):
-        raise ValueError(
-            f"{value!r} is not host:port; give the address without scheme or path, "
-            "such as localhost:9100"
-        )
-    return value
-
-
-def _label_names(value: object) -> object:
-    if isinstance(value, dict):
-        for name in value:
-            if not isinstance(name, str) or not _LABEL_NAME.fullmatch(name):
-                raise ValueError(f"{name!r} is not a valid label name")
-    return value
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)
-
-
-class StaticConfig(_Model):
-    targets: list[Annotated[str, BeforeValidator(_target)]]
-    labels: Annotated[dict[str, str], BeforeValidator(_label_names)] = Field(default_factory=dict)
-
-
-class GlobalConfig(_Model):
-    scrape_interval: DurationMs = 60_000
-    scrape_timeout: DurationMs = 10_000
-
-
-class JobConfig(_Model):
-    job_name: str = Field(min_length=1)
-    scrape_interval: DurationMs | None = None
-    scrape_timeout: DurationMs | None = None
-    metrics_path: str = Field(default="/metrics", pattern=r"^/")
-    scheme: Literal["http", "https"] = "http"
-    honor_labels: bool = False
-    #: 0 means no limit, as in Prometheus.
-    sample_limit: int = Field(default=0, ge=0)
-    label_limit: int = Field(default=0, ge=0)
-    label_name_length_limit: int = Field(default=0, ge=0)
-    label_value_length_limit: int = Field(default=0, ge=0)
-    static_configs: list[StaticConfig] = Field(default_factory=list)
-
-
-class ScrapeConfig(_Model):
-    global_: GlobalConfig = Field(default_factory=GlobalConfig, alias="global")
-    scrape_configs: list[JobConfig] = Field(default_factory=list)
-
-    def interval_ms(self, job: JobConfig) -> int:
-        return job.scrape_interval or self.global_.scrape_interval
-
-    def timeout_ms(self, job: JobConfig) -> int:
-        # As Prometheus: an unset timeout is the global one, capped at the job's interval.
-        if job.scrape_timeout is not None:
-            return job.scrape_timeout
-        return min(self.global_.scrape_timeout, self.interval_ms(job))
-
-
-def load_scrape_config(path: Path) -> ScrapeConfig:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
-    return parse_scrape_config(text, str(path))
-
-
-def parse_scrape_config(text: str, source: str = "scrape.yaml") -> ScrapeConfig:
-    """Validate a scrape.yaml; every problem is reported as `file:line: field: message`."""
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else 1
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"{source}:{line}: (document): invalid YAML: {problem}") from None
-    lines = _node_lines(node)
-    try:
-        config = ScrapeConfig.model_validate({} if data is None else data)
-    except ValidationError as exc:
-        errors = sorted(exc.errors(), key=lambda err: _line_of(lines, err["loc"]))
-        problems = [_problem(source, lines, err["loc"], _message(err)) for err in errors]
-        raise ConfigError("\n".join(problems)) from None
-    _check_jobs(config, source, lines)
-    return config
-
-
-Path_ = tuple[str | int, ...]
-
-
-def _node_lines(node: yaml.Node | None, path: Path_ = ()) -> dict[Path_, int]:
-    """The line of every key and list item, by its path in the document."""
-    if node is None:
-        return {}
-    lines = {path: node.start_mark.line + 1}
-    if isinstance(node, yaml.MappingNode):
-        for key, value in node.value:
-            lines.update(_node_lines(value, (*path, str(key.value))))
-            lines[(*path, str(key.value))] = key.start_mark.line + 1
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            lines.update(_node_lines(item, (*path, i)))
-    return lines
-
-
-def _line_of(lines: dict[Path_, int], loc: tuple[Any, ...]) -> int:
-    """The line of the nearest node to `loc` that exists (a missing field: its parent)."""
-    path: Path_ = tuple(p for p in loc if isinstance(p, str | int))
-    while path and path not in lines:
-        path = path[:-1]
-    return lines.get(path, 1)
-
-
-def _problem(source: str, lines: dict[Path_, int], loc: tuple[Any, ...], message: str) -> str:
-    return f"{source}:{_line_of(lines, loc)}: {_field_name(loc)}: {message}"
-
-
-def _field_name(loc: tuple[Any, ...]) -> str:
-    text = ""
-    for part in loc:
-        text += f"[{part}]" if isinstance(part, int) else f".{part}" if text else str(part)
-    return text or "(document)"
-
-
-def _message(err: Any) -> str:
-    kind = err["type"]
-    if kind == "extra_forbidden":
-        return "unknown field; check the spelling (opsmetrics supports a subset of Prometheus)"
-    if kind == "missing":
-        return "required field is missing"
-    if kind == "model_type":
-        return "expected a mapping of fields"
-    if kind == "value_error":
-        return str(err["ctx"]["error"])
-    return str(err["msg"])
-
-
-def _check_jobs(config: ScrapeConfig, source: str, lines: dict[Path_, int]) -> None:
-    seen: set[str] = set()
-    for i, job in enumerate(config.scrape_configs):
-        loc: tuple[Any, ...] = ("scrape_configs", i)
-        if job.job_name in seen:
-            message = f"job_name {job.job_name!r} is used twice; job names must be unique"
-            raise ConfigError(_problem(source, lines, (*loc, "job_name"), message))
-        seen.add(job.job_name)
-        if config.timeout_ms(job) > config.interval_ms(job):
-            message = "scrape_timeout must not be longer than scrape_interval"
-            raise ConfigError(_problem(source, lines, (*loc, "scrape_timeout"), message))
 
 
 # --- targets ---------------------------------------------------------------------------------

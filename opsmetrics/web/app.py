@@ -11,9 +11,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from fastapi import FastAPI, Request, Response
 
 from opsmetrics import __version__
+from opsmetrics.catalog.scrape import load_scrape_config
 from opsmetrics.ingest.decoded import DecodedSamples
 from opsmetrics.ingest.pipeline import WriteRequest
-from opsmetrics.ingest.scrape import Scraper, load_scrape_config
+from opsmetrics.ingest.scrape import Scraper
 from opsmetrics.services import Services
 from opsmetrics.web import errors
 from opsmetrics.web.routers import ingest, ops, read

@@ -1,0 +1,82 @@
+"""Config files in YAML, validated by pydantic models, with `file:line: field: message` errors."""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from opsmetrics.errors import ConfigError
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def parse_model(text: str, source: str, model: type[M]) -> tuple[M, dict[LinePath, int]]:
+    """Parse and validate; on failure raise ConfigError listing every problem, one per line."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else 1
+        what = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{source}:{line}: (document): invalid YAML: {what}") from None
+    lines = _node_lines(node)
+    try:
+        parsed = model.model_validate({} if data is None else data)
+    except ValidationError as exc:
+        errors = sorted(exc.errors(), key=lambda err: _line_of(lines, err["loc"]))
+        problems = [problem(source, lines, err["loc"], _message(err)) for err in errors]
+        raise ConfigError("\n".join(problems)) from None
+    return parsed, lines
+
+
+LinePath = tuple[str | int, ...]
+
+
+def _node_lines(node: yaml.Node | None, path: LinePath = ()) -> dict[LinePath, int]:
+    """The line of every key and list item, by its path in the document."""
+    if node is None:
+        return {}
+    lines = {path: node.start_mark.line + 1}
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            lines.update(_node_lines(value, (*path, str(key.value))))
+            lines[(*path, str(key.value))] = key.start_mark.line + 1
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            lines.update(_node_lines(item, (*path, i)))
+    return lines
+
+
+def _line_of(lines: dict[LinePath, int], loc: tuple[Any, ...]) -> int:
+    """The line of the nearest node to `loc` that exists (a missing field: its parent)."""
+    path: LinePath = tuple(p for p in loc if isinstance(p, str | int))
+    while path and path not in lines:
+        path = path[:-1]
+    return lines.get(path, 1)
+
+
+def problem(source: str, lines: dict[LinePath, int], loc: tuple[Any, ...], message: str) -> str:
+    return f"{source}:{_line_of(lines, loc)}: {_field_name(loc)}: {message}"
+
+
+def _field_name(loc: tuple[Any, ...]) -> str:
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else f".{part}" if text else str(part)
+    return text or "(document)"
+
+
+def _message(err: Any) -> str:
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        return "unknown field; check the spelling (see docs/configuration.md)"
+    if kind == "missing":
+        return "required field is missing"
+    if kind == "model_type":
+        return "expected a mapping of fields"
+    if kind == "value_error":
+        return str(err["ctx"]["error"])
+    return str(err["msg"])
