@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 import duckdb
+import numpy as np
 
 from opsmetrics.auth import Scope, TokenRecord
 from opsmetrics.model import Annotation, Event
@@ -21,14 +22,22 @@ class EventTables:
         self._event_cursor = cursor
 
     def insert_events(self, cur: duckdb.DuckDBPyConnection, events: list[StoredEvent]) -> None:
+        """Insert events whose key is new; a retried event (same key) is ignored.
+
+        The rows go in as registered columnar arrays in one INSERT … SELECT: far faster than
+        executemany, and no event field ever becomes SQL text. A NaN `value` is stored as NULL.
+        """
         if not events:
             return
         unique = {e.key: e.event for e in events}  # a retry inside one batch is one event
-        rows = [
-            (key, e.id, e.name, e.ts, e.entity, e.value, _props_json(e.props))
-            for key, e in unique.items()
-        ]
-        cur.executemany("INSERT OR IGNORE INTO events VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+        cur.register("new_events", _event_columns(unique))
+        try:
+            cur.execute(
+                "INSERT OR IGNORE INTO events "
+                "SELECT key, id, name, ts, entity, value, props FROM new_events"
+            )
+        finally:
+            cur.unregister("new_events")
 
     def insert_annotations(
         self, cur: duckdb.DuckDBPyConnection, annotations: list[Annotation]
@@ -96,6 +105,25 @@ class EventTables:
 
     def count_annotations(self, cur: duckdb.DuckDBPyConnection) -> int:
         return int(scalar(cur, "SELECT count(*) FROM annotations"))
+
+
+def _event_columns(events: dict[int, Event]) -> dict[str, np.ndarray]:
+    items = list(events.values())
+    return {
+        "key": np.fromiter(events.keys(), dtype=np.uint64, count=len(items)),
+        "id": _strings([e.id for e in items]),
+        "name": _strings([e.name for e in items]),
+        "ts": np.fromiter((e.ts for e in items), dtype=np.int64, count=len(items)),
+        "entity": _strings([e.entity for e in items]),
+        "value": np.array([np.nan if e.value is None else e.value for e in items], np.float64),
+        "props": _strings([_props_json(e.props) for e in items]),
+    }
+
+
+def _strings(values: list[str | None]) -> np.ndarray:
+    out = np.empty(len(values), dtype=object)
+    out[:] = values
+    return out
 
 
 def _props_json(props: dict[str, Any]) -> str:

@@ -1,5 +1,11 @@
 """Sample partitions: closed time ranges rewritten sorted by (series, ts), one table each.
 
+A partition table stores `sts = series_id * partition_ms + (ts - start_ms)` instead of `ts`:
+sorted by (series, ts), sts is one rising sequence with a steady step even across series
+boundaries, which DuckDB's delta bit-packing stores in almost nothing (plain ts jumps back at
+every series change and costs ~2 bytes/sample). The `samples_all` view decodes it. Tables
+written before this layout (with a `ts` column) are still read as they are.
+
 Readers always go through the `samples_all` view, which each change below replaces in the same
 transaction, so a query sees either the old layout or the new one, never a mix. Every step is
 one transaction, so a crash leaves either the old partition or the new one.
@@ -19,10 +25,42 @@ def table_name(start_ms: int) -> str:
     return f'"samples_p{int(start_ms)}"'
 
 
+def decoded(start_ms: int, end_ms: int, table: str, encoded: bool = True) -> str:
+    """SELECT of COLUMNS from a partition table (all values are integers we computed)."""
+    if not encoded:
+        return f"SELECT {COLUMNS} FROM {table}"
+    span, start = int(end_ms) - int(start_ms), int(start_ms)
+    return (
+        f"SELECT series_id, sts - CAST(series_id AS BIGINT) * {span} + {start} AS ts, "
+        f"value, nan_bits FROM {table}"
+    )
+
+
+def encoded_select(start_ms: int, end_ms: int, source: str) -> str:
+    """SELECT of the stored partition columns from a query yielding COLUMNS, sorted."""
+    span, start = int(end_ms) - int(start_ms), int(start_ms)
+    return (
+        f"SELECT series_id, CAST(series_id AS BIGINT) * {span} + (ts - {start}) AS sts, "
+        f"value, nan_bits FROM ({source}) ORDER BY sts"
+    )
+
+
+def _plain_tables(cur: duckdb.DuckDBPyConnection) -> set[str]:
+    """Partition tables written in the older layout, with a plain `ts` column."""
+    rows = cur.execute(
+        "SELECT table_name FROM duckdb_columns() WHERE column_name = 'ts' "
+        "AND table_name LIKE 'samples_p%' AND database_name = current_database()"
+    ).fetchall()
+    return {str(r[0]) for r in rows}
+
+
 def replace_view(cur: duckdb.DuckDBPyConnection) -> None:
-    starts = [int(r[0]) for r in cur.execute("SELECT start_ms FROM partitions").fetchall()]
+    spans = cur.execute("SELECT start_ms, end_ms FROM partitions ORDER BY start_ms").fetchall()
+    plain = _plain_tables(cur)
     selects = [f"SELECT {COLUMNS} FROM samples_head"]
-    selects += [f"SELECT {COLUMNS} FROM {table_name(s)}" for s in sorted(starts)]
+    selects += [
+        decoded(s, e, table_name(s), table_name(s).strip('"') not in plain) for s, e in spans
+    ]
     cur.execute("CREATE OR REPLACE VIEW samples_all AS " + " UNION ALL ".join(selects))
 
 
@@ -43,19 +81,21 @@ def compact_partition(
     cur: duckdb.DuckDBPyConnection, start_ms: int, partition_ms: int, now_ms: int
 ) -> None:
     """Move one partition's head rows into its sorted table (merging with what is there)."""
-    end_ms = start_ms + partition_ms
+    known = cur.execute("SELECT end_ms FROM partitions WHERE start_ms = ?", [start_ms]).fetchall()
+    # An existing partition keeps its span, even if the configured partition size changed.
+    end_ms = int(known[0][0]) if known else start_ms + partition_ms
     name = table_name(start_ms)
     in_range = f"FROM samples_head WHERE ts >= {int(start_ms)} AND ts < {int(end_ms)}"
-    if scalar(cur, "SELECT count(*) FROM partitions WHERE start_ms = ?", [start_ms]):
-        tmp = table_name(start_ms)[:-1] + '_new"'
-        cur.execute(
-            f"CREATE TABLE {tmp} AS SELECT * FROM (SELECT {COLUMNS} FROM {name} "
-            f"UNION ALL SELECT {COLUMNS} {in_range}) ORDER BY series_id, ts"
-        )
+    source = f"SELECT {COLUMNS} {in_range}"
+    if known:
+        encoded = name.strip('"') not in _plain_tables(cur)
+        source += " UNION ALL " + decoded(start_ms, end_ms, name, encoded)
+        tmp = name[:-1] + '_new"'
+        cur.execute(f"CREATE TABLE {tmp} AS {encoded_select(start_ms, end_ms, source)}")
         cur.execute(f"DROP VIEW samples_all; DROP TABLE {name}")
         cur.execute(f"ALTER TABLE {tmp} RENAME TO {name}")
     else:
-        cur.execute(f"CREATE TABLE {name} AS SELECT {COLUMNS} {in_range} ORDER BY series_id, ts")
+        cur.execute(f"CREATE TABLE {name} AS {encoded_select(start_ms, end_ms, source)}")
     cur.execute(f"DELETE {in_range}")
     rows = int(scalar(cur, f"SELECT count(*) FROM {name}"))
     cur.execute(
