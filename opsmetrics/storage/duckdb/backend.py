@@ -231,17 +231,23 @@ class DuckDBStorage(EventTables):
     def read_samples(self, series_ids: Sequence[int], start_ms: int, end_ms: int) -> SampleRows:
         if not len(series_ids):
             return _empty_rows()
+        ids = np.unique(np.asarray(series_ids, dtype=np.int64))
         cur = self._cursor()
-        cur.register("wanted", {"sid": np.asarray(series_ids, dtype=np.uint32)})
+        # One snapshot for the partition list and the read: a compaction committing in
+        # between cannot move rows out of our sight.
+        cur.execute("BEGIN TRANSACTION")
+        cur.register("wanted", {"sid": ids.astype(np.uint32)})
         try:
+            source = parts.range_source(cur, int(ids[0]), int(ids[-1]), start_ms, end_ms)
             got = cur.execute(
-                "SELECT series_id, ts, value, nan_bits FROM samples_all "
+                f"SELECT series_id, ts, value, nan_bits FROM ({source}) "
                 "WHERE ts >= ? AND ts <= ? AND series_id IN (SELECT sid FROM wanted) "
                 "ORDER BY series_id, ts",
                 [start_ms, end_ms],
             ).fetchnumpy()
         finally:
             cur.unregister("wanted")
+            cur.execute("COMMIT")
         return SampleRows(
             np.asarray(got["series_id"], dtype=np.int64),
             np.asarray(got["ts"], dtype=np.int64),

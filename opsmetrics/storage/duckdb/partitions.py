@@ -64,6 +64,35 @@ def replace_view(cur: duckdb.DuckDBPyConnection) -> None:
     cur.execute("CREATE OR REPLACE VIEW samples_all AS " + " UNION ALL ".join(selects))
 
 
+def range_source(
+    cur: duckdb.DuckDBPyConnection, min_sid: int, max_sid: int, start_ms: int, end_ms: int
+) -> str:
+    """A SELECT of COLUMNS over only the partitions that overlap [start, end].
+
+    Inside a partition rows are sorted by sts, so bounding sts by the wanted series ids lets
+    DuckDB skip whole row groups by their min/max. Everything interpolated is an integer.
+    """
+    spans = cur.execute(
+        "SELECT start_ms, end_ms FROM partitions WHERE end_ms > ? AND start_ms <= ? "
+        "ORDER BY start_ms",
+        [start_ms, end_ms],
+    ).fetchall()
+    plain = _plain_tables(cur)
+    selects = [
+        f"SELECT {COLUMNS} FROM samples_head WHERE ts >= {int(start_ms)} AND ts <= {int(end_ms)}"
+    ]
+    for s, e in spans:
+        table = table_name(s)
+        if table.strip('"') in plain:
+            selects.append(decoded(s, e, table, encoded=False))
+            continue
+        span = int(e) - int(s)
+        lo = min_sid * span + max(0, start_ms - int(s))
+        hi = max_sid * span + min(span - 1, end_ms - int(s))
+        selects.append(f"{decoded(s, e, table)} WHERE sts BETWEEN {int(lo)} AND {int(hi)}")
+    return " UNION ALL ".join(selects)
+
+
 def closed_partitions_in_head(
     cur: duckdb.DuckDBPyConnection, cutoff_ms: int, partition_ms: int
 ) -> list[int]:
