@@ -39,7 +39,7 @@ bench: setup
 proto: setup
 	$(BIN)/python -m grpc_tools.protoc -Iopsmetrics/ingest/proto \
 		--python_out=opsmetrics/ingest/proto --pyi_out=opsmetrics/ingest/proto \
-		opsmetrics/ingest/proto/remote.proto
+		opsmetrics/ingest/proto/remote.proto opsmetrics/ingest/proto/otlp_view.proto
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
