@@ -155,3 +155,27 @@ def test_refuses_public_bind_without_tokens(tmp_path: Path) -> None:
     res = _cli("serve", "--data", str(tmp_path / "d"), "--host", "0.0.0.0", "--port", "1")
     assert res.returncode == 2
     assert "no API tokens" in res.stderr
+
+
+def test_gzip_bodies_and_bombs(tmp_path: Path) -> None:
+    import gzip
+
+    env = {"OPSMETRICS_MAX_DECOMPRESSED_BYTES": "100000"}
+    srv = ServerProcess(tmp_path / "d", env=env).start()
+    try:
+        line = f'{{"name":"signup","ts":{now_ms()},"entity":"u1"}}'
+        ok = httpx.post(
+            srv.url + "/api/v1/events",
+            content=gzip.compress(line.encode()),
+            headers={"content-encoding": "gzip"},
+        )
+        assert ok.status_code == 200 and ok.json()["data"] == {"events": 1}
+        bomb = gzip.compress(b" " * 10_000_000)  # ~10 KB on the wire, 10 MB inflated
+        r = httpx.post(
+            srv.url + "/api/v1/events", content=bomb, headers={"content-encoding": "gzip"}
+        )
+        assert r.status_code == 413 and "OPSMETRICS_MAX_DECOMPRESSED_BYTES" in r.json()["error"]
+        r = httpx.post(srv.url + "/api/v1/events", content=b"x", headers={"content-encoding": "br"})
+        assert r.status_code == 415
+    finally:
+        srv.kill()

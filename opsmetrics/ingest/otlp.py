@@ -5,7 +5,6 @@ Content negotiation and bounded gzip here; the mapping to Prometheus series is o
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -21,6 +20,7 @@ from opsmetrics.errors import (
     PayloadTooLargeError,
     UnsupportedMediaTypeError,
 )
+from opsmetrics.ingest.compression import decompress_body
 from opsmetrics.ingest.decoded import DecodedSamples
 from opsmetrics.ingest.otlp_convert import convert
 from opsmetrics.ingest.proto import otlp_view_pb2 as view
@@ -49,7 +49,9 @@ def decode_otlp(
             "bytes; export smaller batches"
         )
     parse = _parser(content_type)
-    converted = convert(parse(_decompress(body, content_encoding, limits.max_decompressed_bytes)))
+    converted = convert(
+        parse(decompress_body(body, content_encoding, limits.max_decompressed_bytes))
+    )
     total = len(converted.samples) + len(converted.deltas)
     if total > limits.max_samples_per_request:
         raise LimitExceededError(
@@ -91,37 +93,3 @@ def _parse_json(raw: bytes) -> view.ExportView:
             f"OTLP body is not a valid JSON ExportMetricsServiceRequest: {exc}"
         ) from None
     return view.ExportView.FromString(request.SerializeToString())
-
-
-def _decompress(body: bytes, content_encoding: str | None, max_bytes: int) -> bytes:
-    encoding = (content_encoding or "identity").strip().lower()
-    if encoding == "gzip":
-        return _gunzip(body, max_bytes)
-    if encoding != "identity":
-        raise UnsupportedMediaTypeError(
-            f"Content-Encoding {content_encoding!r} is not supported; use gzip or none"
-        )
-    return body
-
-
-def _gunzip(body: bytes, max_bytes: int) -> bytes:
-    """All gzip members, refusing to inflate past max_bytes."""
-    out: list[bytes] = []
-    size, rest = 0, body
-    while rest or not out:
-        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        try:
-            chunk = inflater.decompress(rest, max_bytes - size + 1)
-        except zlib.error as exc:
-            raise BadDataError(f"OTLP body is not valid gzip: {exc}") from None
-        size += len(chunk)
-        if size > max_bytes:
-            raise PayloadTooLargeError(
-                f"OTLP body decompresses to more than the limit of {max_bytes} bytes; export "
-                "smaller batches"
-            )
-        if not inflater.eof:
-            raise BadDataError("OTLP body is not valid gzip: it ends in the middle of the data")
-        out.append(chunk)
-        rest = inflater.unused_data
-    return b"".join(out)

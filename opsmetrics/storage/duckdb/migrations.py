@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import duckdb
 
+from opsmetrics.errors import StorageUnavailableError
 from opsmetrics.storage.duckdb.sql import scalar
 
 MIGRATIONS: list[tuple[int, str]] = [
@@ -82,7 +83,7 @@ def apply_migrations(con: duckdb.DuckDBPyConnection, now_ms: int) -> int:
     current = int(scalar(con, "SELECT coalesce(max(version), 0) FROM schema_migrations"))
     latest = MIGRATIONS[-1][0]
     if current > latest:
-        raise RuntimeError(
+        raise StorageUnavailableError(
             f"the data directory has schema version {current}, newer than this opsmetrics "
             f"({latest}); upgrade opsmetrics"
         )
