@@ -34,7 +34,9 @@ class GroupState:
 
     new_series: dict[Labels, Series] = field(default_factory=dict)
     new_per_metric: Counter[str] = field(default_factory=Counter)
-    heads: dict[int, int] = field(default_factory=dict)
+    #: Newest pending timestamp per series: sorted unique ids and their heads (vectorised).
+    head_sids: Int64Array = field(default_factory=lambda: np.empty(0, np.int64))
+    head_ts: Int64Array = field(default_factory=lambda: np.empty(0, np.int64))
     delta_base: dict[int, float] = field(default_factory=dict)
     pending: list[tuple[Int64Array, Int64Array, Float64Array]] = field(default_factory=list)
     #: Labels of series created in this group, for error messages only.
@@ -46,11 +48,25 @@ class GroupState:
             self.new_per_metric[metric_name(s.labels)] += 1
         if len(ts):
             self.pending.append((sids, ts, v))
-            order = np.lexsort((ts, sids))
-            last = np.r_[sids[order][1:] != sids[order][:-1], True]
-            for sid, t in zip(sids[order][last].tolist(), ts[order][last].tolist(), strict=True):
-                if t > self.heads.get(sid, NO_TS):
-                    self.heads[sid] = t
+            self._merge_heads(sids, ts)
+
+    def _merge_heads(self, sids: Int64Array, ts: Int64Array) -> None:
+        all_sids = np.concatenate((self.head_sids, sids))
+        all_ts = np.concatenate((self.head_ts, ts))
+        order = np.lexsort((all_ts, all_sids))
+        ordered = all_sids[order]
+        last = np.r_[ordered[1:] != ordered[:-1], True]
+        self.head_sids, self.head_ts = ordered[last], all_ts[order][last]
+
+    def pending_heads(self, sids: Int64Array) -> Int64Array:
+        """Newest pending timestamp of each given series (NO_TS where none is pending)."""
+        out = np.full(len(sids), NO_TS, np.int64)
+        if not self.head_sids.size:
+            return out
+        pos = np.minimum(np.searchsorted(self.head_sids, sids), self.head_sids.size - 1)
+        hit = self.head_sids[pos] == sids
+        out[hit] = self.head_ts[pos[hit]]
+        return out
 
     def pending_values(self, sids: Int64Array, ts: Int64Array) -> dict[tuple[int, int], float]:
         wanted = set(sids.tolist())
@@ -221,10 +237,8 @@ def _check_against_stored(
 
 def _effective_heads(sids: Int64Array, storage: Storage, state: GroupState) -> Int64Array:
     heads, _ = storage.series_heads(sids)
-    if state.heads:
-        uniq, inverse = np.unique(sids, return_inverse=True)
-        pending = np.array([state.heads.get(s, NO_TS) for s in uniq.tolist()], dtype=np.int64)
-        heads = np.maximum(heads, pending[inverse])
+    if state.head_sids.size:
+        heads = np.maximum(heads, state.pending_heads(sids))
     return heads
 
 

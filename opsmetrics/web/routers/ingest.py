@@ -12,6 +12,7 @@ from starlette.concurrency import run_in_threadpool
 
 from opsmetrics.auth import Scope
 from opsmetrics.errors import UserError
+from opsmetrics.ingest.compression import decompress_body
 from opsmetrics.ingest.exposition import parse_exposition
 from opsmetrics.ingest.json_formats import (
     decode_annotations_json,
@@ -21,7 +22,7 @@ from opsmetrics.ingest.json_formats import (
 from opsmetrics.ingest.otlp import decode_otlp
 from opsmetrics.ingest.otlp_response import encode_otlp_response
 from opsmetrics.ingest.pipeline import WriteRequest, WriteResult
-from opsmetrics.ingest.remote_write import decode_remote_write
+from opsmetrics.ingest.remote_write import LabelsCache, decode_remote_write
 from opsmetrics.services import Services
 from opsmetrics.web.deps import read_body, require, services
 
@@ -47,6 +48,24 @@ async def _body(request: Request) -> tuple[Services, bytes]:
     return svc, await read_body(request, svc.settings.limits.max_body_bytes)
 
 
+async def _text_body(request: Request) -> tuple[Services, bytes]:
+    """A body that may come gzip-compressed (JSON, NDJSON, exposition text)."""
+    svc, body = await _body(request)
+    encoding = request.headers.get("content-encoding")
+    limit = svc.settings.limits.max_decompressed_bytes
+    return svc, await _decode(svc, lambda: decompress_body(body, encoding, limit))
+
+
+def _labels_cache(request: Request) -> LabelsCache:
+    """One cache per app: senders repeat their series, so after the first request nearly every
+    series' labels are a dictionary hit instead of a protobuf decode (the hot spot in profiles).
+    """
+    cache: LabelsCache | None = getattr(request.app.state, "remote_write_labels", None)
+    if cache is None:
+        cache = request.app.state.remote_write_labels = LabelsCache()
+    return cache
+
+
 def _ok(data: dict[str, object]) -> JSONResponse:
     return JSONResponse({"status": "success", "data": data})
 
@@ -57,14 +76,17 @@ async def remote_write(request: Request) -> Response:
     limits = svc.settings.limits
     ctype = request.headers.get("content-type")
     encoding = request.headers.get("content-encoding")
-    decoded = await _decode(svc, lambda: decode_remote_write(body, ctype, encoding, limits))
+    cache = _labels_cache(request)
+    decoded = await _decode(
+        svc, lambda: decode_remote_write(body, ctype, encoding, limits, cache=cache)
+    )
     await _store(svc, WriteRequest("remote_write", samples=decoded))
     return Response(status_code=204)
 
 
 @router.post("/api/v1/import/prometheus", summary="Prometheus text format / OpenMetrics")
 async def import_prometheus(request: Request) -> JSONResponse:
-    svc, body = await _body(request)
+    svc, body = await _text_body(request)
     ctype = request.headers.get("content-type")
     now = svc.clock.now_ms()
     decoded = await _decode(svc, lambda: parse_exposition(body, ctype, now))
@@ -90,7 +112,7 @@ async def otlp_metrics(request: Request) -> Response:
 
 @router.post("/api/v1/samples", summary="Samples as JSON or NDJSON")
 async def samples_json(request: Request) -> JSONResponse:
-    svc, body = await _body(request)
+    svc, body = await _text_body(request)
     now = svc.clock.now_ms()
     decoded = await _decode(svc, lambda: decode_samples_json(body, now))
     result = await _store(svc, WriteRequest("json", samples=decoded))
@@ -99,7 +121,7 @@ async def samples_json(request: Request) -> JSONResponse:
 
 @router.post("/api/v1/events", summary="Business events as a JSON array or NDJSON")
 async def post_events(request: Request) -> JSONResponse:
-    svc, body = await _body(request)
+    svc, body = await _text_body(request)
     now = svc.clock.now_ms()
     decoded = await _decode(svc, lambda: decode_events_json(body, now))
     result = await _store(svc, WriteRequest("events", events=decoded))
@@ -108,7 +130,7 @@ async def post_events(request: Request) -> JSONResponse:
 
 @router.post("/api/v1/annotations", summary="Annotations: deploys, incidents, campaigns")
 async def post_annotations(request: Request) -> JSONResponse:
-    svc, body = await _body(request)
+    svc, body = await _text_body(request)
     now = svc.clock.now_ms()
     decoded = await _decode(svc, lambda: decode_annotations_json(body, now))
     await _store(svc, WriteRequest("annotations", annotations=decoded))
