@@ -1,0 +1,1 @@
+"""PromQL: parsed with promql-parser, evaluated on numpy arrays over all steps at once."""

@@ -1,0 +1,160 @@
+"""The values a PromQL expression evaluates to, over all evaluation steps at once.
+
+An instant query is a range query with one step. Every value holds a column per step of
+`EvalContext.steps`, so operators and functions work on whole (series × steps) arrays.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from opsmetrics.errors import BadDataError, UserError
+from opsmetrics.model import METRIC_NAME, Float64Array, Int64Array, Labels
+from opsmetrics.storage.base import Storage
+
+BoolArray = npt.NDArray[np.bool_]
+LOOKBACK_MS = 5 * 60_000
+
+
+class QueryError(BadDataError):
+    """An expression that cannot be evaluated (Prometheus errorType bad_data, 400)."""
+
+    reason = "query"
+
+
+class QueryLimitError(UserError):
+    """Too many samples loaded or points produced (422 as in Prometheus: errorType execution)."""
+
+    error_type = "execution"
+    reason = "query_limit"
+
+
+class QueryTimeoutError(UserError):
+    """The query ran past its timeout (503, errorType timeout, as in Prometheus)."""
+
+    error_type = "timeout"
+    reason = "query_timeout"
+
+
+@dataclass(slots=True)
+class InstantVector:
+    """One row per series; `present[i, j]` says whether series i has a value at step j."""
+
+    labels: list[Labels]
+    values: Float64Array  # shape (rows, steps)
+    present: BoolArray  # shape (rows, steps)
+    #: Timestamp (ms) of the sample behind each value, for timestamp(); None = the step time.
+    sample_ts: Int64Array | None = None
+
+    @staticmethod
+    def empty(steps: int) -> InstantVector:
+        return InstantVector([], np.empty((0, steps)), np.empty((0, steps), dtype=bool))
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+@dataclass(slots=True)
+class RangeVector:
+    """A matrix selector or subquery: raw points per series and a window per step.
+
+    The window of step j is (window_end[j] - range_ms, window_end[j]] (left-open), where
+    window_end already includes `offset` and `@`. Stale markers are already removed.
+    """
+
+    labels: list[Labels]
+    ts: list[Int64Array]
+    values: list[Float64Array]
+    range_ms: int
+    window_end: Int64Array  # shape (steps,)
+
+    def bounds(self, i: int) -> tuple[Int64Array, Int64Array]:
+        """For series i: index of the first and one past the last point in each step's window."""
+        ts = self.ts[i]
+        lo = np.searchsorted(ts, self.window_end - self.range_ms, side="right")
+        hi = np.searchsorted(ts, self.window_end, side="right")
+        return lo, hi
+
+
+@dataclass(slots=True)
+class Scalar:
+    values: Float64Array  # shape (steps,)
+
+
+@dataclass(slots=True)
+class StringValue:
+    value: str
+
+
+Value = InstantVector | RangeVector | Scalar | StringValue
+
+
+@dataclass(slots=True)
+class EvalContext:
+    storage: Storage
+    steps: Int64Array  # evaluation timestamps, ms
+    start_ms: int
+    end_ms: int
+    step_ms: int
+    lookback_ms: int = LOOKBACK_MS
+    max_samples: int = 50_000_000
+    deadline: float = field(default_factory=lambda: time.monotonic() + 120.0)
+    samples_loaded: int = 0
+
+    def count_samples(self, n: int) -> None:
+        self.samples_loaded += n
+        if self.samples_loaded > self.max_samples:
+            raise QueryLimitError(
+                "query processing would load too many samples into memory in query execution "
+                f"(more than {self.max_samples}); narrow the selectors or the time range"
+            )
+
+    def check_deadline(self) -> None:
+        if time.monotonic() > self.deadline:
+            raise QueryTimeoutError("query timed out in expression evaluation")
+
+
+def drop_name(labels: Labels) -> Labels:
+    return tuple(p for p in labels if p[0] != METRIC_NAME)
+
+
+@dataclass(frozen=True, slots=True)
+class CallInfo:
+    """What a function implementation may need beyond its evaluated arguments."""
+
+    name: str
+    arg_exprs: Sequence[Any]  # the promql_parser AST nodes of the arguments
+
+
+FunctionImpl = Callable[[list[Value], CallInfo, EvalContext], Value]
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionDef:
+    name: str
+    impl: FunctionImpl
+    #: Argument kinds, e.g. ("range",), ("instant", "scalar"), ("instant", "string", ...).
+    arg_kinds: tuple[str, ...]
+    #: How many trailing arguments are optional (e.g. round(v, to_nearest=1)).
+    optional: int = 0
+    variadic: bool = False
+
+
+#: Every PromQL function by name; filled by the modules of opsmetrics.query.promql.functions.
+FUNCTIONS: dict[str, FunctionDef] = {}
+
+
+def register(
+    name: str, arg_kinds: tuple[str, ...], *, optional: int = 0, variadic: bool = False
+) -> Callable[[FunctionImpl], FunctionImpl]:
+    def wrap(impl: FunctionImpl) -> FunctionImpl:
+        FUNCTIONS[name] = FunctionDef(name, impl, arg_kinds, optional, variadic)
+        return impl
+
+    return wrap
