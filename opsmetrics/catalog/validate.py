@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 from opsmetrics.catalog.retention import FILE as RETENTION_FILE
 from opsmetrics.catalog.retention import load_retention
+from opsmetrics.catalog.rules import load_rule_file, rule_files
 from opsmetrics.catalog.scrape import load_scrape_config
 from opsmetrics.errors import ConfigError
 
@@ -21,6 +23,8 @@ def validate_config_dir(config_dir: Path) -> list[str]:
         problems += _problems(lambda: load_retention(config_dir))
     if (config_dir / SCRAPE_FILE).exists():
         problems += _problems(lambda: load_scrape_config(config_dir / SCRAPE_FILE))
+    for path in rule_files(config_dir):
+        problems += _problems(partial(load_rule_file, path))
     return problems
 
 

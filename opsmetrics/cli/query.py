@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -22,18 +23,30 @@ def query(
     start: Annotated[str | None, typer.Option("--start", help="Range start.")] = None,
     end: Annotated[str | None, typer.Option("--end", help="Range end.")] = None,
     step: Annotated[str | None, typer.Option("--step", help="Range step, e.g. 15s.")] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the API response (Prometheus JSON) as is.")
+    ] = False,
     url: UrlOpt = DEFAULT_URL,
     token: TokenOpt = None,
 ) -> None:
-    """Evaluate EXPR now, at --time, or over --start/--end/--step; print the result."""
+    """Evaluate EXPR now, at --time, or over --start/--end/--step; print the result.
+
+    An instant query prints one row per series; a range query prints each series with its
+    points. Errors come back as the server's message (exit code 1).
+    """
     path, params = _request(expr, time, start, end, step)
     quiet_http_log()
     transport = Transport(url, token, policy=RetryPolicy(max_retries=2, max_backoff=2.0))
     try:
-        data = transport.get(path, params).get("data", {})
+        response = transport.get(path, params)
     finally:
         transport.close()
-    console.print(result_table(data))
+    if as_json:
+        typer.echo(json.dumps(response))
+        return
+    console.print(result_table(response.get("data", {})))
+    for warning in response.get("warnings", []):
+        console.print(f"[yellow]warning:[/yellow] {warning}")
 
 
 def _request(

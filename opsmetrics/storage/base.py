@@ -26,6 +26,8 @@ from opsmetrics.model import (
 )
 
 DAY_MS = 86_400_000
+#: Widths of the rollups kept for closed partitions: 5 minutes and 1 hour.
+ROLLUP_WIDTHS_MS = (300_000, 3_600_000)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +68,44 @@ class RetentionResult:
     samples_deleted: int
     events_deleted: int
     partitions_dropped: int
+    rollups_deleted: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class RollupRows:
+    """Rollup buckets sorted by (series id, bucket start); NaN samples are not included.
+
+    `increase` is the counter increase between consecutive samples inside the bucket (a drop is
+    a reset); `first`/`last` let buckets be joined: see `increase_over`.
+    """
+
+    series_ids: Int64Array
+    bucket: Int64Array
+    min: Float64Array
+    max: Float64Array
+    sum: Float64Array
+    count: Int64Array
+    first: Float64Array
+    last: Float64Array
+    last_ts: Int64Array
+    increase: Float64Array
+
+    def __len__(self) -> int:
+        return int(self.bucket.shape[0])
+
+    @staticmethod
+    def empty() -> RollupRows:
+        i, f = np.empty(0, np.int64), np.empty(0, np.float64)
+        return RollupRows(i, i, f, f, f, i, f, f, i, f)
+
+    def increase_over(self, rows: slice) -> float:
+        """Counter increase across consecutive buckets of one series (no extrapolation)."""
+        first, last, inc = self.first[rows], self.last[rows], self.increase[rows]
+        if not len(inc):
+            return 0.0
+        prev, nxt = last[:-1], first[1:]
+        across = np.where(nxt >= prev, nxt - prev, nxt)
+        return float(inc.sum() + across.sum())
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +185,16 @@ class Storage(Protocol):
     # --- maintenance --------------------------------------------------------------------
     def compact(self, now_ms: int) -> int:
         """Rewrite closed partitions sorted by (series, ts); returns partitions rewritten."""
+        ...
+
+    def read_rollups(
+        self, series_ids: Sequence[int], start_ms: int, end_ms: int, width_ms: int
+    ) -> RollupRows:
+        """Buckets of width_ms (one of ROLLUP_WIDTHS_MS) starting in [start, end]."""
+        ...
+
+    def rollup_spans(self) -> list[tuple[int, int]]:
+        """The [start, end) time spans that rollups cover (closed, compacted partitions)."""
         ...
 
     def apply_retention(self, now_ms: int, policy: RetentionPolicy) -> RetentionResult: ...

@@ -11,28 +11,39 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from fastapi import FastAPI, Request, Response
 
 from opsmetrics import __version__
+from opsmetrics.alerting.groups import RuleManager
+from opsmetrics.catalog.rules import load_rules
 from opsmetrics.catalog.scrape import load_scrape_config
 from opsmetrics.ingest.decoded import DecodedSamples
 from opsmetrics.ingest.pipeline import WriteRequest
 from opsmetrics.ingest.scrape import Scraper
 from opsmetrics.services import Services
 from opsmetrics.web import errors
-from opsmetrics.web.routers import ingest, ops, read
+from opsmetrics.web.routers import ingest, ops, query, read, rules
 
 log = logging.getLogger(__name__)
 SCRAPE_FILE = "scrape.yaml"
 
 
 def create_app(services: Services) -> FastAPI:
+    rule_manager = RuleManager(
+        load_rules(services.settings.config_dir),
+        services.storage,
+        services.ingestor,
+        services.clock,
+    )
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         task = asyncio.create_task(_maintenance_loop(services))
+        await rule_manager.start()
         scraper = _scraper(services)
         if scraper is not None:
             await scraper.start()
         try:
             yield
         finally:
+            await rule_manager.stop()
             if scraper is not None:
                 await scraper.stop()
             task.cancel()
@@ -46,9 +57,10 @@ def create_app(services: Services) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.services = services
+    app.state.rules = rule_manager
     errors.install(app)
     app.middleware("http")(_timing(services))
-    for router in (ingest.router, read.router, ops.router):
+    for router in (ingest.router, read.router, query.router, rules.router, ops.router):
         app.include_router(router)
     return app
 

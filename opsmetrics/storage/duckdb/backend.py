@@ -34,10 +34,12 @@ from opsmetrics.model import (
 from opsmetrics.storage.base import (
     RetentionPolicy,
     RetentionResult,
+    RollupRows,
     StorageStats,
     WriteBatch,
 )
 from opsmetrics.storage.duckdb import partitions as parts
+from opsmetrics.storage.duckdb import rollups
 from opsmetrics.storage.duckdb.events import EventTables
 from opsmetrics.storage.duckdb.migrations import apply_migrations
 from opsmetrics.storage.duckdb.sql import first_row
@@ -269,15 +271,28 @@ class DuckDBStorage(EventTables):
         done = 0
         for start in parts.closed_partitions_in_head(self._cursor(), cutoff, self._partition_ms):
             with self._transaction() as cur:
-                parts.compact_partition(cur, start, self._partition_ms, now_ms)
+                end = parts.compact_partition(cur, start, self._partition_ms, now_ms)
+                rollups.rebuild(cur, start, end, now_ms)
             done += 1
+        for start, end in rollups.backlog(self._cursor()):
+            with self._transaction() as cur:
+                rollups.rebuild(cur, start, end, now_ms)
         return done
 
     def apply_retention(self, now_ms: int, policy: RetentionPolicy) -> RetentionResult:
         with self._transaction() as cur:
             dropped, samples = parts.drop_expired(cur, now_ms - policy.raw_ms)
             events = self.delete_events_before(cur, now_ms - policy.events_ms)
-        return RetentionResult(samples, events, dropped)
+            expired_rollups = rollups.drop_expired(cur, now_ms - policy.rollups_ms)
+        return RetentionResult(samples, events, dropped, expired_rollups)
+
+    def read_rollups(
+        self, series_ids: Sequence[int], start_ms: int, end_ms: int, width_ms: int
+    ) -> RollupRows:
+        return rollups.read(self._cursor(), series_ids, start_ms, end_ms, width_ms)
+
+    def rollup_spans(self) -> list[tuple[int, int]]:
+        return rollups.covered(self._cursor())
 
     def stats(self) -> StorageStats:
         cur = self._cursor()

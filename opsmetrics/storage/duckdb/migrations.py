@@ -71,6 +71,33 @@ MIGRATIONS: list[tuple[int, str]] = [
         );
         """,
     ),
+    (
+        3,
+        """
+        -- 5-minute and 1-hour buckets per series (storage/duckdb/rollups.py); NaNs excluded.
+        CREATE TABLE rollups (
+            width_ms BIGINT NOT NULL,
+            series_id UINTEGER NOT NULL,
+            bucket BIGINT NOT NULL,            -- bucket start, ms
+            min_v DOUBLE NOT NULL,
+            max_v DOUBLE NOT NULL,
+            sum_v DOUBLE NOT NULL,
+            n BIGINT NOT NULL,
+            first_v DOUBLE NOT NULL,
+            last_v DOUBLE NOT NULL,
+            last_ts BIGINT NOT NULL,
+            inc DOUBLE NOT NULL                -- counter increase inside the bucket
+        );
+        -- Partition spans whose rollups are built.
+        CREATE TABLE rollup_spans (
+            start_ms BIGINT PRIMARY KEY,
+            end_ms BIGINT NOT NULL,
+            built_ms BIGINT NOT NULL
+        );
+        -- Partitions compacted before this migration: their rollups are built by maintenance.
+        CREATE TABLE rollup_backlog AS SELECT start_ms, end_ms FROM partitions;
+        """,
+    ),
 ]
 
 

@@ -108,8 +108,10 @@ def closed_partitions_in_head(
 
 def compact_partition(
     cur: duckdb.DuckDBPyConnection, start_ms: int, partition_ms: int, now_ms: int
-) -> None:
-    """Move one partition's head rows into its sorted table (merging with what is there)."""
+) -> int:
+    """Move one partition's head rows into its sorted table (merging with what is there).
+
+    Returns the partition's end (exclusive)."""
     known = cur.execute("SELECT end_ms FROM partitions WHERE start_ms = ?", [start_ms]).fetchall()
     # An existing partition keeps its span, even if the configured partition size changed.
     end_ms = int(known[0][0]) if known else start_ms + partition_ms
@@ -131,6 +133,7 @@ def compact_partition(
         "INSERT OR REPLACE INTO partitions VALUES (?, ?, ?, ?)", [start_ms, end_ms, rows, now_ms]
     )
     replace_view(cur)
+    return end_ms
 
 
 def drop_expired(cur: duckdb.DuckDBPyConnection, cutoff_ms: int) -> tuple[int, int]:

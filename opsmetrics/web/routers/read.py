@@ -1,32 +1,43 @@
-"""Reading back, with Prometheus's JSON shapes: series, labels, metadata, selector queries.
+"""Reading back, with Prometheus's JSON shapes: series, label names and values, metadata.
 
 GET takes query parameters; POST takes the same as an `application/x-www-form-urlencoded` body.
+Parameter errors use Prometheus's messages (`invalid parameter "start": ...`), so clients that
+match on them (Grafana) behave as they do against Prometheus.
 """
 
 from __future__ import annotations
 
 import math
+import re
+from collections.abc import Iterable, Sequence
+from datetime import datetime
 from decimal import Decimal
+from typing import TypeVar
 from urllib.parse import parse_qsl
 
-import numpy as np
-from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse
+import msgspec
+import promql_parser
+from fastapi import APIRouter, Depends, Request, Response
 
 from opsmetrics.auth import Scope
-from opsmetrics.durations import parse_duration_ms, parse_time_ms
 from opsmetrics.errors import BadDataError
-from opsmetrics.model import Labels, Matcher
-from opsmetrics.query.selectors import (
-    SeriesValues,
-    instant_vectors,
-    parse_selector,
-    range_vectors,
-)
+from opsmetrics.model import METRIC_NAME, Labels, Matcher, MatchOp
 from opsmetrics.web.deps import read_body, require, services
 
+T = TypeVar("T")
 router = APIRouter(dependencies=[Depends(require(Scope.READ))], tags=["query"])
-MAX_POINTS_PER_SERIES = 11_000  # as Prometheus: start/end/step may not ask for more
+TRUNCATED = "results truncated due to limit"
+_DURATION = re.compile(
+    r"(?:(\d+)y)?(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?(?:(\d+)ms)?"
+)
+_UNIT_MS = (31_536_000_000, 604_800_000, 86_400_000, 3_600_000, 60_000, 1000, 1)
+_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+_OPS = {
+    "MatchOp.Equal": MatchOp.EQ,
+    "MatchOp.NotEqual": MatchOp.NE,
+    "MatchOp.Re": MatchOp.RE,
+    "MatchOp.NotRe": MatchOp.NRE,
+}
 
 
 class Params:
@@ -43,17 +54,83 @@ class Params:
             pairs += parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)
         return Params(pairs)
 
-    def get(self, name: str) -> str | None:
-        return next((v for k, v in self.pairs if k == name), None)
+    def get(self, name: str) -> str:
+        """The first value of `name`, or "" (Go's Request.FormValue)."""
+        return next((v for k, v in self.pairs if k == name), "")
 
     def all(self, name: str) -> list[str]:
         return [v for k, v in self.pairs if k == name]
 
-    def required(self, name: str) -> str:
-        value = self.get(name)
-        if value is None or value == "":
-            raise BadDataError(f"missing required parameter {name!r}")
-        return value
+
+def invalid_param(name: str, message: str) -> BadDataError:
+    return BadDataError(f'invalid parameter "{name}": {message}')
+
+
+def parse_prom_time_ms(text: str) -> int:
+    """Prometheus's parseTime: float Unix seconds (ms precision) or RFC 3339."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        pass
+    else:
+        if math.isfinite(seconds):
+            return round(seconds * 1000)
+    if "T" in text:
+        try:
+            return _rfc3339_ms(text)
+        except ValueError:
+            pass
+    raise ValueError(f'cannot parse "{text}" to a valid timestamp')
+
+
+def _rfc3339_ms(text: str) -> int:
+    parsed = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    if parsed.tzinfo is None:
+        raise ValueError(text)
+    return round(parsed.timestamp() * 1000)
+
+
+def parse_prom_duration_ms(text: str) -> int:
+    """Prometheus's parseDuration: float seconds (may be negative) or `1h30m`, units in order."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        pass
+    else:
+        if math.isfinite(seconds):
+            return round(seconds * 1000)
+    match = _DURATION.fullmatch(text)
+    if not text or match is None:
+        raise ValueError(f'cannot parse "{text}" to a valid duration')
+    return sum(int(g) * unit for g, unit in zip(match.groups(), _UNIT_MS, strict=True) if g)
+
+
+def time_param(params: Params, name: str, default_ms: int | None) -> int | None:
+    """An optional time parameter, as Prometheus's parseTimeParam words its errors."""
+    raw = params.get(name)
+    if raw == "":
+        return default_ms
+    try:
+        return parse_prom_time_ms(raw)
+    except ValueError as exc:
+        raise invalid_param(name, f"invalid time value for '{name}': {exc}") from None
+
+
+def limit_param(params: Params) -> int:
+    """0 means no limit, as in Prometheus's parseLimitParam."""
+    raw = params.get("limit")
+    if raw == "":
+        return 0
+    limit = _atoi(raw, "limit")
+    if limit < 0:
+        raise invalid_param("limit", "limit must be non-negative")
+    return limit
+
+
+def _atoi(raw: str, name: str) -> int:
+    if not re.fullmatch(r"[+-]?\d+", raw):
+        raise invalid_param(name, f'strconv.Atoi: parsing "{raw}": invalid syntax')
+    return int(raw)
 
 
 def format_value(value: float) -> str:
@@ -68,143 +145,135 @@ def format_value(value: float) -> str:
     return text[:-2] if text.endswith(".0") else text
 
 
-def _metric(labels: Labels) -> dict[str, str]:
+def format_ts(ms: int) -> int | float:
+    """Prometheus's JSON timestamp: seconds, with a fraction only when there is one."""
+    return ms // 1000 if ms % 1000 == 0 else ms / 1000
+
+
+def metric_json(labels: Labels) -> dict[str, str]:
     return dict(labels)
 
 
-def _success(data: object) -> JSONResponse:
-    return JSONResponse({"status": "success", "data": data})
+def success(data: object, warnings: Iterable[str] = ()) -> Response:
+    body: dict[str, object] = {"status": "success", "data": data}
+    warned = list(warnings)
+    if warned:
+        body["warnings"] = warned
+    return Response(msgspec.json.encode(body), media_type="application/json")
 
 
-def _time(params: Params, name: str, default_ms: int) -> int:
-    raw = params.get(name)
-    return default_ms if raw in (None, "") else parse_time_ms(raw, field=name)
+def parse_matcher_set(text: str) -> list[Matcher]:
+    """One `match[]` selector, with Prometheus's ParseMetricSelector checks and messages."""
+    try:
+        expr = promql_parser.parse(text)
+    except ValueError as exc:
+        raise BadDataError(f"parse error: {exc}") from None
+    if not isinstance(expr, promql_parser.VectorSelector):
+        raise BadDataError(f'1:1: parse error: unexpected input "{text}", expected a selector')
+    matchers = [Matcher.of(m.name, _OPS[str(m.op)], m.value) for m in expr.matchers.matchers]
+    if expr.name:
+        matchers.insert(0, Matcher.of(METRIC_NAME, MatchOp.EQ, expr.name))
+    if all(m.matches("") for m in matchers):
+        raise BadDataError("match[] must contain at least one non-empty matcher")
+    return matchers
 
 
-def _matchers(params: Params) -> list[list[Matcher]]:
-    return [parse_selector(m, field="match[]").matchers for m in params.all("match[]")]
+def _matcher_sets(params: Params) -> list[list[Matcher]]:
+    return [parse_matcher_set(m) for m in params.all("match[]")]
 
 
-@router.api_route("/api/v1/query", methods=["GET", "POST"], summary="Instant query")
-async def query(request: Request) -> JSONResponse:
-    svc = services(request)
-    params = await Params.of(request)
-    selector = parse_selector(params.required("query"))
-    at = _time(params, "time", svc.clock.now_ms())
-    if selector.range_ms is not None:
-        got = range_vectors(svc.storage, selector, at)
-        return _success({"resultType": "matrix", "result": [_matrix_item(s) for s in got]})
-    got = instant_vectors(svc.storage, selector, np.array([at], dtype=np.int64))
-    result = [
-        {"metric": _metric(s.labels), "value": [at / 1000, format_value(float(s.values[0]))]}
-        for s in got
-    ]
-    return _success({"resultType": "vector", "result": result})
+def _window(params: Params) -> tuple[int | None, int | None]:
+    return time_param(params, "start", None), time_param(params, "end", None)
 
 
-def _matrix_item(s: SeriesValues) -> dict[str, object]:
-    values = [[int(t) / 1000, format_value(float(v))] for t, v in zip(s.ts, s.values, strict=True)]
-    return {"metric": _metric(s.labels), "values": values}
+def _selected(request: Request, sets: list[list[Matcher]], params: Params) -> list[Labels]:
+    """Label sets of the series any matcher set selects in [start, end], sorted, deduplicated."""
+    start, end = _window(params)
+    storage = services(request).storage
+    found = {s.labels for matchers in sets for s in storage.select_series(matchers, start, end)}
+    return sorted(found)
 
 
-@router.api_route("/api/v1/query_range", methods=["GET", "POST"], summary="Range query")
-async def query_range(request: Request) -> JSONResponse:
-    svc = services(request)
-    params = await Params.of(request)
-    selector = parse_selector(params.required("query"))
-    if selector.range_ms is not None:
-        raise BadDataError(
-            'invalid expression type "range vector" for range query, must be Scalar or '
-            "instant Vector"
-        )
-    start = parse_time_ms(params.required("start"), field="start")
-    end = parse_time_ms(params.required("end"), field="end")
-    step = parse_duration_ms(params.required("step"), field="step")
-    _check_range(start, end, step)
-    times = np.arange(start, end + 1, step, dtype=np.int64)
-    got = instant_vectors(svc.storage, selector, times)
-    return _success({"resultType": "matrix", "result": [_matrix_item(s) for s in got]})
-
-
-def _check_range(start: int, end: int, step: int) -> None:
-    if end < start:
-        raise BadDataError("end timestamp must not be before start time")
-    if step <= 0:
-        raise BadDataError(
-            "zero or negative query resolution step widths are not accepted. Try a positive integer"
-        )
-    if (end - start) // step > MAX_POINTS_PER_SERIES:
-        raise BadDataError(
-            "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the "
-            "query resolution (?step=XX)"
-        )
+def truncate(items: Sequence[T], limit: int) -> tuple[list[T], list[str]]:
+    if 0 < limit < len(items):
+        return list(items[:limit]), [TRUNCATED]
+    return list(items), []
 
 
 @router.api_route("/api/v1/series", methods=["GET", "POST"], summary="Series by matchers")
-async def series(request: Request) -> JSONResponse:
-    svc = services(request)
+async def series(request: Request) -> Response:
     params = await Params.of(request)
-    selectors = _matchers(params)
-    if not selectors:
+    if not params.all("match[]"):
         raise BadDataError("no match[] parameter provided")
-    start, end = _optional_range(params)
-    seen: dict[Labels, None] = {}
-    for matchers in selectors:
-        for s in svc.storage.select_series(matchers, start, end):
-            seen[s.labels] = None
-    return _success([_metric(labels) for labels in seen])
-
-
-def _optional_range(params: Params) -> tuple[int | None, int | None]:
-    start = params.get("start")
-    end = params.get("end")
-    return (
-        parse_time_ms(start, field="start") if start else None,
-        parse_time_ms(end, field="end") if end else None,
-    )
+    limit = limit_param(params)
+    _window(params)
+    try:
+        sets = _matcher_sets(params)
+    except BadDataError as exc:
+        raise invalid_param("match[]", exc.message) from None
+    found = [metric_json(labels) for labels in _selected(request, sets, params)]
+    return success(*truncate(found, limit))
 
 
 @router.api_route("/api/v1/labels", methods=["GET", "POST"], summary="Label names")
-async def labels(request: Request) -> JSONResponse:
-    svc = services(request)
+async def labels(request: Request) -> Response:
     params = await Params.of(request)
-    selectors = _matchers(params)
-    if not selectors:
-        return _success(svc.storage.label_names())
-    start, end = _optional_range(params)
-    names = {
-        name
-        for matchers in selectors
-        for s in svc.storage.select_series(matchers, start, end)
-        for name, _ in s.labels
-    }
-    return _success(sorted(names))
+    limit = limit_param(params)
+    sets = _matcher_sets(params) or _all_series_if_windowed(params)
+    if not sets:
+        names = list(services(request).storage.label_names())
+    else:
+        selected = _selected(request, sets, params)
+        names = sorted({name for labels in selected for name, _ in labels})
+    return success(*truncate(names, limit))
 
 
-@router.get("/api/v1/label/{name}/values", summary="Values of one label")
-async def label_values(request: Request, name: str) -> JSONResponse:
-    svc = services(request)
+def _all_series_if_windowed(params: Params) -> list[list[Matcher]]:
+    """With start/end but no match[], every series that has samples in the window."""
+    if params.get("start") == "" and params.get("end") == "":
+        return []
+    return [[Matcher.of(METRIC_NAME, MatchOp.RE, ".+")]]
+
+
+@router.api_route(
+    "/api/v1/label/{name}/values", methods=["GET", "POST"], summary="Values of one label"
+)
+async def label_values(request: Request, name: str) -> Response:
+    if not _LABEL_NAME.fullmatch(name):
+        raise BadDataError(f'invalid label name: "{name}"')
     params = await Params.of(request)
-    selectors = _matchers(params)
-    if not selectors:
-        return _success(svc.storage.label_values(name))
-    start, end = _optional_range(params)
-    values = {
-        dict(s.labels)[name]
-        for matchers in selectors
-        for s in svc.storage.select_series(matchers, start, end)
-        if name in dict(s.labels)
-    }
-    return _success(sorted(values))
+    limit = limit_param(params)
+    sets = _matcher_sets(params) or _all_series_if_windowed(params)
+    if not sets:
+        values = list(services(request).storage.label_values(name))
+    else:
+        selected = _selected(request, sets, params)
+        values = sorted({v for labels in selected for k, v in labels if k == name})
+    return success(*truncate(values, limit))
 
 
-@router.get("/api/v1/metadata", summary="Metric metadata (type, help, unit)")
-async def metadata(request: Request) -> JSONResponse:
-    svc = services(request)
-    metric = request.query_params.get("metric") or None
-    limit_raw = request.query_params.get("limit")
-    items = svc.storage.metadata(metric)
-    if limit_raw:
-        items = items[: max(int(limit_raw), 0)] if limit_raw.lstrip("-").isdigit() else items
-    data = {m.metric: [{"type": m.type.value, "help": m.help, "unit": m.unit}] for m in items}
-    return _success(data)
+@router.api_route(
+    "/api/v1/metadata", methods=["GET", "POST"], summary="Metric metadata (type, help, unit)"
+)
+async def metadata(request: Request) -> Response:
+    params = await Params.of(request)
+    limit = _number(params, "limit")
+    per_metric = _number(params, "limit_per_metric")
+    items = sorted(
+        services(request).storage.metadata(params.get("metric") or None), key=lambda m: m.metric
+    )
+    if limit >= 0:
+        items = items[:limit]
+    entries = [{"type": m.type.value, "help": m.help, "unit": m.unit} for m in items]
+    cap = per_metric if per_metric > 0 else None
+    return success({m.metric: [e][:cap] for m, e in zip(items, entries, strict=True)})
+
+
+def _number(params: Params, name: str) -> int:
+    """Prometheus's metadata limits: -1 (none) unless given; not a number is an error."""
+    raw = params.get(name)
+    if raw == "":
+        return -1
+    if not re.fullmatch(r"[+-]?\d+", raw):
+        raise BadDataError(f"{name} must be a number")
+    return int(raw)

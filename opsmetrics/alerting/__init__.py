@@ -1,0 +1,1 @@
+"""Rule evaluation (Prometheus rule groups), alert state, routing and notifiers."""

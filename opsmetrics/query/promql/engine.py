@@ -1,0 +1,258 @@
+"""The PromQL evaluator: walks promql_parser's AST and evaluates every node for all steps at once.
+
+`evaluate_range` and `evaluate_instant` are the entry points; an instant query is a range query
+with one step. Selectors, aggregations and binary operators live in their own modules; function
+calls go through the FUNCTIONS registry that opsmetrics.query.promql.functions fills.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import promql_parser as pp
+
+from opsmetrics.query.promql.aggregation import REDUCERS, aggregate, quantile_reducer
+from opsmetrics.query.promql.aggregation_select import count_values, limit_ratio, limitk, topk
+from opsmetrics.query.promql.binary import binary
+from opsmetrics.query.promql.nodes import duration_ms, parse_expr, unwrap_parens
+from opsmetrics.query.promql.selection import instant_selector, range_selector, selector_times
+from opsmetrics.query.promql.values import (
+    FUNCTIONS,
+    LOOKBACK_MS,
+    CallInfo,
+    EvalContext,
+    InstantVector,
+    QueryError,
+    RangeVector,
+    Scalar,
+    StringValue,
+    Value,
+)
+from opsmetrics.query.promql.vectors import merge_same_labels, without_name
+from opsmetrics.storage.base import Storage
+
+with contextlib.suppress(ImportError):  # the function library registers itself on import
+    import opsmetrics.query.promql.functions  # noqa: F401
+
+__all__ = ["evaluate", "evaluate_instant", "evaluate_range", "parse_expr"]
+
+#: Prometheus's default evaluation interval: the step of a subquery written `x[5m:]`.
+DEFAULT_SUBQUERY_STEP_MS = 60_000
+
+
+def evaluate_range(
+    storage: Storage,
+    expr: str,
+    start_ms: int,
+    end_ms: int,
+    step_ms: int,
+    *,
+    lookback_ms: int = LOOKBACK_MS,
+    max_samples: int = 50_000_000,
+    timeout_s: float = 120.0,
+) -> Value:
+    """A range query: an instant vector or scalar with one column per step."""
+    if step_ms <= 0:
+        raise QueryError(
+            "zero or negative query resolution step widths are not accepted. Try a positive integer"
+        )
+    if end_ms < start_ms:
+        raise QueryError("end timestamp must not be before start time")
+    node = parse_expr(expr)
+    steps = np.arange(start_ms, end_ms + 1, step_ms, dtype=np.int64)
+    ctx = EvalContext(
+        storage,
+        steps,
+        start_ms,
+        end_ms,
+        step_ms,
+        lookback_ms,
+        max_samples,
+        time.monotonic() + timeout_s,
+    )
+    value = evaluate(node, ctx)
+    if isinstance(value, RangeVector | StringValue):
+        kind = "range vector" if isinstance(value, RangeVector) else "string"
+        raise QueryError(
+            f'invalid expression type "{kind}" for range query, must be Scalar or instant Vector'
+        )
+    return value
+
+
+def evaluate_instant(
+    storage: Storage,
+    expr: str,
+    at_ms: int,
+    *,
+    lookback_ms: int = LOOKBACK_MS,
+    max_samples: int = 50_000_000,
+    timeout_s: float = 120.0,
+) -> Value:
+    """An instant query at `at_ms`: any value type, vectors and scalars with one step."""
+    node = parse_expr(expr)
+    steps = np.array([at_ms], dtype=np.int64)
+    ctx = EvalContext(
+        storage, steps, at_ms, at_ms, 1, lookback_ms, max_samples, time.monotonic() + timeout_s
+    )
+    return evaluate(node, ctx)
+
+
+def evaluate(node: Any, ctx: EvalContext) -> Value:
+    """Evaluate one AST node for every step of `ctx`."""
+    ctx.check_deadline()
+    handler = _HANDLERS.get(type(node))
+    if handler is None:
+        raise QueryError(f"unsupported expression: {node}")
+    return handler(node, ctx)
+
+
+def _number(node: Any, ctx: EvalContext) -> Value:
+    return Scalar(np.full(len(ctx.steps), float(node.val)))
+
+
+def _string(node: Any, ctx: EvalContext) -> Value:
+    return StringValue(str(node.val))
+
+
+def _paren(node: Any, ctx: EvalContext) -> Value:
+    return evaluate(node.expr, ctx)
+
+
+def _unary(node: Any, ctx: EvalContext) -> Value:
+    value = evaluate(node.expr, ctx)
+    if isinstance(value, Scalar):
+        return Scalar(-value.values)
+    if isinstance(value, InstantVector):
+        return without_name(InstantVector(value.labels, -value.values, value.present))
+    raise QueryError("unary minus is only defined for scalars and instant vectors")
+
+
+def _binary(node: Any, ctx: EvalContext) -> Value:
+    lhs = evaluate(node.lhs, ctx)
+    rhs = evaluate(node.rhs, ctx)
+    return binary(str(node.op), lhs, rhs, node.modifier)
+
+
+def _vector_selector(node: Any, ctx: EvalContext) -> Value:
+    return instant_selector(node, ctx)
+
+
+def _matrix_selector(node: Any, ctx: EvalContext) -> Value:
+    return range_selector(node, ctx)
+
+
+def _subquery(node: Any, ctx: EvalContext) -> Value:
+    """Evaluate the inner expression at absolute multiples of the subquery step."""
+    range_ms = duration_ms(node.range)
+    step = duration_ms(node.step) or DEFAULT_SUBQUERY_STEP_MS
+    window_end = selector_times(node, ctx)
+    out = RangeVector([], [], [], range_ms, window_end)
+    if len(window_end) == 0:
+        return out
+    low = int(window_end.min()) - range_ms
+    first = int(low / step) * step  # Go's integer division truncates toward zero
+    if first <= low:
+        first += step
+    inner_steps = np.arange(first, int(window_end.max()) + 1, step, dtype=np.int64)
+    inner_ctx = EvalContext(
+        ctx.storage,
+        inner_steps,
+        ctx.start_ms,
+        ctx.end_ms,
+        step,
+        ctx.lookback_ms,
+        ctx.max_samples,
+        ctx.deadline,
+        ctx.samples_loaded,
+    )
+    inner = evaluate(node.expr, inner_ctx) if len(inner_steps) else None
+    ctx.samples_loaded = inner_ctx.samples_loaded
+    if isinstance(inner, InstantVector):
+        for labels, values, present in zip(inner.labels, inner.values, inner.present, strict=True):
+            if present.any():
+                out.labels.append(labels)
+                out.ts.append(inner_steps[present])
+                out.values.append(values[present])
+    elif inner is not None:
+        raise QueryError("subquery is only allowed on instant vector")
+    return out
+
+
+def _aggregate(node: Any, ctx: EvalContext) -> Value:
+    op = str(node.op)
+    vec = evaluate(node.expr, ctx)
+    if not isinstance(vec, InstantVector):
+        raise QueryError(f"expected instant vector in aggregation expression {op}")
+    param = None if node.param is None else evaluate(node.param, ctx)
+    with np.errstate(all="ignore"):
+        if op in REDUCERS:
+            return aggregate(vec, REDUCERS[op], node.modifier)
+        if op == "count_values":
+            assert isinstance(param, StringValue)
+            return count_values(vec, param.value, node.modifier)
+        if not isinstance(param, Scalar):
+            raise QueryError(f"expected scalar parameter in aggregation {op}")
+        if op == "quantile":
+            return aggregate(vec, quantile_reducer(param.values), node.modifier)
+        if op in ("topk", "bottomk"):
+            return topk(vec, param.values, node.modifier, op == "topk")
+        if op == "limitk":
+            return limitk(vec, param.values, node.modifier)
+        if op == "limit_ratio":
+            return limit_ratio(vec, param.values)
+    raise QueryError(f"unsupported aggregation operator {op}")
+
+
+def _call(node: Any, ctx: EvalContext) -> Value:
+    name = node.func.name
+    fdef = FUNCTIONS.get(name)
+    if fdef is None:
+        raise QueryError(f"unknown function with name {name!r}")
+    arg_exprs = list(node.args)
+    args = [_call_arg(expr, _arg_kind(fdef.arg_kinds, i), ctx) for i, expr in enumerate(arg_exprs)]
+    _fill_defaults(name, fdef.arg_kinds, args, ctx)
+    result = fdef.impl(args, CallInfo(name, arg_exprs), ctx)
+    if isinstance(result, InstantVector):
+        return merge_same_labels(result)
+    return result
+
+
+def _arg_kind(kinds: tuple[str, ...], i: int) -> str:
+    return kinds[min(i, len(kinds) - 1)] if kinds else "instant"
+
+
+def _call_arg(expr: Any, kind: str, ctx: EvalContext) -> Value:
+    value = evaluate(expr, ctx)
+    if kind == "range" and not isinstance(value, RangeVector):
+        raise QueryError(f"expected a range vector argument, got {unwrap_parens(expr)}")
+    return value
+
+
+def _fill_defaults(name: str, kinds: tuple[str, ...], args: list[Value], ctx: EvalContext) -> None:
+    """Missing optional arguments: `vector(time())` for the date functions, 1 for round."""
+    for kind in kinds[len(args) :]:
+        if kind == "instant":
+            steps = len(ctx.steps)
+            args.append(
+                InstantVector([()], (ctx.steps / 1000.0)[None, :], np.ones((1, steps), dtype=bool))
+            )
+        elif kind == "scalar" and name == "round":
+            args.append(Scalar(np.ones(len(ctx.steps))))
+
+
+_HANDLERS: dict[type, Callable[[Any, EvalContext], Value]] = {
+    pp.NumberLiteral: _number,
+    pp.StringLiteral: _string,
+    pp.ParenExpr: _paren,
+    pp.UnaryExpr: _unary,
+    pp.BinaryExpr: _binary,
+    pp.VectorSelector: _vector_selector,
+    pp.MatrixSelector: _matrix_selector,
+    pp.SubqueryExpr: _subquery,
+    pp.AggregateExpr: _aggregate,
+    pp.Call: _call,
+}

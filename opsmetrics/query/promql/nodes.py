@@ -1,0 +1,142 @@
+"""Reading promql_parser's AST: parsing, durations, `offset`, `@` and label matchers."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import promql_parser
+
+from opsmetrics.model import METRIC_NAME, Matcher, MatchOp
+from opsmetrics.query.promql.values import QueryError
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+_MATCH_OPS = {
+    "MatchOp.Equal": MatchOp.EQ,
+    "MatchOp.NotEqual": MatchOp.NE,
+    "MatchOp.Re": MatchOp.RE,
+    "MatchOp.NotRe": MatchOp.NRE,
+}
+# The node's own `at` field sits at the first indentation level of its Debug text.
+_AT_DEBUG = re.compile(
+    r"^        at: Some\(\s*At\(\s*SystemTime \{\s*tv_sec: (-?\d+),\s*tv_nsec: (\d+)", re.M
+)
+
+
+def parse_expr(text: str) -> Any:
+    """Parse a PromQL expression; a syntax error becomes a QueryError with the parser's text."""
+    try:
+        return promql_parser.parse(text)
+    except ValueError as exc:
+        raise QueryError(f"parse error: {exc}") from None
+
+
+def duration_ms(td: timedelta | None) -> int:
+    if td is None:
+        return 0
+    return td // _MS
+
+
+def offset_ms(node: Any) -> int:
+    return duration_ms(node.offset)
+
+
+def at_ms(node: Any, start_ms: int, end_ms: int) -> int | None:
+    """The `@` timestamp of a selector or subquery node, with start()/end() resolved."""
+    at = node.at
+    if at is None:
+        return None
+    kind = str(at.type)
+    if kind.endswith("Start"):
+        return start_ms
+    if kind.endswith("End"):
+        return end_ms
+    return _at_timestamp(node, at)
+
+
+def _at_timestamp(node: Any, at: Any) -> int:
+    try:
+        moment: datetime = at.at
+        return (moment - _EPOCH) // _MS
+    except BaseException:  # noqa: B036 - the binding panics on timestamps before 1970
+        found = _AT_DEBUG.search(repr(node))
+        if found is None:
+            raise QueryError("cannot read the @ timestamp of the expression") from None
+        return int(found.group(1)) * 1000 + int(found.group(2)) // 1_000_000
+
+
+def matcher_groups(selector: Any) -> list[list[Matcher]]:
+    """The selector's matchers; several groups when it uses `or` inside the braces."""
+    groups = selector.matchers.or_matchers or [selector.matchers.matchers]
+    out = []
+    for group in groups:
+        matchers = [_matcher(m) for m in group]
+        if selector.name:
+            matchers.insert(0, Matcher.of(METRIC_NAME, MatchOp.EQ, selector.name))
+        out.append(matchers)
+    return out
+
+
+def _matcher(m: Any) -> Matcher:
+    op = _MATCH_OPS[str(m.op)]
+    value = scoped_flags(m.value) if op in (MatchOp.RE, MatchOp.NRE) else m.value
+    try:
+        return Matcher.of(m.name, op, value)
+    except re.error as exc:
+        raise QueryError(f"invalid regular expression {m.value!r}: {exc}") from None
+
+
+_FLAG_GROUP = re.compile(r"\(\?([imsU-]+)\)")
+
+
+def scoped_flags(pattern: str) -> str:
+    """Turn RE2's mid-pattern flag groups `(?i)` into Python's scoped `(?i:…)` groups.
+
+    In RE2 a flag group applies up to the end of the enclosing group; Python only accepts
+    flags at the very start, so the rest of the enclosing group is wrapped instead.
+    """
+    out: list[str] = []
+    closers = [0]
+    i = 0
+    while i < len(pattern):
+        c = pattern[i]
+        if c == "\\":
+            out.append(pattern[i : i + 2])
+            i += 2
+        elif c == "[":
+            end = _class_end(pattern, i)
+            out.append(pattern[i:end])
+            i = end
+        elif (flags := _FLAG_GROUP.match(pattern, i)) is not None:
+            out.append(f"(?{flags.group(1).replace('U', '')}:")
+            closers[-1] += 1
+            i = flags.end()
+        else:
+            if c == "(":
+                closers.append(0)
+            elif c == ")" and len(closers) > 1:
+                out.append(")" * closers.pop())
+            out.append(c)
+            i += 1
+    out.append(")" * closers[-1])
+    return "".join(out)
+
+
+def _class_end(pattern: str, start: int) -> int:
+    """Index just past the character class that opens at `start`."""
+    i = start + 1
+    if i < len(pattern) and pattern[i] == "^":
+        i += 1
+    if i < len(pattern) and pattern[i] == "]":
+        i += 1
+    while i < len(pattern) and pattern[i] != "]":
+        i += 2 if pattern[i] == "\\" else 1
+    return min(i + 1, len(pattern))
+
+
+def unwrap_parens(node: Any) -> Any:
+    while isinstance(node, promql_parser.ParenExpr):
+        node = node.expr
+    return node

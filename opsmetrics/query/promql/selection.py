@@ -1,0 +1,97 @@
+"""Series selectors: instant vectors (lookback, staleness) and range vectors (left-open windows).
+
+Both read every series' samples for all steps in one storage call, then work per series on
+whole arrays of timestamps.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from opsmetrics.model import Int64Array, Labels, SampleRows, Series, is_stale
+from opsmetrics.query.promql.nodes import at_ms, duration_ms, matcher_groups, offset_ms
+from opsmetrics.query.promql.values import EvalContext, InstantVector, RangeVector
+
+
+def selector_times(node: Any, ctx: EvalContext) -> Int64Array:
+    """The timestamp each step reads at: the step (or the `@` time) minus the offset."""
+    at = at_ms(node, ctx.start_ms, ctx.end_ms)
+    base = ctx.steps if at is None else np.full(len(ctx.steps), at, dtype=np.int64)
+    return base - offset_ms(node)
+
+
+def _select(node: Any, ctx: EvalContext, start: int, end: int) -> list[Series]:
+    found: dict[int, Series] = {}
+    for matchers in matcher_groups(node):
+        for s in ctx.storage.select_series(matchers, start, end):
+            found[s.id] = s
+    return sorted(found.values(), key=lambda s: s.labels)
+
+
+def _load(
+    node: Any, ctx: EvalContext, start: int, end: int
+) -> tuple[list[Series], SampleRows, Int64Array]:
+    """Matching series, their samples in [start, end], and each series' row offsets."""
+    series = _select(node, ctx, start, end)
+    ctx.check_deadline()
+    rows = ctx.storage.read_samples([s.id for s in series], start, end)
+    ctx.count_samples(len(rows.ts))
+    ctx.check_deadline()
+    ids = np.array([s.id for s in series], dtype=np.int64)
+    lo = np.searchsorted(rows.series_ids, ids, side="left")
+    hi = np.searchsorted(rows.series_ids, ids, side="right")
+    return series, rows, np.stack([lo, hi]) if len(ids) else np.zeros((2, 0), np.int64)
+
+
+def instant_selector(node: Any, ctx: EvalContext) -> InstantVector:
+    """Each series' newest sample in (t - lookback, t]; a stale marker there means absent."""
+    times = selector_times(node, ctx)
+    n = len(times)
+    if n == 0:
+        return InstantVector.empty(0)
+    series, rows, bounds = _load(
+        node, ctx, int(times.min()) - ctx.lookback_ms + 1, int(times.max())
+    )
+    labels: list[Labels] = []
+    values, present, sample_ts = [], [], []
+    for i, s in enumerate(series):
+        ts = rows.ts[bounds[0, i] : bounds[1, i]]
+        vals = rows.values[bounds[0, i] : bounds[1, i]]
+        if len(ts) == 0:
+            continue
+        pos = np.searchsorted(ts, times, side="right") - 1
+        safe = np.maximum(pos, 0)
+        ok = (pos >= 0) & (ts[safe] > times - ctx.lookback_ms) & ~is_stale(vals[safe])
+        if not ok.any():
+            continue
+        labels.append(s.labels)
+        values.append(np.where(ok, vals[safe], np.nan))
+        present.append(ok)
+        sample_ts.append(ts[safe])
+    if not labels:
+        return InstantVector.empty(n)
+    return InstantVector(labels, np.stack(values), np.stack(present), np.stack(sample_ts))
+
+
+def range_selector(node: Any, ctx: EvalContext) -> RangeVector:
+    """Raw points of a matrix selector; step j's window is (end_j - range, end_j]."""
+    vs = node.vector_selector
+    range_ms = duration_ms(node.range)
+    window_end = selector_times(vs, ctx)
+    if len(window_end) == 0:
+        return RangeVector([], [], [], range_ms, window_end)
+    start, end = int(window_end.min()) - range_ms + 1, int(window_end.max())
+    series, rows, bounds = _load(vs, ctx, start, end)
+    out = RangeVector([], [], [], range_ms, window_end)
+    for i, s in enumerate(series):
+        ts = rows.ts[bounds[0, i] : bounds[1, i]]
+        vals = rows.values[bounds[0, i] : bounds[1, i]]
+        keep = ~is_stale(vals)
+        if not keep.any():
+            continue
+        out.labels.append(s.labels)
+        out.ts.append(ts[keep])
+        out.values.append(vals[keep])
+    return out

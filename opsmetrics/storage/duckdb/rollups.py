@@ -1,0 +1,131 @@
+"""Rollups: per-series 5-minute and 1-hour buckets of closed partitions.
+
+Each bucket row holds min, max, sum, count, first, last (and the last sample's ts) and the
+counter increase *inside* the bucket: the sum over consecutive sample pairs of the delta, where
+a drop counts as a reset (the new value is the increase), as Prometheus's `increase` does without
+extrapolation. Keeping `first` and `last` makes buckets composable: the increase over several
+buckets is the sum of their increases plus the deltas across each boundary (see
+`RollupRows.increase_over`).
+
+NaN samples, stale markers included, are not in rollups; a bucket whose samples are all NaN has
+no row. Rollups are rebuilt in the same transaction that compacts a partition, so a crash leaves
+either the old partition and its old rollups or the new ones. The table is written sorted by
+(width, series, bucket) per partition, which DuckDB compresses and range-scans well.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import duckdb
+import numpy as np
+
+from opsmetrics.storage.base import ROLLUP_WIDTHS_MS, RollupRows
+from opsmetrics.storage.duckdb import partitions as parts
+
+_MAX_SID = 2**32 - 1
+_COLUMNS = "series_id, bucket, min_v, max_v, sum_v, n, first_v, last_v, last_ts, inc"
+
+
+def _bucket_sql(width_ms: int) -> str:
+    return f"CAST(floor(ts / {int(width_ms)}) AS BIGINT) * {int(width_ms)}"
+
+
+def _insert_sql(width_ms: int, lo: int, hi: int, source: str) -> str:
+    """Aggregate one width's buckets in [lo, hi) from `source` (everything interpolated is an
+    integer we computed, or SQL we built)."""
+    bucket = _bucket_sql(width_ms)
+    delta = "CASE WHEN prev IS NULL THEN 0 WHEN value >= prev THEN value - prev ELSE value END"
+    return (
+        f"INSERT INTO rollups SELECT {int(width_ms)}, series_id, bucket, min(value), max(value), "
+        f"sum(value), count(*), arg_min(value, ts), arg_max(value, ts), max(ts), sum({delta}) "
+        f"FROM (SELECT series_id, ts, value, {bucket} AS bucket, "
+        f"lag(value) OVER (PARTITION BY series_id, {bucket} ORDER BY ts) AS prev "
+        f"FROM ({source}) WHERE ts >= {int(lo)} AND ts < {int(hi)} AND value IS NOT NULL) "
+        "GROUP BY series_id, bucket ORDER BY series_id, bucket"
+    )
+
+
+def rebuild(cur: duckdb.DuckDBPyConnection, start_ms: int, end_ms: int, now_ms: int) -> None:
+    """Recompute every bucket that overlaps the partition [start, end), at each width.
+
+    A bucket that straddles a partition boundary is computed from all the data it covers, so it
+    is right whichever of the two partitions is compacted last.
+    """
+    for width in ROLLUP_WIDTHS_MS:
+        lo = start_ms // width * width
+        hi = -(-end_ms // width) * width
+        cur.execute(
+            "DELETE FROM rollups WHERE width_ms = ? AND bucket >= ? AND bucket < ?",
+            [width, lo, hi],
+        )
+        source = parts.range_source(cur, 0, _MAX_SID, lo, hi - 1)
+        cur.execute(_insert_sql(width, lo, hi, source))
+    cur.execute("DELETE FROM rollup_backlog WHERE start_ms = ?", [start_ms])
+    cur.execute("INSERT OR REPLACE INTO rollup_spans VALUES (?, ?, ?)", [start_ms, end_ms, now_ms])
+
+
+def backlog(cur: duckdb.DuckDBPyConnection) -> list[tuple[int, int]]:
+    """Partitions compacted before rollups existed (recorded by migration 3) still to build."""
+    rows = cur.execute("SELECT start_ms, end_ms FROM rollup_backlog ORDER BY start_ms").fetchall()
+    return [(int(s), int(e)) for s, e in rows]
+
+
+def drop_expired(cur: duckdb.DuckDBPyConnection, cutoff_ms: int) -> int:
+    """Delete buckets that end at or before the cutoff; returns how many rows went."""
+    rows = cur.execute("DELETE FROM rollups WHERE bucket + width_ms <= ?", [cutoff_ms]).fetchall()
+    cur.execute("DELETE FROM rollup_spans WHERE end_ms <= ?", [cutoff_ms])
+    cur.execute("DELETE FROM rollup_backlog WHERE end_ms <= ?", [cutoff_ms])
+    return int(rows[0][0]) if rows else 0
+
+
+def read(
+    cur: duckdb.DuckDBPyConnection,
+    series_ids: Sequence[int],
+    start_ms: int,
+    end_ms: int,
+    width_ms: int,
+) -> RollupRows:
+    """Buckets of `width_ms` whose start is in [start, end], sorted by (series, bucket)."""
+    if width_ms not in ROLLUP_WIDTHS_MS:
+        raise ValueError(f"no rollups of width {width_ms} ms; widths are {ROLLUP_WIDTHS_MS}")
+    ids = np.unique(np.asarray(series_ids, dtype=np.int64))
+    if not len(ids):
+        return RollupRows.empty()
+    cur.register("wanted_rollups", {"sid": ids.astype(np.uint32)})
+    try:
+        got = cur.execute(
+            f"SELECT {_COLUMNS} FROM rollups WHERE width_ms = ? AND bucket >= ? AND bucket <= ? "
+            "AND series_id IN (SELECT sid FROM wanted_rollups) ORDER BY series_id, bucket",
+            [width_ms, start_ms, end_ms],
+        ).fetchnumpy()
+    finally:
+        cur.unregister("wanted_rollups")
+    return _rows(got)
+
+
+def covered(cur: duckdb.DuckDBPyConnection) -> list[tuple[int, int]]:
+    """The [start, end) spans whose rollups are built, oldest first."""
+    rows = cur.execute("SELECT start_ms, end_ms FROM rollup_spans ORDER BY start_ms").fetchall()
+    return [(int(s), int(e)) for s, e in rows]
+
+
+def _rows(got: dict[str, np.ndarray]) -> RollupRows:
+    def f64(name: str) -> np.ndarray:
+        return np.asarray(got[name], dtype=np.float64)
+
+    def i64(name: str) -> np.ndarray:
+        return np.asarray(got[name], dtype=np.int64)
+
+    return RollupRows(
+        series_ids=i64("series_id"),
+        bucket=i64("bucket"),
+        min=f64("min_v"),
+        max=f64("max_v"),
+        sum=f64("sum_v"),
+        count=i64("n"),
+        first=f64("first_v"),
+        last=f64("last_v"),
+        last_ts=i64("last_ts"),
+        increase=f64("inc"),
+    )
