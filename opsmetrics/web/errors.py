@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from opsmetrics import errors
+from opsmetrics.query.promql.values import QueryLimitError, QueryTimeoutError
 
 log = logging.getLogger(__name__)
 
@@ -20,6 +21,8 @@ STATUS: list[tuple[type[errors.OpsMetricsError], int]] = [
     (errors.NotFoundError, 404),
     (errors.PayloadTooLargeError, 413),
     (errors.UnsupportedMediaTypeError, 415),
+    (QueryLimitError, 422),  # Prometheus errorType "execution"
+    (QueryTimeoutError, 503),  # Prometheus errorType "timeout"
     (errors.UserError, 400),
     (errors.OverloadedError, 429),
     (errors.StorageUnavailableError, 503),

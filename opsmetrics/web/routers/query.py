@@ -78,8 +78,8 @@ async def query(request: Request) -> Response:
     svc = services(request)
     params = await Params.of(request)
     limit = limit_param(params)
-    at = time_param(params, "time", svc.clock.now_ms())
-    assert at is not None
+    given = time_param(params, "time", None)
+    at = svc.clock.now_ms() if given is None else given
     options = _engine_options(params)
     expr = parse_query(params.get("query"))
     value = await _run(evaluate_instant, svc.storage, params.get("query"), at, **options)
