@@ -8,8 +8,16 @@ from typing import Any, cast
 import numpy as np
 import promql_parser
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import opsmetrics.query.promql.functions  # noqa: F401  (registers the functions)
+from opsmetrics.query.promql.functions.window_sums import (
+    loop_window_mean,
+    loop_window_sum,
+    window_mean,
+    window_sum,
+)
 from opsmetrics.query.promql.values import (
     FUNCTIONS,
     CallInfo,
@@ -27,7 +35,7 @@ MIN = 60_000
 
 def ctx_at(*steps_ms: int) -> EvalContext:
     steps = np.array(steps_ms, dtype=np.int64)
-    return EvalContext(cast(Any, None), steps, int(steps[0]), int(steps[-1]), 1)
+    return EvalContext(cast(Any, None), steps, int(steps[0]), int(steps[-1]), 0)
 
 
 def call(name: str, args: list[Value], ctx: EvalContext, exprs: list[Any] | None = None) -> Value:
@@ -538,6 +546,38 @@ def test_histogram_fraction_classic() -> None:
     assert result(call("histogram_count", [pos], ctx)) == {}
 
 
+def test_histogram_fraction_counts_the_inf_bucket_when_upper_is_inf() -> None:
+    ctx = ctx_at(0)
+    s = lambda v: Scalar(np.array([v]))  # noqa: E731
+    pos = inst(buckets("h", {"1": 1, "2": 3, "3": 6, "+Inf": 100}))
+    assert one(call("histogram_fraction", [s(400), s(math.inf), pos], ctx)) == pytest.approx(0.94)
+    assert one(call("histogram_fraction", [s(2), s(math.inf), pos], ctx)) == pytest.approx(0.97)
+    assert one(call("histogram_fraction", [s(2), s(400), pos], ctx)) == pytest.approx(0.03)
+
+
+def test_histogram_quantile_fails_when_two_histograms_share_labels_without_name() -> None:
+    ctx = ctx_at(0)
+    q = Scalar(np.array([0.5]))
+    vec = inst(
+        buckets("a_bucket", {"1": 1, "+Inf": 2}, ',job="x"')
+        | buckets("b_bucket", {"1": 1, "+Inf": 2}, ',job="x"')
+    )
+    with pytest.raises(QueryError, match="same labelset"):
+        call("histogram_quantile", [q, vec], ctx)
+
+
+def test_histogram_quantiles_labels_each_quantile() -> None:
+    ctx = ctx_at(0)
+    x = buckets("b", {"1": 50, "2": 100, "+Inf": 100}, ',job="x"')
+    vec = inst(x)
+    qs: list[Value] = [Scalar(np.array([v])) for v in (0.5, 1.0, math.nan)]
+    got = result(call("histogram_quantiles", [vec, StringValue("q"), *qs], ctx))
+    assert got == approx({"job=x,q=0.5": 1.0, "job=x,q=1.0": 2.0, "job=x,q=NaN": math.nan})
+    two = inst(x | buckets("b", {"1": 5, "+Inf": 10}, ',job="y"'))
+    with pytest.raises(QueryError, match="same labelset"):
+        call("histogram_quantiles", [two, StringValue("job"), *qs[:2]], ctx)
+
+
 # --- absent, scalar, vector, time, timestamp, dates ----------------------------------------------
 
 
@@ -611,3 +651,78 @@ def test_date_functions_default_to_now() -> None:
     ctx = ctx_at(3600_000)
     assert result(call("hour", [], ctx)) == {"": 1.0}
     assert math.isnan(one(call("year", [inst({"x": math.nan})], ctx)))
+
+
+# --- query scalars: step, range, start, end, min_of, max_of --------------------------------------
+
+
+def _scalar(value: Value) -> list[float]:
+    assert isinstance(value, Scalar)
+    return [float(v) for v in value.values]
+
+
+def test_query_scalars_in_a_range_query() -> None:
+    steps = np.array([100_000, 110_000, 120_000, 130_000], dtype=np.int64)
+    ctx = EvalContext(cast(Any, None), steps, 100_000, 130_000, 10_000)
+    assert _scalar(call("step", [], ctx)) == [10.0] * 4
+    assert _scalar(call("range", [], ctx)) == [30.0] * 4
+    assert _scalar(call("start", [], ctx)) == [100.0] * 4
+    assert _scalar(call("end", [], ctx)) == [130.0] * 4
+
+
+def test_query_scalars_in_an_instant_query() -> None:
+    ctx = ctx_at(50_000)
+    assert _scalar(call("step", [], ctx)) == [0.0]
+    assert _scalar(call("range", [], ctx)) == [0.0]
+    assert _scalar(call("start", [], ctx)) == _scalar(call("end", [], ctx)) == [50.0]
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "low", "high"),
+    [(3, 5, 3, 5), (-2, -5, -5, -2), (4, 4, 4, 4), (math.nan, 3, math.nan, math.nan)],
+)
+def test_min_of_and_max_of(a: float, b: float, low: float, high: float) -> None:
+    ctx = ctx_at(0)
+    args: list[Value] = [Scalar(np.array([a])), Scalar(np.array([b]))]
+    assert _scalar(call("min_of", args, ctx)) == pytest.approx([low], nan_ok=True)
+    assert _scalar(call("max_of", args, ctx)) == pytest.approx([high], nan_ok=True)
+
+
+# --- vectorised window sums ----------------------------------------------------------------------
+
+_floats = st.floats(min_value=-1e12, max_value=1e12, allow_nan=False)
+_specials = st.sampled_from([math.nan, math.inf, -math.inf, 1e308, -1e308, 1e100, -1e100, 1.0])
+
+
+def _windows(n: int, width: int) -> tuple[Any, Any]:
+    hi = np.arange(1, n + 1, dtype=np.int64)
+    return np.maximum(hi - width, 0), hi
+
+
+@given(st.lists(_floats, min_size=1, max_size=200), st.integers(1, 80))
+def test_window_sum_and_mean_match_the_per_sample_loop(values: list[float], width: int) -> None:
+    vals = np.array(values)
+    lo, hi = _windows(len(vals), width)
+    scale = np.abs(vals).sum() * 1e-12
+    assert window_sum(vals, lo, hi) == pytest.approx(loop_window_sum(vals, lo, hi), abs=scale)
+    assert window_mean(vals, lo, hi) == pytest.approx(loop_window_mean(vals, lo, hi), abs=scale)
+
+
+@given(st.lists(st.one_of(_floats, _specials), min_size=1, max_size=60), st.integers(1, 20))
+def test_window_sum_special_values_follow_prometheus(values: list[float], width: int) -> None:
+    vals = np.array(values)
+    lo, hi = _windows(len(vals), width)
+    with np.errstate(all="ignore"):
+        fast, slow = window_sum(vals, lo, hi), loop_window_sum(vals, lo, hi)
+    special = ~np.isfinite(slow) | (np.abs(slow) > 1e200)
+    np.testing.assert_array_equal(fast[special], slow[special])
+
+
+def test_window_sum_over_a_day_at_15s_keeps_small_values_next_to_a_spike() -> None:
+    vals = np.ones(5761 * 2)
+    vals[10] = 1e100
+    vals[20] = -1e100
+    lo, hi = _windows(len(vals), 5760)
+    sums = window_sum(vals, lo, hi)
+    assert sums[-1] == 5760 and sums[5765] == 5758 and sums[100] == 99
+    assert window_mean(vals, lo, hi)[-1] == 1

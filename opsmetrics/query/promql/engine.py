@@ -95,8 +95,9 @@ def evaluate_instant(
     """An instant query at `at_ms`: any value type, vectors and scalars with one step."""
     node = parse_expr(expr)
     steps = np.array([at_ms], dtype=np.int64)
+    # An instant query has no step: step() and range() read 0, as in Prometheus.
     ctx = EvalContext(
-        storage, steps, at_ms, at_ms, 1, lookback_ms, max_samples, time.monotonic() + timeout_s
+        storage, steps, at_ms, at_ms, 0, lookback_ms, max_samples, time.monotonic() + timeout_s
     )
     return evaluate(node, ctx)
 
@@ -163,7 +164,7 @@ def _subquery(node: Any, ctx: EvalContext) -> Value:
         inner_steps,
         ctx.start_ms,
         ctx.end_ms,
-        step,
+        ctx.step_ms,  # start(), end(), step() and range() describe the query, not the subquery
         ctx.lookback_ms,
         ctx.max_samples,
         ctx.deadline,

@@ -6,6 +6,7 @@ from opsmetrics.query.promql.functions import (
     math_funcs,
     misc_funcs,
     over_time_funcs,
+    query_funcs,
     rate_funcs,
 )
 
@@ -15,5 +16,6 @@ __all__ = [
     "math_funcs",
     "misc_funcs",
     "over_time_funcs",
+    "query_funcs",
     "rate_funcs",
 ]

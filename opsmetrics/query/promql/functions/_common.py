@@ -51,6 +51,14 @@ def string_arg(args: list[Value], i: int) -> str:
     return arg.value
 
 
+def with_label(labels: Labels, name: str, value: str) -> Labels:
+    """`labels` with `name` set to `value`; an empty value removes the label."""
+    rest = [p for p in labels if p[0] != name]
+    if value != "":
+        rest.append((name, value))
+    return tuple(sorted(rest))
+
+
 def build_vector(
     labels: list[Labels], rows: list[Float64Array], present: list[BoolArray], steps: int
 ) -> InstantVector:

@@ -8,14 +8,22 @@ from __future__ import annotations
 
 import numpy as np
 
-from opsmetrics.model import METRIC_NAME, Float64Array, Labels
-from opsmetrics.query.promql.functions._common import build_vector, instant_arg, scalar_arg
+from opsmetrics.model import Float64Array, Labels
+from opsmetrics.query.promql.functions._common import (
+    build_vector,
+    instant_arg,
+    scalar_arg,
+    string_arg,
+    with_label,
+)
 from opsmetrics.query.promql.values import (
     BoolArray,
     CallInfo,
     EvalContext,
     InstantVector,
+    QueryError,
     Value,
+    drop_name,
     register,
 )
 
@@ -45,13 +53,17 @@ def _parse_bound(labels: Labels) -> float | None:
 
 
 def group_buckets(vec: InstantVector) -> dict[Labels, BucketSet]:
-    """Group bucket series by their labels minus `le` and the name; merge equal bounds."""
+    """Group bucket series by their labels minus `le`; merge equal bounds.
+
+    The metric name stays in the key, so two histograms that differ only by name form two
+    groups; their results then clash once the name is dropped, which is Prometheus's error.
+    """
     groups: dict[Labels, dict[float, tuple[Float64Array, BoolArray]]] = {}
     for row, labels in enumerate(vec.labels):
         bound = _parse_bound(labels)
         if bound is None or np.isnan(bound):
             continue
-        key = tuple(p for p in labels if p[0] not in (BUCKET_LABEL, METRIC_NAME))
+        key = tuple(p for p in labels if p[0] != BUCKET_LABEL)
         vals = np.where(vec.present[row], vec.values[row], 0.0)
         old = groups.setdefault(key, {}).get(bound)
         if old is not None:
@@ -148,10 +160,61 @@ def histogram_quantile(args: list[Value], call: CallInfo, ctx: EvalContext) -> V
     labels, rows, present = [], [], []
     for key, buckets in group_buckets(vec).items():
         values, ok = bucket_quantile(q, buckets)
-        labels.append(key)
+        labels.append(drop_name(key))
         rows.append(values)
         present.append(ok)
     return build_vector(labels, rows, present, steps)
+
+
+def format_quantile(q: float) -> str:
+    """A quantile as histogram_quantiles labels it: 0.5, 1.0, NaN, +Inf."""
+    if np.isnan(q):
+        return "NaN"
+    if np.isinf(q):
+        return "+Inf" if q > 0 else "-Inf"
+    return repr(float(q))
+
+
+def _distinct_values(q: Float64Array) -> list[tuple[float, BoolArray]]:
+    """Each distinct value of a per-step scalar with the steps that hold it (NaN is one value)."""
+    nan = np.isnan(q)
+    out: list[tuple[float, BoolArray]] = [(float(v), q == v) for v in np.unique(q[~nan])]
+    if nan.any():
+        out.append((float("nan"), nan))
+    return out
+
+
+@register("histogram_quantiles", ("instant", "string", "scalar"), variadic=True)
+def histogram_quantiles(args: list[Value], call: CallInfo, ctx: EvalContext) -> Value:
+    """One histogram_quantile per quantile argument, told apart by the label named in arg 2."""
+    vec = instant_arg(args, 0)
+    steps = vec.values.shape[1]
+    name = string_arg(args, 1)
+    if name == "":
+        raise QueryError("invalid quantile label name in histogram_quantiles(): empty")
+    groups = group_buckets(vec)
+    labels, rows, present = [], [], []
+    for i in range(2, len(args)):
+        q = scalar_arg(args, i, steps)
+        for key, buckets in groups.items():
+            values, ok = bucket_quantile(q, buckets)
+            for qv, at in _distinct_values(q):
+                labels.append(with_label(drop_name(key), name, format_quantile(qv)))
+                rows.append(values)
+                present.append(ok & at)
+    return build_vector(labels, rows, present, steps)
+
+
+def _position(v: Float64Array, lo: Float64Array, hi: float) -> Float64Array:
+    """Where `v` (clamped to the bucket) sits in [lo, hi] as 0..1, interpolating linearly.
+
+    In a bucket with an infinite bound every point strictly inside sits at the finite bound.
+    """
+    v = np.minimum(np.maximum(v, lo), hi)
+    pos = (v - lo) / (hi - lo)
+    if np.isposinf(hi):
+        pos = np.where(np.isposinf(v), 1.0, 0.0)
+    return np.where(np.isneginf(lo), np.where(np.isneginf(v), 0.0, 1.0), pos)
 
 
 def bucket_fraction(
@@ -175,10 +238,8 @@ def bucket_fraction(
             lo = np.minimum(lo, hi)
             count = counts[i] - np.where(seen, prev_count, 0.0)
             full = (lower <= lo) & (upper >= hi)
-            infinite = np.isinf(lo) | np.isinf(hi)
-            overlap = np.minimum(hi, upper) - np.maximum(lo, lower)
-            part = np.where(infinite, 0.0, np.maximum(overlap, 0.0) / (hi - lo) * count)
-            part = np.where(hi == lo, 0.0, part)
+            share = _position(upper, lo, hi) - _position(lower, lo, hi)
+            part = np.where(hi == lo, 0.0, np.maximum(share, 0.0) * count)
             contrib = np.where(full, count, part)
             inside = np.where(here, inside + contrib, inside)
             prev_bound = np.where(here, hi, prev_bound)
@@ -198,7 +259,7 @@ def histogram_fraction(args: list[Value], call: CallInfo, ctx: EvalContext) -> V
     labels, rows, present = [], [], []
     for key, buckets in group_buckets(vec).items():
         values, ok = bucket_fraction(lower, upper, buckets)
-        labels.append(key)
+        labels.append(drop_name(key))
         rows.append(values)
         present.append(ok)
     return build_vector(labels, rows, present, steps)

@@ -12,6 +12,7 @@ from opsmetrics.query.promql.functions._common import (
     instant_arg,
     merge_same_labels,
     string_arg,
+    with_label,
 )
 from opsmetrics.query.promql.values import (
     CallInfo,
@@ -87,13 +88,6 @@ def _valid_label_name(name: str) -> bool:
     return name != ""
 
 
-def _with_label(labels: Labels, name: str, value: str) -> Labels:
-    rest = [p for p in labels if p[0] != name]
-    if value != "":
-        rest.append((name, value))
-    return tuple(sorted(rest))
-
-
 def _label_value(labels: Labels, name: str) -> str:
     return next((v for n, v in labels if n == name), "")
 
@@ -108,7 +102,7 @@ def label_replace(args: list[Value], call: CallInfo, ctx: EvalContext) -> Value:
     labels: list[Labels] = []
     for lab in vec.labels:
         match = regex.fullmatch(_label_value(lab, src))
-        labels.append(lab if match is None else _with_label(lab, dst, expand_template(repl, match)))
+        labels.append(lab if match is None else with_label(lab, dst, expand_template(repl, match)))
     return merge_same_labels(labels, vec.values.copy(), vec.present.copy())
 
 
@@ -120,7 +114,7 @@ def label_join(args: list[Value], call: CallInfo, ctx: EvalContext) -> Value:
     if not _valid_label_name(dst):
         raise QueryError(f"invalid destination label name in label_join(): {dst}")
     labels = [
-        _with_label(lab, dst, sep.join(_label_value(lab, s) for s in sources)) for lab in vec.labels
+        with_label(lab, dst, sep.join(_label_value(lab, s) for s in sources)) for lab in vec.labels
     ]
     return merge_same_labels(labels, vec.values.copy(), vec.present.copy())
 

@@ -14,6 +14,7 @@ from opsmetrics.query.promql.functions._common import (
     range_arg,
     scalar_arg,
 )
+from opsmetrics.query.promql.functions.window_sums import window_mean, window_sum
 from opsmetrics.query.promql.values import (
     CallInfo,
     EvalContext,
@@ -29,51 +30,12 @@ def _count(lo: Int64Array, hi: Int64Array) -> Int64Array:
     return counts
 
 
-def kahan_window_sum(vals: Float64Array, lo: Int64Array, hi: Int64Array) -> Float64Array:
-    matrix, _ = padded(vals, lo, hi, 0.0)
-    total = np.zeros(len(lo))
-    comp = np.zeros(len(lo))
-    for k in range(matrix.shape[1]):
-        total, comp = kahan_inc(matrix[:, k], total, comp)
-    result: Float64Array = np.where(np.isinf(total), total, total + comp)
-    return result
-
-
 @register("sum_over_time", ("range",))
 def sum_over_time(args: list[Value], call: CallInfo, ctx: EvalContext) -> Value:
     def per_series(ts: Int64Array, v: Float64Array, lo: Int64Array, hi: Int64Array) -> StepResult:
-        return kahan_window_sum(v, lo, hi), _count(lo, hi) > 0
+        return window_sum(v, lo, hi), _count(lo, hi) > 0
 
     return over_series(range_arg(args, 0), per_series)
-
-
-def window_mean(vals: Float64Array, lo: Int64Array, hi: Int64Array) -> Float64Array:
-    """Mean via a compensated sum, switching to an incremental mean only if the sum overflows."""
-    matrix, mask = padded(vals, lo, hi, 0.0)
-    rows = len(lo)
-    total, comp, mean = np.zeros(rows), np.zeros(rows), np.zeros(rows)
-    incremental = np.zeros(rows, dtype=bool)
-    for k in range(matrix.shape[1]):
-        active = mask[:, k]
-        f = matrix[:, k]
-        count = float(k + 1)
-        new_total, new_comp = kahan_inc(f, total, comp)
-        overflow = active & ~incremental & np.isinf(new_total)
-        if overflow.any():
-            mean = np.where(overflow, total / max(count - 1, 1.0), mean)
-            comp = np.where(overflow, comp / max(count - 1, 1.0), comp)
-            incremental = incremental | overflow
-        plain = active & ~incremental
-        total = np.where(plain, new_total, total)
-        comp = np.where(plain, new_comp, comp)
-        q = (count - 1) / count
-        new_mean, new_mcomp = kahan_inc(f / count, q * mean, q * comp)
-        step_inc = active & incremental
-        mean = np.where(step_inc, new_mean, mean)
-        comp = np.where(step_inc, new_mcomp, comp)
-    n = np.maximum(mask.sum(axis=1), 1)
-    result: Float64Array = np.where(incremental, mean + comp, total / n + comp / n)
-    return result
 
 
 @register("avg_over_time", ("range",))
