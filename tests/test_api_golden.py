@@ -290,11 +290,7 @@ class AppClient:
 
 #: Cases whose golden file says what Prometheus answers but opsmetrics does not yet; each
 #: names the change it waits for. They are hand-written, so a refresh leaves them alone.
-PENDING = {
-    "error_duplicate_labelset": (
-        "an error during evaluation is Prometheus's errorType execution, status 422"
-    ),
-}
+PENDING = {}
 
 
 @pytest.fixture(scope="module")

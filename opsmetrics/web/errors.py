@@ -10,7 +10,11 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from opsmetrics import errors
-from opsmetrics.query.promql.values import QueryLimitError, QueryTimeoutError
+from opsmetrics.query.promql.values import (
+    QueryExecutionError,
+    QueryLimitError,
+    QueryTimeoutError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +26,7 @@ STATUS: list[tuple[type[errors.OpsMetricsError], int]] = [
     (errors.PayloadTooLargeError, 413),
     (errors.UnsupportedMediaTypeError, 415),
     (QueryLimitError, 422),  # Prometheus errorType "execution"
+    (QueryExecutionError, 422),
     (QueryTimeoutError, 503),  # Prometheus errorType "timeout"
     (errors.UserError, 400),
     (errors.OverloadedError, 429),

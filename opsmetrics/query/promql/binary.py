@@ -12,6 +12,7 @@ from opsmetrics.query.promql.values import (
     BoolArray,
     InstantVector,
     QueryError,
+    QueryExecutionError,
     Scalar,
     Value,
 )
@@ -165,7 +166,7 @@ def _one_side_rows(one: InstantVector, sig: Signature, side: str) -> dict[Labels
             step = int(np.argmax(one.present[members].sum(axis=0) > 1))
             clash = sorted(one.labels[r] for r in members if one.present[r, step])[:2]
             group = format_labels(key)
-            raise QueryError(
+            raise QueryExecutionError(
                 f"found duplicate series for the match group {group} on the {side} hand-side "
                 f"of the operation: [{format_labels(clash[0])}, {format_labels(clash[1])}];"
                 "many-to-many matching not allowed: matching labels must be unique on one side"
@@ -209,8 +210,10 @@ def _check_unique_matches(
     if not any((c > 1).any() for c in counts.values()):
         return
     if card == "OneToOne":
-        raise QueryError(
+        raise QueryExecutionError(
             "multiple matches for labels: many-to-one matching must be explicit "
             "(group_left/group_right)"
         )
-    raise QueryError("multiple matches for labels: grouping labels must ensure unique matches")
+    raise QueryExecutionError(
+        "multiple matches for labels: grouping labels must ensure unique matches"
+    )

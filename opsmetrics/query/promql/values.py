@@ -28,6 +28,13 @@ class QueryError(BadDataError):
     reason = "query"
 
 
+class QueryExecutionError(QueryError):
+    """An error while evaluating a well-formed query (errorType execution, 422, as Prometheus),
+    e.g. two series with the same labels or a many-to-many match."""
+
+    error_type = "execution"
+
+
 class QueryLimitError(UserError):
     """Too many samples loaded or points produced (422 as in Prometheus: errorType execution)."""
 

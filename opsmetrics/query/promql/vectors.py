@@ -8,7 +8,7 @@ import re
 import numpy as np
 
 from opsmetrics.model import METRIC_NAME, Labels
-from opsmetrics.query.promql.values import InstantVector, QueryError
+from opsmetrics.query.promql.values import InstantVector, QueryExecutionError
 
 _LEGACY_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 
@@ -47,7 +47,7 @@ def merge_same_labels(vec: InstantVector) -> InstantVector:
     ts = None if vec.sample_ts is None else vec.sample_ts.copy()
     for j, i in dups:
         if (present[j] & present[i]).any():
-            raise QueryError("vector cannot contain metrics with the same labelset")
+            raise QueryExecutionError("vector cannot contain metrics with the same labelset")
         take = present[i]
         values[j, take] = values[i, take]
         present[j] |= take

@@ -11,6 +11,7 @@ from opsmetrics.query.promql.values import (
     BoolArray,
     InstantVector,
     QueryError,
+    QueryExecutionError,
     RangeVector,
     Scalar,
     StringValue,
@@ -90,7 +91,7 @@ def merge_same_labels(
             out_present.append(present[row].copy())
             continue
         if (out_present[j] & present[row]).any():
-            raise QueryError("vector cannot contain metrics with the same labelset")
+            raise QueryExecutionError("vector cannot contain metrics with the same labelset")
         out_vals[j] = np.where(present[row], values[row], out_vals[j])
         out_present[j] = out_present[j] | present[row]
     return InstantVector(out_labels, np.stack(out_vals), np.stack(out_present))
