@@ -51,12 +51,17 @@ class GroupState:
             self._merge_heads(sids, ts)
 
     def _merge_heads(self, sids: Int64Array, ts: Int64Array) -> None:
-        all_sids = np.concatenate((self.head_sids, sids))
-        all_ts = np.concatenate((self.head_ts, ts))
-        order = np.lexsort((all_ts, all_sids))
-        ordered = all_sids[order]
-        last = np.r_[ordered[1:] != ordered[:-1], True]
-        self.head_sids, self.head_ts = ordered[last], all_ts[order][last]
+        """`sids`, `ts` come sorted by (series, ts), as prepare_samples leaves them."""
+        last = np.r_[sids[1:] != sids[:-1], True]
+        sids, ts = sids[last], ts[last]
+        if self.head_sids.size:
+            sids = np.concatenate((self.head_sids, sids))
+            ts = np.concatenate((self.head_ts, ts))
+            order = np.lexsort((ts, sids))
+            sids, ts = sids[order], ts[order]
+            last = np.r_[sids[1:] != sids[:-1], True]
+            sids, ts = sids[last], ts[last]
+        self.head_sids, self.head_ts = sids, ts
 
     def pending_heads(self, sids: Int64Array) -> Int64Array:
         """Newest pending timestamp of each given series (NO_TS where none is pending)."""
@@ -186,6 +191,8 @@ def _dedupe_within(
     sids: Int64Array, ts: Int64Array, values: Float64Array, storage: Storage, state: GroupState
 ) -> tuple[Int64Array, Int64Array, Float64Array, int]:
     """Sort by (series, ts); drop exact repeats; reject two values for one timestamp."""
+    if _strictly_sorted(sids, ts):  # the usual case: nothing to reorder or drop
+        return sids, ts, values, 0
     order = np.lexsort((ts, sids))
     sids, ts, values = sids[order], ts[order], values[order]
     same = (sids[1:] == sids[:-1]) & (ts[1:] == ts[:-1])
@@ -198,6 +205,11 @@ def _dedupe_within(
         raise _conflict(storage, state, int(sids[i]), int(ts[i]), values[i], values[i + 1])
     keep = np.r_[True, ~same]
     return sids[keep], ts[keep], values[keep], int(same.sum())
+
+
+def _strictly_sorted(sids: Int64Array, ts: Int64Array) -> bool:
+    same = sids[1:] == sids[:-1]
+    return bool(((sids[1:] > sids[:-1]) | (same & (ts[1:] > ts[:-1]))).all())
 
 
 def _check_against_stored(
