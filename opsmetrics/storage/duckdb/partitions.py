@@ -147,7 +147,8 @@ def drop_expired(cur: duckdb.DuckDBPyConnection, cutoff_ms: int) -> tuple[int, i
         cur.execute(f"DROP TABLE {table_name(int(start))}")
         cur.execute("DELETE FROM partitions WHERE start_ms = ?", [start])
     head = int(scalar(cur, "DELETE FROM samples_head WHERE ts < ?", [cutoff_ms]) or 0)
-    replace_view(cur)
+    if expired:  # rewriting an unchanged view would grow the WAL on every maintenance pass
+        replace_view(cur)
     return len(expired), sum(int(r[1]) for r in expired) + head
 
 
