@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from opsmetrics.auth import TokenVerifier
+from opsmetrics.catalog.kpi_versions import record_versions
+from opsmetrics.catalog.kpis import Catalog, load_catalog
 from opsmetrics.catalog.retention import load_retention
 from opsmetrics.clock import Clock
 from opsmetrics.errors import ConfigError
@@ -24,6 +26,7 @@ class Services:
     ingestor: Ingestor
     tokens: TokenVerifier
     retention: RetentionPolicy
+    catalog: Catalog
 
     def run_maintenance(self) -> None:
         """Compact closed partitions and apply retention, on the writer thread."""
@@ -50,7 +53,9 @@ def open_storage(settings: Settings, clock: Clock) -> DuckDBStorage:
 
 def open_services(settings: Settings, clock: Clock) -> Services:
     retention = load_retention(settings.config_dir)
+    catalog = load_catalog(settings.config_dir)
     storage = open_storage(settings, clock)
+    record_versions(catalog, storage, clock.now_ms())
     telemetry = Telemetry()
     ingestor = Ingestor(storage, clock, settings.limits, telemetry)
     ingestor.start()
@@ -62,4 +67,5 @@ def open_services(settings: Settings, clock: Clock) -> Services:
         ingestor=ingestor,
         tokens=TokenVerifier(storage.tokens()),
         retention=retention,
+        catalog=catalog,
     )

@@ -1,6 +1,6 @@
 """The upstream PromQL test scripts (prometheus promql/promqltest/testdata), run as is.
 
-The runner lives in tests/promql_conformance.py (also a CLI for engine work:
+The runner lives in the package tests/promql_conformance/ (also a CLI for engine work:
 `.venv/bin/python -m tests.promql_conformance [file...]`). The bar, from the PromQL issue: at
 least 95% of the evaluated cases of the 12 classic-PromQL files pass; cases whose data holds
 native histograms are skipped and listed. The other files are run and reported, not asserted.
@@ -143,7 +143,7 @@ def test_in_scope_pass_rate_meets_the_bar(
     reports = [report(name, storages) for name in pc.IN_SCOPE]
     table = pc.format_table(reports)
     with capsys.disabled():
-        print("\nPromQL conformance (tests/promql_conformance.py):\n" + table)
+        print("\nPromQL conformance (tests/promql_conformance/):\n" + table)
     passed, evaluated = pc.pass_rate(reports)
     failures = "\n".join(
         pc.format_failure(r) for rep in reports for r in rep.results if r.status is pc.Status.FAILED

@@ -52,13 +52,16 @@ def write_data(store: DuckDBStorage, hours: int = 6, seed: int = 7) -> dict[int,
 
 
 def expected(raw: np.ndarray, width: int) -> dict[int, dict[str, float]]:
-    """Per bucket start: the aggregates of the bucket's non-NaN samples, from raw data."""
+    """Per bucket start: the aggregates of the bucket's non-NaN samples, from raw data.
+
+    Buckets are left-open: bucket b holds b < ts <= b + width."""
     ts, values = raw[0].astype(np.int64), raw[1]
     ok = ~np.isnan(values)
     ts, values = ts[ok], values[ok]
+    starts = (ts - 1) // width * width
     out: dict[int, dict[str, float]] = {}
-    for bucket in np.unique(ts // width * width):
-        v = values[ts // width * width == bucket]
+    for bucket in np.unique(starts):
+        v = values[starts == bucket]
         deltas = np.diff(v)
         out[int(bucket)] = {
             "min": v.min(),
@@ -79,7 +82,7 @@ def raw_increase(values: np.ndarray) -> float:
 
 
 def actual(store: DuckDBStorage, sid: int, width: int) -> dict[int, dict[str, float]]:
-    rows = store.read_rollups([sid], T0, T0 + DAY_MS, width)
+    rows = store.read_rollups([sid], T0 - width, T0 + DAY_MS, width)
     assert (rows.series_ids == sid).all()
     assert (np.diff(rows.bucket) > 0).all()
     return {
@@ -115,7 +118,7 @@ def test_increase_across_buckets_handles_resets(store: DuckDBStorage) -> None:
     store.compact(T0 + 10 * HOUR)
     for sid, series in raw.items():
         for width in ROLLUP_WIDTHS_MS:
-            rows = store.read_rollups([sid], T0, T0 + DAY_MS, width)
+            rows = store.read_rollups([sid], T0 - width, T0 + DAY_MS, width)
             assert rows.increase_over(slice(None)) == pytest.approx(raw_increase(series[1]))
 
 
@@ -139,7 +142,8 @@ def test_late_data_rebuilds_the_partition_rollups(tmp_path: Path) -> None:
     store.write(WriteBatch([], np.array([sid], np.int64), late, np.array([5.0])))
     store.compact(T0 + 3 * HOUR)
     rows = store.read_rollups([sid], T0, T0, HOUR)
-    assert (rows.count[0], rows.sum[0], rows.max[0]) == (61, 65.0, 5.0)
+    # Bucket T0 is (T0, T0 + 1h]: 59 of the first samples (T0 itself is in the bucket before)
+    assert (rows.count[0], rows.sum[0], rows.max[0]) == (60, 64.0, 5.0)
 
 
 def test_unknown_width_is_refused(store: DuckDBStorage) -> None:

@@ -38,6 +38,11 @@ TABLES = {
     "schema_migrations",
     "series",
     "tokens",
+    "rollups",
+    "rollup_spans",
+    "rollup_backlog",
+    "kpi_versions",
+    "manual_kpi_values",
 }
 hostile = st.one_of(st.sampled_from(NASTY), st.text(min_size=1, max_size=300))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import partial
 from pathlib import Path
 
+from opsmetrics.catalog.kpis import catalog_problems
 from opsmetrics.catalog.retention import FILE as RETENTION_FILE
 from opsmetrics.catalog.retention import load_retention
 from opsmetrics.catalog.rules import load_rule_file, rule_files
@@ -25,6 +26,7 @@ def validate_config_dir(config_dir: Path) -> list[str]:
         problems += _problems(lambda: load_scrape_config(config_dir / SCRAPE_FILE))
     for path in rule_files(config_dir):
         problems += _problems(partial(load_rule_file, path))
+    problems += catalog_problems(config_dir)
     return problems
 
 
@@ -37,33 +39,26 @@ def _problems(load: object) -> list[str]:
     return []
 
 
-STARTER_FILES = {
-    RETENTION_FILE: """\
-# How long each data class is kept. Durations: 30d, 12w, 2y …
-raw_samples: 90d
-rollups: 2y
-events: 2y
-""",
-    SCRAPE_FILE: """\
-# Prometheus targets that opsmetrics scrapes itself (Prometheus scrape_configs format).
-global:
-  scrape_interval: 15s
-  scrape_timeout: 10s
-scrape_configs:
-  - job_name: opsmetrics          # opsmetrics' own /metrics
-    static_configs:
-      - targets: ["127.0.0.1:8800"]
-""",
-}
+#: The example catalog (shop, SaaS, infrastructure, operations) that `opsmetrics init` copies
+#: and `opsmetrics demo` serves; the repository's examples/config links here.
+EXAMPLE_CONFIG = Path(__file__).resolve().parent.parent / "demo" / "config"
+
+
+def example_files() -> list[Path]:
+    """The example catalog's files, relative to EXAMPLE_CONFIG, in a stable order."""
+    return sorted(
+        p.relative_to(EXAMPLE_CONFIG) for p in EXAMPLE_CONFIG.rglob("*.yaml") if p.is_file()
+    )
 
 
 def write_starter(config_dir: Path) -> list[Path]:
-    """Write the starter files that do not exist yet; returns the files written."""
+    """Copy the example catalog's files that do not exist yet; returns the files written."""
     config_dir.mkdir(parents=True, exist_ok=True)
     written = []
-    for name, text in STARTER_FILES.items():
-        path = config_dir / name
+    for rel in example_files():
+        path = config_dir / rel
         if not path.exists():
-            path.write_text(text)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text((EXAMPLE_CONFIG / rel).read_text())
             written.append(path)
     return written

@@ -14,6 +14,18 @@ M = TypeVar("M", bound=BaseModel)
 
 def parse_model(text: str, source: str, model: type[M]) -> tuple[M, dict[LinePath, int]]:
     """Parse and validate; on failure raise ConfigError listing every problem, one per line."""
+    data, lines = read_yaml(text, source)
+    try:
+        parsed = model.model_validate({} if data is None else data)
+    except ValidationError as exc:
+        errors = sorted(exc.errors(), key=lambda err: line_of(lines, err["loc"]))
+        problems = [problem(source, lines, err["loc"], error_message(err)) for err in errors]
+        raise ConfigError("\n".join(problems)) from None
+    return parsed, lines
+
+
+def read_yaml(text: str, source: str) -> tuple[Any, dict[LinePath, int]]:
+    """The document's data and the line of each of its nodes; ConfigError if it is not YAML."""
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
@@ -22,14 +34,7 @@ def parse_model(text: str, source: str, model: type[M]) -> tuple[M, dict[LinePat
         line = mark.line + 1 if mark is not None else 1
         what = getattr(exc, "problem", None) or str(exc)
         raise ConfigError(f"{source}:{line}: (document): invalid YAML: {what}") from None
-    lines = _node_lines(node)
-    try:
-        parsed = model.model_validate({} if data is None else data)
-    except ValidationError as exc:
-        errors = sorted(exc.errors(), key=lambda err: _line_of(lines, err["loc"]))
-        problems = [problem(source, lines, err["loc"], _message(err)) for err in errors]
-        raise ConfigError("\n".join(problems)) from None
-    return parsed, lines
+    return data, _node_lines(node)
 
 
 LinePath = tuple[str | int, ...]
@@ -50,7 +55,7 @@ def _node_lines(node: yaml.Node | None, path: LinePath = ()) -> dict[LinePath, i
     return lines
 
 
-def _line_of(lines: dict[LinePath, int], loc: tuple[Any, ...]) -> int:
+def line_of(lines: dict[LinePath, int], loc: tuple[Any, ...]) -> int:
     """The line of the nearest node to `loc` that exists (a missing field: its parent)."""
     path: LinePath = tuple(p for p in loc if isinstance(p, str | int))
     while path and path not in lines:
@@ -59,7 +64,7 @@ def _line_of(lines: dict[LinePath, int], loc: tuple[Any, ...]) -> int:
 
 
 def problem(source: str, lines: dict[LinePath, int], loc: tuple[Any, ...], message: str) -> str:
-    return f"{source}:{_line_of(lines, loc)}: {_field_name(loc)}: {message}"
+    return f"{source}:{line_of(lines, loc)}: {_field_name(loc)}: {message}"
 
 
 def _field_name(loc: tuple[Any, ...]) -> str:
@@ -69,7 +74,8 @@ def _field_name(loc: tuple[Any, ...]) -> str:
     return text or "(document)"
 
 
-def _message(err: Any) -> str:
+def error_message(err: Any) -> str:
+    """A pydantic error as a short message for `file:line: field: message`."""
     kind = err["type"]
     if kind == "extra_forbidden":
         return "unknown field; check the spelling (see docs/configuration.md)"

@@ -14,7 +14,7 @@ from rich.console import Console
 
 from opsmetrics import __version__
 from opsmetrics.auth import Scope, TokenVerifier, new_token
-from opsmetrics.cli import importer, query
+from opsmetrics.cli import importer, kpi, query
 from opsmetrics.clock import SystemClock
 from opsmetrics.errors import OpsMetricsError, UserError
 from opsmetrics.settings import Settings
@@ -31,6 +31,7 @@ token_app = typer.Typer(help="Manage API tokens.", no_args_is_help=True)
 app.add_typer(token_app, name="token")
 app.command("import")(importer.import_file)
 app.command("query")(query.query)
+app.add_typer(kpi.app, name="kpi")
 console = Console()
 err_console = Console(stderr=True)
 
@@ -66,11 +67,21 @@ def serve(
 
 
 @app.command()
-def demo(data: DataOpt = None, port: PortOpt = None, host: HostOpt = None) -> None:
-    """The whole product on realistic data: history, live traffic, API at http://127.0.0.1:8800."""
+def demo(
+    data: DataOpt = None, port: PortOpt = None, host: HostOpt = None, config: ConfigOpt = None
+) -> None:
+    """The whole product on realistic data: history, live traffic, API at http://127.0.0.1:8800.
+
+    Uses the example catalog (KPIs, recording rules) unless --config names another."""
+    from opsmetrics.catalog.validate import EXAMPLE_CONFIG
     from opsmetrics.cli.server import run_server
 
-    s = settings(data_dir=data or Path("demo-data"), host=host, port=port)
+    s = settings(
+        data_dir=data or Path("demo-data"),
+        config_dir=config or EXAMPLE_CONFIG,
+        host=host,
+        port=port,
+    )
     run_server(s, SystemClock(), demo=True)
 
 

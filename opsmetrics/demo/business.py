@@ -193,7 +193,14 @@ def _nps(step: Step, ids: _Ids) -> list[Event]:
     score = np.where(step.incident[idx], upset, calm)
     customers = step.rng.integers(1, 4_000, size=len(idx))
     return [
-        Event("nps_response", int(t), f"c{c}", float(s), {"survey": "in-app"}, ids.next())
+        Event(
+            "nps_response",
+            int(t),
+            f"c{c}",
+            float(s),
+            {"survey": "in-app", "score": int(s)},
+            ids.next(),
+        )
         for t, c, s in zip(ts.tolist(), customers.tolist(), score.tolist(), strict=True)
     ]
 

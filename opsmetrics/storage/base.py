@@ -6,7 +6,7 @@ returns, the batch survives a crash of the process; when it raises, nothing of i
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -23,6 +23,23 @@ from opsmetrics.model import (
     MetricMetadata,
     SampleRows,
     Series,
+)
+from opsmetrics.storage.event_records import (
+    Bucket,
+    EventAggregate,
+    Funnel,
+    FunnelRow,
+    Retention,
+    RetentionRow,
+    RollingUnique,
+)
+from opsmetrics.storage.kpi_records import (
+    ConversionQuery,
+    ConversionRow,
+    ManualKpiValue,
+    SqlResult,
+    StateQuery,
+    StateRow,
 )
 
 DAY_MS = 86_400_000
@@ -75,8 +92,11 @@ class RetentionResult:
 class RollupRows:
     """Rollup buckets sorted by (series id, bucket start); NaN samples are not included.
 
-    `increase` is the counter increase between consecutive samples inside the bucket (a drop is
-    a reset); `first`/`last` let buckets be joined: see `increase_over`.
+    Bucket `b` of width `w` holds the samples with b < ts <= b + w (left-open, as PromQL range
+    windows). Only finite samples are aggregated; `nonfinite` counts the NaN (not stale) and
+    ±Inf samples left out, so a reader can tell a bucket needs the raw samples. `increase` is the
+    counter increase between consecutive samples inside the bucket (a drop is a reset);
+    `first`/`last` let buckets be joined: see `increase_over`.
     """
 
     series_ids: Int64Array
@@ -89,6 +109,8 @@ class RollupRows:
     last: Float64Array
     last_ts: Int64Array
     increase: Float64Array
+    first_ts: Int64Array = field(default_factory=lambda: np.empty(0, np.int64))
+    nonfinite: Int64Array = field(default_factory=lambda: np.empty(0, np.int64))
 
     def __len__(self) -> int:
         return int(self.bucket.shape[0])
@@ -96,7 +118,7 @@ class RollupRows:
     @staticmethod
     def empty() -> RollupRows:
         i, f = np.empty(0, np.int64), np.empty(0, np.float64)
-        return RollupRows(i, i, f, f, f, i, f, f, i, f)
+        return RollupRows(i, i, f, f, f, i, f, f, i, f, i, i)
 
     def increase_over(self, rows: slice) -> float:
         """Counter increase across consecutive buckets of one series (no extrapolation)."""
@@ -106,6 +128,19 @@ class RollupRows:
         prev, nxt = last[:-1], first[1:]
         across = np.where(nxt >= prev, nxt - prev, nxt)
         return float(inc.sum() + across.sum())
+
+
+@dataclass(frozen=True, slots=True)
+class KpiVersion:
+    """One recorded version of a KPI definition (`definition` is its canonical JSON)."""
+
+    name: str
+    version: int
+    hash: str
+    definition: str
+    diff: str
+    author: str
+    recorded_ms: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,6 +217,15 @@ class Storage(Protocol):
 
     def read_annotations(self, start_ms: int, end_ms: int) -> list[Annotation]: ...
 
+    # --- KPI definition versions (storage/duckdb/kpi_versions.py) -----------------------
+    def record_kpi_version(self, version: KpiVersion) -> None:
+        """Store a new version; ValueError if (name, version) is already stored."""
+        ...
+
+    def kpi_versions(self, name: str) -> list[KpiVersion]:
+        """Every recorded version of a KPI, oldest first (empty if it has none)."""
+        ...
+
     # --- maintenance --------------------------------------------------------------------
     def compact(self, now_ms: int) -> int:
         """Rewrite closed partitions sorted by (series, ts); returns partitions rewritten."""
@@ -202,3 +246,51 @@ class Storage(Protocol):
     def stats(self) -> StorageStats: ...
 
     def close(self) -> None: ...
+
+    # --- event analytics (storage/event_records.py) -------------------------------------
+    def event_aggregate(self, q: EventAggregate) -> list[Bucket]:
+        """Buckets with at least one matching event, sorted by (start, group)."""
+        ...
+
+    def event_rolling_unique(self, q: RollingUnique) -> list[Bucket]:
+        """One bucket per local day of the range, zeros included."""
+        ...
+
+    def event_funnel(self, q: Funnel) -> list[FunnelRow]:
+        """Per breakdown group (sorted), one row per step in order."""
+        ...
+
+    def event_retention(self, q: Retention) -> list[RetentionRow]:
+        """One row per cohort with at least one entity, sorted by cohort start."""
+        ...
+
+    # --- KPI evaluation (storage/kpi_records.py, storage/duckdb/kpi_queries.py) ---------
+    def kpi_state(self, q: StateQuery) -> list[StateRow]:
+        """One row per period end with at least one keyed state before it."""
+        ...
+
+    def kpi_conversion(self, q: ConversionQuery) -> list[ConversionRow]:
+        """One row per (period, group) with at least one from-event, sorted."""
+        ...
+
+    def record_manual_kpi_value(self, value: ManualKpiValue) -> None: ...
+
+    def manual_kpi_values(self, kpi: str, start_ms: int, end_ms: int) -> list[ManualKpiValue]:
+        """Entered values with start <= ts < end, oldest first."""
+        ...
+
+    def manual_kpi_period_values(
+        self, kpi: str, starts: Sequence[int], ends: Sequence[int]
+    ) -> dict[int, float]:
+        """Period index → the last value entered for a moment in [starts[i], ends[i])."""
+        ...
+
+    def newest_event_ms(self, names: Sequence[str]) -> int | None:
+        """The newest timestamp among events with one of these names."""
+        ...
+
+    def newest_manual_kpi_ms(self, kpi: str) -> int | None: ...
+
+    def kpi_sql(self, query: str, params: Mapping[str, int]) -> SqlResult:
+        """Run one read-only SELECT of an `sql:` KPI; BadDataError if refused or failing."""
+        ...

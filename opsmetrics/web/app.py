@@ -18,8 +18,8 @@ from opsmetrics.ingest.decoded import DecodedSamples
 from opsmetrics.ingest.pipeline import WriteRequest
 from opsmetrics.ingest.scrape import Scraper
 from opsmetrics.services import Services
-from opsmetrics.web import errors
-from opsmetrics.web.routers import ingest, ops, query, read, rules
+from opsmetrics.web import errors, kpi_metrics
+from opsmetrics.web.routers import events, ingest, kpis, ops, query, read, rules
 
 log = logging.getLogger(__name__)
 SCRAPE_FILE = "scrape.yaml"
@@ -60,7 +60,9 @@ def create_app(services: Services) -> FastAPI:
     app.state.rules = rule_manager
     errors.install(app)
     app.middleware("http")(_timing(services))
-    for router in (ingest.router, read.router, query.router, rules.router, ops.router):
+    kpi_metrics.install(app, services)
+    routers = (ingest, read, query, rules, events, kpis, ops)
+    for router in (module.router for module in routers):
         app.include_router(router)
     return app
 

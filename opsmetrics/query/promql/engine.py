@@ -19,6 +19,7 @@ from opsmetrics.query.promql.aggregation import REDUCERS, aggregate, quantile_re
 from opsmetrics.query.promql.aggregation_select import count_values, limit_ratio, limitk, topk
 from opsmetrics.query.promql.binary import binary
 from opsmetrics.query.promql.nodes import duration_ms, parse_expr, unwrap_parens
+from opsmetrics.query.promql.rollup_eval import try_rollups
 from opsmetrics.query.promql.selection import instant_selector, range_selector, selector_times
 from opsmetrics.query.promql.values import (
     FUNCTIONS,
@@ -54,8 +55,12 @@ def evaluate_range(
     lookback_ms: int = LOOKBACK_MS,
     max_samples: int = 50_000_000,
     timeout_s: float = 120.0,
+    use_rollups: bool = True,
 ) -> Value:
-    """A range query: an instant vector or scalar with one column per step."""
+    """A range query: an instant vector or scalar with one column per step.
+
+    `use_rollups=False` reads raw samples only (rollup_eval.py says when rollups are read).
+    """
     if step_ms <= 0:
         raise QueryError(
             "zero or negative query resolution step widths are not accepted. Try a positive integer"
@@ -73,6 +78,7 @@ def evaluate_range(
         lookback_ms,
         max_samples,
         time.monotonic() + timeout_s,
+        use_rollups=use_rollups,
     )
     value = evaluate(node, ctx)
     if isinstance(value, RangeVector | StringValue):
@@ -169,6 +175,7 @@ def _subquery(node: Any, ctx: EvalContext) -> Value:
         ctx.max_samples,
         ctx.deadline,
         ctx.samples_loaded,
+        use_rollups=ctx.use_rollups,
     )
     inner = evaluate(node.expr, inner_ctx) if len(inner_steps) else None
     ctx.samples_loaded = inner_ctx.samples_loaded
@@ -213,6 +220,9 @@ def _call(node: Any, ctx: EvalContext) -> Value:
     fdef = FUNCTIONS.get(name)
     if fdef is None:
         raise QueryError(f"unknown function with name {name!r}")
+    served = try_rollups(node, ctx)
+    if served is not None:
+        return merge_same_labels(served)
     arg_exprs = list(node.args)
     args = [_call_arg(expr, _arg_kind(fdef.arg_kinds, i), ctx) for i, expr in enumerate(arg_exprs)]
     _fill_defaults(name, fdef.arg_kinds, args, ctx)

@@ -22,7 +22,8 @@ def selector_times(node: Any, ctx: EvalContext) -> Int64Array:
     return base - offset_ms(node)
 
 
-def _select(node: Any, ctx: EvalContext, start: int, end: int) -> list[Series]:
+def select_matching(node: Any, ctx: EvalContext, start: int, end: int) -> list[Series]:
+    """Series matching the selector with samples in [start, end], sorted by labels."""
     found: dict[int, Series] = {}
     for matchers in matcher_groups(node):
         for s in ctx.storage.select_series(matchers, start, end):
@@ -34,7 +35,7 @@ def _load(
     node: Any, ctx: EvalContext, start: int, end: int
 ) -> tuple[list[Series], SampleRows, Int64Array]:
     """Matching series, their samples in [start, end], and each series' row offsets."""
-    series = _select(node, ctx, start, end)
+    series = select_matching(node, ctx, start, end)
     ctx.check_deadline()
     rows = ctx.storage.read_samples([s.id for s in series], start, end)
     ctx.count_samples(len(rows.ts))
@@ -84,6 +85,32 @@ def range_selector(node: Any, ctx: EvalContext) -> RangeVector:
         return RangeVector([], [], [], range_ms, window_end)
     start, end = int(window_end.min()) - range_ms + 1, int(window_end.max())
     series, rows, bounds = _load(vs, ctx, start, end)
+    return _range_vector(series, rows, bounds, range_ms, window_end)
+
+
+def raw_range(
+    ctx: EvalContext, series: list[Series], range_ms: int, window_end: Int64Array
+) -> RangeVector:
+    """The range vector of the given series (sorted by labels) for windows ending at
+    `window_end`, read from the raw samples."""
+    if len(window_end) == 0 or not series:
+        return RangeVector([], [], [], range_ms, window_end)
+    start, end = int(window_end.min()) - range_ms + 1, int(window_end.max())
+    rows = ctx.storage.read_samples([s.id for s in series], start, end)
+    ctx.count_samples(len(rows.ts))
+    ids = np.array([s.id for s in series], dtype=np.int64)
+    lo = np.searchsorted(rows.series_ids, ids, side="left")
+    hi = np.searchsorted(rows.series_ids, ids, side="right")
+    return _range_vector(series, rows, np.stack([lo, hi]), range_ms, window_end)
+
+
+def _range_vector(
+    series: list[Series],
+    rows: SampleRows,
+    bounds: Int64Array,
+    range_ms: int,
+    window_end: Int64Array,
+) -> RangeVector:
     out = RangeVector([], [], [], range_ms, window_end)
     for i, s in enumerate(series):
         ts = rows.ts[bounds[0, i] : bounds[1, i]]

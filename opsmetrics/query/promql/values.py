@@ -113,6 +113,8 @@ class EvalContext:
     max_samples: int = 50_000_000
     deadline: float = field(default_factory=lambda: time.monotonic() + 120.0)
     samples_loaded: int = 0
+    #: Serve eligible window functions from rollups (rollup_eval.py); False forces raw samples.
+    use_rollups: bool = True
 
     def count_samples(self, n: int) -> None:
         self.samples_loaded += n

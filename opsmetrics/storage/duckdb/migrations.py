@@ -98,6 +98,75 @@ MIGRATIONS: list[tuple[int, str]] = [
         CREATE TABLE rollup_backlog AS SELECT start_ms, end_ms FROM partitions;
         """,
     ),
+    (
+        4,
+        """
+        -- Rollup buckets become left-open, (bucket, bucket + width], to match PromQL windows, and
+        -- gain first_ts and a count of NaN/Inf samples. Old rows are dropped; every compacted
+        -- partition goes back on the backlog so the next maintenance rebuilds its rollups.
+        DROP TABLE rollups;
+        CREATE TABLE rollups (
+            width_ms BIGINT NOT NULL,
+            series_id UINTEGER NOT NULL,
+            bucket BIGINT NOT NULL,            -- holds samples with bucket < ts <= bucket + width
+            min_v DOUBLE NOT NULL,             -- aggregates of the finite samples (NaN if none)
+            max_v DOUBLE NOT NULL,
+            sum_v DOUBLE NOT NULL,
+            n BIGINT NOT NULL,                 -- finite samples
+            first_v DOUBLE NOT NULL,
+            first_ts BIGINT NOT NULL,
+            last_v DOUBLE NOT NULL,
+            last_ts BIGINT NOT NULL,
+            inc DOUBLE NOT NULL,               -- counter increase inside the bucket
+            nonfinite BIGINT NOT NULL          -- NaN (not stale) and ±Inf samples left out
+        );
+        DELETE FROM rollup_spans;
+        DELETE FROM rollup_backlog;
+        INSERT INTO rollup_backlog SELECT start_ms, end_ms FROM partitions;
+        """,
+    ),
+    (
+        5,
+        """
+        -- Every recorded version of a KPI definition (catalog/kpi_versions.py).
+        CREATE TABLE kpi_versions (
+            name VARCHAR NOT NULL,
+            version INTEGER NOT NULL,          -- 1, 2, … per KPI
+            hash VARCHAR NOT NULL,             -- sha256 of the canonical JSON definition
+            definition JSON NOT NULL,          -- the canonical JSON definition
+            diff VARCHAR NOT NULL,             -- unified diff from the previous version
+            author VARCHAR NOT NULL,
+            recorded_ms BIGINT NOT NULL,
+            PRIMARY KEY (name, version)
+        );
+        """,
+    ),
+    (
+        6,
+        """
+        -- Values entered by people for `manual:` KPIs (POST /api/v1/kpis/{name}/values).
+        CREATE TABLE manual_kpi_values (
+            kpi VARCHAR NOT NULL,
+            ts BIGINT NOT NULL,                -- the moment the value is for, ms
+            value DOUBLE NOT NULL,
+            author VARCHAR NOT NULL,
+            note VARCHAR NOT NULL,
+            recorded_ms BIGINT NOT NULL        -- when it was entered; the latest entry wins
+        );
+        -- The documented views `sql:` KPIs read (docs/kpi_evaluation.md). They read through
+        -- samples_all, which compaction replaces, so they always see every partition.
+        CREATE VIEW v_events AS
+            SELECT name, ts, entity, value, CAST(props AS JSON) AS props FROM events;
+        CREATE VIEW v_samples AS
+            SELECT s.metric,
+                   to_json(map_from_entries(list_transform(CAST(s.labels AS VARCHAR[][]),
+                       lambda x: struct_pack(k := x[1], v := x[2])))) AS labels,
+                   a.ts, a.value
+            FROM samples_all a JOIN series s ON s.id = a.series_id;
+        CREATE VIEW v_manual_kpi_values AS
+            SELECT kpi, ts, value, author, note, recorded_ms FROM manual_kpi_values;
+        """,
+    ),
 ]
 
 

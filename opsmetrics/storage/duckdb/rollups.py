@@ -1,16 +1,20 @@
 """Rollups: per-series 5-minute and 1-hour buckets of closed partitions.
 
-Each bucket row holds min, max, sum, count, first, last (and the last sample's ts) and the
-counter increase *inside* the bucket: the sum over consecutive sample pairs of the delta, where
-a drop counts as a reset (the new value is the increase), as Prometheus's `increase` does without
+Bucket `b` of width `w` holds the samples with b < ts <= b + w: left-open like a PromQL range
+window, so a window (t - W, t] with t and W multiples of w is exactly W / w whole buckets. Each
+bucket row holds min, max, sum, count, first (value and ts), last (value and ts) and the counter
+increase *inside* the bucket: the sum over consecutive sample pairs of the delta, where a drop
+counts as a reset (the new value is the increase), as Prometheus's `increase` does without
 extrapolation. Keeping `first` and `last` makes buckets composable: the increase over several
 buckets is the sum of their increases plus the deltas across each boundary (see
 `RollupRows.increase_over`).
 
-NaN samples, stale markers included, are not in rollups; a bucket whose samples are all NaN has
-no row. Rollups are rebuilt in the same transaction that compacts a partition, so a crash leaves
-either the old partition and its old rollups or the new ones. The table is written sorted by
-(width, series, bucket) per partition, which DuckDB compresses and range-scans well.
+Only finite samples are aggregated. Stale markers are ignored; other NaNs and ±Inf are counted
+in `nonfinite` (a bucket with only such samples has a row with n = 0) so that queries can fall
+back to the raw samples, which give them PromQL's special-value semantics. Rollups are rebuilt
+in the same transaction that compacts a partition, so a crash leaves either the old partition
+and its old rollups or the new ones. The table is written sorted by (width, series, bucket) per
+partition, which DuckDB compresses and range-scans well.
 """
 
 from __future__ import annotations
@@ -20,46 +24,73 @@ from collections.abc import Sequence
 import duckdb
 import numpy as np
 
+from opsmetrics.model import STALE_NAN_BITS
 from opsmetrics.storage.base import ROLLUP_WIDTHS_MS, RollupRows
 from opsmetrics.storage.duckdb import partitions as parts
 
 _MAX_SID = 2**32 - 1
-_COLUMNS = "series_id, bucket, min_v, max_v, sum_v, n, first_v, last_v, last_ts, inc"
+_COLUMNS = (
+    "series_id, bucket, min_v, max_v, sum_v, n, first_v, first_ts, last_v, last_ts, inc, nonfinite"
+)
 
 
 def _bucket_sql(width_ms: int) -> str:
-    return f"CAST(floor(ts / {int(width_ms)}) AS BIGINT) * {int(width_ms)}"
+    """The start of the left-open bucket (start, start + width] holding `ts`."""
+    return f"CAST(floor((ts - 1) / {int(width_ms)}) AS BIGINT) * {int(width_ms)}"
+
+
+def _finite_sql() -> str:
+    delta = "CASE WHEN prev IS NULL THEN 0 WHEN value >= prev THEN value - prev ELSE value END"
+    return (
+        "SELECT series_id, bucket, min(value) AS min_v, max(value) AS max_v, "
+        "fsum(value) AS sum_v, count(*) AS n, arg_min(value, ts) AS first_v, "
+        "min(ts) AS first_ts, arg_max(value, ts) AS last_v, max(ts) AS last_ts, "
+        f"sum({delta}) AS inc "
+        "FROM (SELECT *, lag(value) OVER (PARTITION BY series_id, bucket ORDER BY ts) AS prev "
+        "FROM live WHERE isfinite(value)) GROUP BY series_id, bucket"
+    )
+
+
+def _nonfinite_sql() -> str:
+    return (
+        "SELECT series_id, bucket, count(*) AS nonfinite FROM live "
+        f"WHERE (value IS NULL AND nan_bits <> {STALE_NAN_BITS}) OR isinf(value) "
+        "GROUP BY series_id, bucket"
+    )
 
 
 def _insert_sql(width_ms: int, lo: int, hi: int, source: str) -> str:
-    """Aggregate one width's buckets in [lo, hi) from `source` (everything interpolated is an
-    integer we computed, or SQL we built)."""
-    bucket = _bucket_sql(width_ms)
-    delta = "CASE WHEN prev IS NULL THEN 0 WHEN value >= prev THEN value - prev ELSE value END"
+    """Aggregate one width's buckets holding lo < ts <= hi from `source` (everything
+    interpolated is an integer we computed, or SQL we built)."""
+    nan = "'NaN'::DOUBLE"
     return (
-        f"INSERT INTO rollups SELECT {int(width_ms)}, series_id, bucket, min(value), max(value), "
-        f"sum(value), count(*), arg_min(value, ts), arg_max(value, ts), max(ts), sum({delta}) "
-        f"FROM (SELECT series_id, ts, value, {bucket} AS bucket, "
-        f"lag(value) OVER (PARTITION BY series_id, {bucket} ORDER BY ts) AS prev "
-        f"FROM ({source}) WHERE ts >= {int(lo)} AND ts < {int(hi)} AND value IS NOT NULL) "
-        "GROUP BY series_id, bucket ORDER BY series_id, bucket"
+        f"INSERT INTO rollups WITH live AS (SELECT series_id, ts, value, nan_bits, "
+        f"{_bucket_sql(width_ms)} AS bucket FROM ({source}) "
+        f"WHERE ts > {int(lo)} AND ts <= {int(hi)}) "
+        f"SELECT {int(width_ms)}, series_id, bucket, coalesce(min_v, {nan}), "
+        f"coalesce(max_v, {nan}), coalesce(sum_v, {nan}), coalesce(n, 0), "
+        f"coalesce(first_v, {nan}), coalesce(first_ts, 0), coalesce(last_v, {nan}), "
+        f"coalesce(last_ts, 0), coalesce(inc, {nan}), coalesce(nonfinite, 0) "
+        f"FROM ({_finite_sql()}) FULL JOIN ({_nonfinite_sql()}) USING (series_id, bucket) "
+        "ORDER BY series_id, bucket"
     )
 
 
 def rebuild(cur: duckdb.DuckDBPyConnection, start_ms: int, end_ms: int, now_ms: int) -> None:
-    """Recompute every bucket that overlaps the partition [start, end), at each width.
+    """Recompute every bucket that holds a sample of the partition [start, end), at each width.
 
-    A bucket that straddles a partition boundary is computed from all the data it covers, so it
-    is right whichever of the two partitions is compacted last.
+    A bucket that straddles a partition boundary (with left-open buckets and aligned partitions
+    that is the one ending at `start`) is computed from all the data it covers, so it is right
+    whichever of the two partitions is compacted last.
     """
     for width in ROLLUP_WIDTHS_MS:
-        lo = start_ms // width * width
-        hi = -(-end_ms // width) * width
+        lo = (start_ms - 1) // width * width  # start of the bucket holding ts = start
+        hi = (end_ms - 2) // width * width + width  # end of the bucket holding ts = end - 1
         cur.execute(
             "DELETE FROM rollups WHERE width_ms = ? AND bucket >= ? AND bucket < ?",
             [width, lo, hi],
         )
-        source = parts.range_source(cur, 0, _MAX_SID, lo, hi - 1)
+        source = parts.range_source(cur, 0, _MAX_SID, lo + 1, hi)
         cur.execute(_insert_sql(width, lo, hi, source))
     cur.execute("DELETE FROM rollup_backlog WHERE start_ms = ?", [start_ms])
     cur.execute("INSERT OR REPLACE INTO rollup_spans VALUES (?, ?, ?)", [start_ms, end_ms, now_ms])
@@ -105,8 +136,16 @@ def read(
 
 
 def covered(cur: duckdb.DuckDBPyConnection) -> list[tuple[int, int]]:
-    """The [start, end) spans whose rollups are built, oldest first."""
-    rows = cur.execute("SELECT start_ms, end_ms FROM rollup_spans ORDER BY start_ms").fetchall()
+    """The [start, end) spans whose rollups are built and current, oldest first.
+
+    Late samples for a compacted partition wait in the head until the next compaction rebuilds
+    its rollups; until then every span from the oldest such sample on is left out, so queries
+    read raw samples there.
+    """
+    rows = cur.execute(
+        "SELECT start_ms, end_ms FROM rollup_spans "
+        "WHERE end_ms <= coalesce((SELECT min(ts) FROM samples_head), end_ms) ORDER BY start_ms"
+    ).fetchall()
     return [(int(s), int(e)) for s, e in rows]
 
 
@@ -128,4 +167,6 @@ def _rows(got: dict[str, np.ndarray]) -> RollupRows:
         last=f64("last_v"),
         last_ts=i64("last_ts"),
         increase=f64("inc"),
+        first_ts=i64("first_ts"),
+        nonfinite=i64("nonfinite"),
     )

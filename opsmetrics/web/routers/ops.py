@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import platform
 
 from fastapi import APIRouter, Request, Response
@@ -27,7 +28,9 @@ async def own_metrics(request: Request) -> Response:
     rows.labels("samples_head").set(stats.samples_head)
     rows.labels("events").set(stats.events)
     rows.labels("annotations").set(stats.annotations)
-    return Response(generate_latest(svc.telemetry.registry), media_type=CONTENT_TYPE_LATEST)
+    # Collectors may evaluate KPIs: keep that work off the event loop.
+    body = await asyncio.to_thread(generate_latest, svc.telemetry.registry)
+    return Response(body, media_type=CONTENT_TYPE_LATEST)
 
 
 @router.get("/healthz", summary="Liveness: the process answers")

@@ -25,6 +25,7 @@ from opsmetrics.web.routers.read import (
     Params,
     format_ts,
     format_value,
+    format_values,
     invalid_param,
     limit_param,
     metric_json,
@@ -198,8 +199,8 @@ def range_data(value: Value, start: int, step: int, limit: int) -> tuple[JsonObj
     for i in sorted(range(len(value.labels)), key=lambda i: value.labels[i]):
         steps = np.flatnonzero(value.present[i])
         if len(steps):
-            row = value.values[i].tolist()
-            values = [[times[j], format_value(row[j])] for j in steps.tolist()]
+            texts = format_values(value.values[i][steps].tolist())
+            values = [[times[j], text] for j, text in zip(steps.tolist(), texts, strict=True)]
             items.append({"metric": metric_json(value.labels[i]), "values": values})
     shown, warnings = truncate(items, limit)
     return {"resultType": "matrix", "result": shown}, warnings

@@ -145,6 +145,18 @@ def format_value(value: float) -> str:
     return text[:-2] if text.endswith(".0") else text
 
 
+def format_values(values: list[float]) -> list[str]:
+    """format_value over many values: repr in bulk, the exact path only where it differs."""
+    out = [t[:-2] if t.endswith(".0") else t for t in map(repr, values)]
+    joined = "".join(out)
+    if any(c in joined for c in "ein"):  # an exponent, inf or nan somewhere
+        out = [
+            format_value(v) if any(c in "ein" for c in t) else t
+            for v, t in zip(values, out, strict=True)
+        ]
+    return out
+
+
 def format_ts(ms: int) -> int | float:
     """Prometheus's JSON timestamp: seconds, with a fraction only when there is one."""
     return ms // 1000 if ms % 1000 == 0 else ms / 1000

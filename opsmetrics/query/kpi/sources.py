@@ -1,0 +1,306 @@
+"""Formula kinds that read stored data: event, promql, conversion, state, sql, manual.
+
+Each compiles to one storage query over all the periods asked for (promql: one range query per
+run of evenly spaced period ends; sql: see `sql_values`) and returns a `Values`.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import numpy as np
+
+from opsmetrics.catalog.kpi_model import (
+    ConversionFormula,
+    EventAgg,
+    EventField,
+    EventFormula,
+    FieldSource,
+    FilterOp,
+    PromqlFormula,
+    PropFilter,
+    SqlFormula,
+    StateFormula,
+)
+from opsmetrics.catalog.kpi_sql import SqlRefusedError, check_read_only
+from opsmetrics.query import events as ev
+from opsmetrics.query.kpi.context import EvalContext
+from opsmetrics.query.kpi.model import Cell, Group, KpiQueryError, Period, Values
+from opsmetrics.query.promql.engine import evaluate_instant, evaluate_range
+from opsmetrics.query.promql.values import InstantVector, Scalar, Value
+from opsmetrics.storage.kpi_records import ConversionQuery, StateCombine, StateQuery
+
+_FILTER_OPS = {
+    FilterOp.EQ: ev.FilterOp.EQ,
+    FilterOp.NE: ev.FilterOp.NE,
+    FilterOp.IN: ev.FilterOp.IN,
+    FilterOp.NOT_IN: ev.FilterOp.NOT_IN,
+    FilterOp.EXISTS: ev.FilterOp.EXISTS,
+}
+_ZERO_WHEN_EMPTY = (EventAgg.COUNT, EventAgg.SUM, EventAgg.UNIQUE)
+_COUNTS = (EventAgg.COUNT, EventAgg.UNIQUE)
+
+
+def span(periods: Sequence[Period]) -> tuple[int, int]:
+    return min(p.start_ms for p in periods), max(p.end_ms for p in periods)
+
+
+# --- event ------------------------------------------------------------------------------
+def event_values(ctx: EvalContext, f: EventFormula, periods: Sequence[Period]) -> Values:
+    _check_event_field(f)
+    start, end = span(periods)
+    q = ev.EventAggregate(
+        f.name,
+        ev.Agg(f.agg.value),
+        start,
+        end,
+        ev.Grain(ctx.grain.value),
+        ctx.tz,
+        tuple(_filter(w) for w in f.where),
+        ctx.by,
+    )
+    found: dict[Group, dict[int, ev.Bucket]] = {}
+    for b in ev.aggregate(ctx.storage, q):
+        found.setdefault(_group(ctx.by, b.group), {})[b.start_ms] = b
+    if not ctx.by:
+        found.setdefault((), {})
+    empty = Cell(0.0, 0) if f.agg in _ZERO_WHEN_EMPTY else Cell(None, 0)
+    cells = {
+        g: [_bucket_cell(by_start.get(p.start_ms), empty) for p in periods]
+        for g, by_start in found.items()
+    }
+    return Values(cells, is_count=f.agg in _COUNTS)
+
+
+DAY_MS = 86_400_000
+
+
+def rolling_unique_values(
+    ctx: EvalContext, f: EventFormula, window_ms: int, periods: Sequence[Period]
+) -> Values | None:
+    """Distinct entities over the trailing window ending with each period (WAU, MAU…).
+
+    Summing daily unique counts would count a returning user once per day; this asks storage
+    for real distinct counts. None when it does not apply (not whole days, or broken down)."""
+    by_entity = f.field is None or f.field.source is FieldSource.ENTITY
+    if f.agg is not EventAgg.UNIQUE or not by_entity or ctx.by or window_ms % DAY_MS:
+        return None
+    start, end = span(periods)
+    q = ev.RollingUnique(
+        f.name, window_ms // DAY_MS, start, end, ctx.tz, tuple(_filter(w) for w in f.where)
+    )
+    days = sorted(ev.rolling_unique(ctx.storage, q), key=lambda b: b.start_ms)
+    starts = [b.start_ms for b in days]
+    column = []
+    for p in periods:
+        i = bisect.bisect_left(starts, p.end_ms) - 1  # the period's last local day
+        ok = i >= 0 and days[i].start_ms >= p.start_ms and p.start_ms <= ctx.now_ms
+        column.append(Cell(days[i].value, days[i].sample_size) if ok else Cell(None))
+    return Values({(): column}, is_count=True)
+
+
+def _bucket_cell(b: ev.Bucket | None, empty: Cell) -> Cell:
+    if b is None:
+        return empty
+    return Cell(None if math.isnan(b.value) else b.value, b.sample_size)
+
+
+def _check_event_field(f: EventFormula) -> None:
+    wanted = FieldSource.ENTITY if f.agg is EventAgg.UNIQUE else FieldSource.VALUE
+    if f.agg is not EventAgg.COUNT and f.field is not None and f.field.source is not wanted:
+        raise KpiQueryError(
+            f"event {f.name!r}: {f.agg.value} of {f.field} is not supported yet; "
+            f"aggregate {wanted.value}"
+        )
+
+
+def _filter(w: PropFilter) -> ev.PropFilter:
+    op = _FILTER_OPS.get(w.op)
+    if op is None:
+        raise KpiQueryError(
+            f"where {w.prop}: operator {w.op.value!r} is not supported by KPI evaluation yet; "
+            "use eq, ne, in, not_in or exists"
+        )
+    return ev.PropFilter(w.prop, op, tuple(ev.prop_text(v) for v in w.values))
+
+
+def _group(by: Sequence[str], values: dict[str, str]) -> Group:
+    return tuple((d, values.get(d, "")) for d in by)
+
+
+# --- promql -----------------------------------------------------------------------------
+def promql_values(ctx: EvalContext, f: PromqlFormula, periods: Sequence[Period]) -> Values:
+    """The expression evaluated at each period's end (at now for the current period)."""
+    query = f.query if not ctx.by else f"sum by ({', '.join(ctx.by)}) ({f.query})"
+    times = [min(p.end_ms, ctx.now_ms) for p in periods]
+    cells: dict[Group, list[Cell]] = {} if ctx.by else {(): [Cell(None)] * len(periods)}
+    for first, run in _even_runs(times):
+        value = _run(ctx, query, run)
+        for group, column in _columns(ctx, f.query, value, len(run)):
+            row = cells.setdefault(group, [Cell(None)] * len(periods))
+            row[first : first + len(run)] = column
+    return Values(cells)
+
+
+def _run(ctx: EvalContext, query: str, times: list[int]) -> Value:
+    if len(times) == 1:
+        return evaluate_instant(ctx.storage, query, times[0])
+    return evaluate_range(ctx.storage, query, times[0], times[-1], times[1] - times[0])
+
+
+def _even_runs(times: list[int]) -> list[tuple[int, list[int]]]:
+    """Consecutive evenly spaced stretches of `times`, each with the index it starts at."""
+    runs: list[tuple[int, list[int]]] = []
+    for i, t in enumerate(times):
+        if runs:
+            _, run = runs[-1]
+            step_ok = len(run) < 2 or t - run[-1] == run[1] - run[0]
+            if t > run[-1] and step_ok:
+                run.append(t)
+                continue
+        runs.append((i, [t]))
+    return runs
+
+
+def _columns(ctx: EvalContext, source: str, value: Value, n: int) -> list[tuple[Group, list[Cell]]]:
+    if isinstance(value, Scalar):
+        return [((), [_num(v) for v in np.asarray(value.values).reshape(-1)[:n]])]
+    if not isinstance(value, InstantVector):
+        raise KpiQueryError(f"promql {source!r} must return a number or an instant vector")
+    if len(value) > 1 and not ctx.by:
+        raise KpiQueryError(
+            f"promql {source!r} returns {len(value)} series; aggregate it to one, e.g. sum(...)"
+        )
+    out = []
+    for labels, values, present in zip(value.labels, value.values, value.present, strict=True):
+        group = _group(ctx.by, dict(labels))
+        out.append(
+            (group, [_num(v) if ok else Cell(None) for v, ok in zip(values, present, strict=True)])
+        )
+    return out
+
+
+def _num(v: float) -> Cell:
+    return Cell(float(v) if math.isfinite(v) else None)
+
+
+# --- conversion -------------------------------------------------------------------------
+def conversion_values(ctx: EvalContext, f: ConversionFormula, periods: Sequence[Period]) -> Values:
+    q = ConversionQuery(
+        f.from_event,
+        f.to_event,
+        f.within_ms,
+        tuple(p.start_ms for p in periods),
+        tuple(p.end_ms for p in periods),
+        f.entity_prop,
+        ctx.by,
+    )
+    empty = [Cell(None, 0, 0)] * len(periods)
+    cells: dict[Group, list[Cell]] = {} if ctx.by else {(): list(empty)}
+    for row in ctx.storage.kpi_conversion(q):
+        group = tuple(zip(ctx.by, row.group, strict=True))
+        rate = row.converted / row.entered
+        cells.setdefault(group, list(empty))[row.period] = Cell(rate, row.entered, row.converted)
+    return Values(cells)
+
+
+# --- state ------------------------------------------------------------------------------
+def state_values(ctx: EvalContext, f: StateFormula, periods: Sequence[Period]) -> Values:
+    if ctx.by:
+        raise KpiQueryError("state KPIs cannot be broken down by dimensions yet")
+    q = StateQuery(
+        f.event,
+        _prop_of(f.field, FieldSource.VALUE),
+        _prop_of(f.by, FieldSource.ENTITY),
+        StateCombine(f.agg.value),
+        tuple(min(p.end_ms, ctx.now_ms + 1) for p in periods),
+    )
+    zero = f.agg in (f.agg.SUM, f.agg.COUNT)
+    column = [Cell(0.0 if zero else None, 0)] * len(periods)
+    for row in ctx.storage.kpi_state(q):
+        column[row.period] = Cell(row.value, row.entities)
+    return Values({(): column}, is_count=f.agg is f.agg.COUNT)
+
+
+def _prop_of(field: EventField, plain: FieldSource) -> str | None:
+    if field.source is plain:
+        return None
+    if field.source is FieldSource.PROP:
+        return field.prop
+    raise KpiQueryError(f"state: {field} cannot be used here; use {plain.value} or props.<name>")
+
+
+# --- sql --------------------------------------------------------------------------------
+def sql_values(ctx: EvalContext, f: SqlFormula, periods: Sequence[Period]) -> Values:
+    """Rows with a `ts` column go to the period holding ts (values summed, the other columns
+    named in `by` break down); otherwise the query runs once per period with $start_ms and
+    $end_ms bound to its bounds and the first numeric column of its first row is the value."""
+    try:
+        check_read_only(f.query)
+    except SqlRefusedError as exc:
+        raise KpiQueryError(f"sql: {exc}") from None
+    start, end = span(periods)
+    result = ctx.storage.kpi_sql(f.query, {"start_ms": start, "end_ms": end})
+    if "ts" in result.columns:
+        return _sql_rows(ctx, result.columns, result.rows, periods)
+    column = []
+    for p in periods:
+        got = ctx.storage.kpi_sql(f.query, {"start_ms": p.start_ms, "end_ms": p.end_ms})
+        column.append(Cell(_first_number(got.rows)))
+    return Values({(): column})
+
+
+def _sql_rows(
+    ctx: EvalContext, columns: list[str], rows: list[tuple[object, ...]], periods: Sequence[Period]
+) -> Values:
+    if "value" not in columns:
+        raise KpiQueryError("sql: a query with a ts column must also return a value column")
+    missing = [d for d in ctx.by if d not in columns]
+    if missing:
+        raise KpiQueryError(f"sql: cannot break down by {missing[0]!r}: no such column")
+    starts = np.array([p.start_ms for p in periods], dtype=np.int64)
+    ends = np.array([p.end_ms for p in periods], dtype=np.int64)
+    ts_i, value_i = columns.index("ts"), columns.index("value")
+    dims = [columns.index(d) for d in ctx.by]
+    sums: dict[Group, dict[int, float]] = {} if ctx.by else {(): {}}
+    for row in rows:
+        ts, value = _ms(row[ts_i]), row[value_i]
+        i = int(np.searchsorted(starts, ts, side="right")) - 1
+        if i < 0 or ts >= ends[i] or not isinstance(value, int | float):
+            continue
+        group = tuple((d, str(row[j])) for d, j in zip(ctx.by, dims, strict=True))
+        per = sums.setdefault(group, {})
+        per[i] = per.get(i, 0.0) + float(value)
+    cells = {g: [Cell(per.get(i)) for i in range(len(periods))] for g, per in sums.items()}
+    return Values(cells)
+
+
+def _ms(v: object) -> int:
+    if isinstance(v, datetime):
+        aware = v if v.tzinfo is not None else v.replace(tzinfo=UTC)
+        return round(aware.timestamp() * 1000)
+    if isinstance(v, int | float):
+        return int(v)
+    raise KpiQueryError(f"sql: ts must be epoch milliseconds or a timestamp, got {v!r}")
+
+
+def _first_number(rows: list[tuple[object, ...]]) -> float | None:
+    if not rows:
+        return None
+    for v in rows[0]:
+        if isinstance(v, int | float) and not isinstance(v, bool):
+            return float(v)
+    return None
+
+
+# --- manual -----------------------------------------------------------------------------
+def manual_values(ctx: EvalContext, kpi: str, periods: Sequence[Period]) -> Values:
+    """The last value entered for a moment inside each period; None where there is none."""
+    if ctx.by:
+        raise KpiQueryError("manual KPIs cannot be broken down by dimensions")
+    starts = [p.start_ms for p in periods]
+    got = ctx.storage.manual_kpi_period_values(kpi, starts, [p.end_ms for p in periods])
+    return Values({(): [Cell(got.get(i)) for i in range(len(periods))]})

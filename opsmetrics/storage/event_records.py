@@ -1,0 +1,174 @@
+"""Typed requests and result rows of event analytics: the storage protocol's vocabulary.
+
+Backend-neutral: every backend answers these records (the DuckDB one in
+storage/duckdb/event_queries.py); `query/events.py` validates them and shapes the answers;
+KPI formulas of kind `event` and `conversion` compile to them.
+
+Property filters compare a property's JSON text: strings as they are, numbers as written
+(`1999`, `1.5`), booleans as `true`/`false`. A property holding JSON null counts as missing.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+#: Timezone used when a request names none.
+UTC = "UTC"
+
+
+class Grain(enum.Enum):
+    """Calendar periods, aligned in the request's timezone; weeks start on Monday (ISO)."""
+
+    HOUR = "hour"
+    DAY = "day"
+    WEEK = "week"
+    MONTH = "month"
+    QUARTER = "quarter"
+    YEAR = "year"
+
+
+class Agg(enum.Enum):
+    COUNT = "count"  # events
+    SUM = "sum"  # of value
+    UNIQUE = "unique"  # distinct non-empty entities
+    AVG = "avg"  # of value
+    MIN = "min"
+    MAX = "max"
+    P50 = "p50"  # percentiles of value, linear interpolation
+    P90 = "p90"
+    P95 = "p95"
+    P99 = "p99"
+
+
+class FilterOp(enum.Enum):
+    EQ = "="  # property present and equal
+    NE = "!="  # property missing or different
+    IN = "in"  # property present and one of the values
+    NOT_IN = "not in"  # property missing or none of the values
+    EXISTS = "exists"  # property present (and not null)
+    NOT_EXISTS = "not exists"
+
+
+@dataclass(frozen=True, slots=True)
+class PropFilter:
+    prop: str
+    op: FilterOp
+    values: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class EventMatch:
+    """Which events count: by name (None: any name) and property filters (all must hold)."""
+
+    name: str | None
+    where: tuple[PropFilter, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class EventAggregate:
+    """`agg` of the matching events per calendar `grain` bucket in [start_ms, end_ms).
+
+    `by` breaks each bucket down by property values (a missing property groups as "").
+    """
+
+    name: str | None
+    agg: Agg
+    start_ms: int
+    end_ms: int
+    grain: Grain = Grain.DAY
+    tz: str = UTC
+    where: tuple[PropFilter, ...] = ()
+    by: tuple[str, ...] = ()
+
+    @property
+    def match(self) -> EventMatch:
+        return EventMatch(self.name, self.where)
+
+
+@dataclass(frozen=True, slots=True)
+class RollingUnique:
+    """Distinct entities over the trailing `window_days` local days, for each local day in
+    [start_ms, end_ms): DAU (1), WAU (7), MAU (28 or 30) as a daily series."""
+
+    name: str | None
+    window_days: int
+    start_ms: int
+    end_ms: int
+    tz: str = UTC
+    where: tuple[PropFilter, ...] = ()
+
+    @property
+    def match(self) -> EventMatch:
+        return EventMatch(self.name, self.where)
+
+
+@dataclass(frozen=True, slots=True)
+class Bucket:
+    """One period (start in UTC ms) of one breakdown group.
+
+    `sample_size` is the number of events behind the value (for value aggregations: events
+    that carry a value). `value` is NaN when there is nothing to aggregate (avg of no values).
+    """
+
+    start_ms: int
+    group: dict[str, str]
+    value: float
+    sample_size: int
+
+
+@dataclass(frozen=True, slots=True)
+class Funnel:
+    """An ordered funnel, "first time through" (the default of PostHog's ordered funnels).
+
+    Per entity: the attempt starts at its first step-1 event in [start_ms, end_ms); step k is
+    its earliest step-k event strictly later than the step k-1 event used, and at most
+    `window_ms` after the step-1 event (inclusive; later steps may fall after end_ms). A step
+    done before the previous one does not count; repeats of a step only the first one counts.
+    The breakdown value is `breakdown`'s value on that first step-1 event.
+    """
+
+    steps: tuple[EventMatch, ...]
+    start_ms: int
+    end_ms: int
+    window_ms: int
+    breakdown: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FunnelRow:
+    """How many entities reached `step` (0-based) and the time from the step before."""
+
+    group: str
+    step: int
+    entities: int
+    median_ms: float | None
+    avg_ms: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Retention:
+    """Cohort retention.
+
+    An entity's cohort is the `grain` period (in `tz`) of its first-ever `start` event, which
+    must lie in [start_ms, end_ms). It counts in period p (0..periods) when it did a `returning`
+    event (any event when None) at or after that first start event and before end_ms, in the
+    p-th calendar period after its cohort's. With `returning` any event, period 0 is 100%.
+    """
+
+    start: EventMatch
+    returning: EventMatch | None
+    start_ms: int
+    end_ms: int
+    grain: Grain = Grain.WEEK
+    periods: int = 8
+    tz: str = UTC
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionRow:
+    """One cohort's size and, per period, the entities that returned (absent: none)."""
+
+    cohort_ms: int
+    size: int
+    returned: dict[int, int] = field(default_factory=dict)
