@@ -24,3 +24,29 @@ def test_readme_names_the_two_commands() -> None:
     assert "make demo" in text and "make test" in text
     makefile = (ROOT / "Makefile").read_text()
     assert re.search(r"^demo:", makefile, re.M) and re.search(r"^test:", makefile, re.M)
+
+
+def test_every_http_route_is_documented(tmp_path: Path) -> None:
+    from opsmetrics.clock import FakeClock
+    from opsmetrics.services import open_services
+    from opsmetrics.settings import Settings
+    from opsmetrics.web.app import create_app
+
+    services = open_services(Settings(data_dir=tmp_path), FakeClock())
+    try:
+        paths = {getattr(r, "path", "") for r in create_app(services).routes}
+    finally:
+        services.close()
+    text = (ROOT / "docs" / "api.md").read_text()
+    assert {p for p in paths if p and f"`{p}" not in text and f" {p}`" not in text} == set()
+
+
+def test_every_cli_command_is_documented() -> None:
+    import typer.main
+
+    from opsmetrics.cli.main import app
+
+    docs = "\n".join(p.read_text() for p in [ROOT / "README.md", *(ROOT / "docs").glob("*.md")])
+    group = typer.main.get_command(app)
+    names = list(group.commands)  # type: ignore[attr-defined]
+    assert [n for n in names if f"opsmetrics {n}" not in docs] == []

@@ -59,7 +59,7 @@ def is_loopback(host: str) -> bool:
 def serve(
     data: DataOpt = None, config: ConfigOpt = None, host: HostOpt = None, port: PortOpt = None
 ) -> None:
-    """Run the server: ingest, query API and (later) UI."""
+    """Run the server: ingest, query API, rules, KPIs."""
     from opsmetrics.cli.server import run_server
 
     s = settings(data_dir=data, config_dir=config, host=host, port=port)
