@@ -50,3 +50,13 @@ def test_every_cli_command_is_documented() -> None:
     group = typer.main.get_command(app)
     names = list(group.commands)  # type: ignore[attr-defined]
     assert [n for n in names if f"opsmetrics {n}" not in docs] == []
+
+
+def test_readme_kpi_example_is_valid(tmp_path: Path) -> None:
+    from opsmetrics.catalog.validate import validate_config_dir
+
+    text = (ROOT / "README.md").read_text()
+    example = text.split("```yaml\n- name: checkout_conversion_rate", 1)[1].split("```", 1)[0]
+    (tmp_path / "kpis").mkdir()
+    (tmp_path / "kpis" / "readme.yaml").write_text("- name: checkout_conversion_rate" + example)
+    assert validate_config_dir(tmp_path) == []
