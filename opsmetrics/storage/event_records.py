@@ -6,6 +6,8 @@ KPI formulas of kind `event` and `conversion` compile to them.
 
 Property filters compare a property's JSON text: strings as they are, numbers as written
 (`1999`, `1.5`), booleans as `true`/`false`. A property holding JSON null counts as missing.
+The order comparisons (>, >=, <, <=) compare numbers: the property and the one value are read
+as numbers, and a property that is missing or not a number never matches.
 """
 
 from __future__ import annotations
@@ -48,6 +50,10 @@ class FilterOp(enum.Enum):
     NOT_IN = "not in"  # property missing or none of the values
     EXISTS = "exists"  # property present (and not null)
     NOT_EXISTS = "not exists"
+    GT = ">"  # property a number greater than the value
+    GTE = ">="
+    LT = "<"
+    LTE = "<="
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,17 +75,21 @@ class EventMatch:
 class EventAggregate:
     """`agg` of the matching events per calendar `grain` bucket in [start_ms, end_ms).
 
-    `by` breaks each bucket down by property values (a missing property groups as "").
+    `grain` None makes the whole range one bucket (starting at start_ms). `by` breaks each
+    bucket down by property values (a missing property groups as ""). `value_prop` names a
+    property that value aggregations (sum, avg, min, max, percentiles) read as a number instead
+    of the event's value; where it is missing or not a number the event has no value.
     """
 
     name: str | None
     agg: Agg
     start_ms: int
     end_ms: int
-    grain: Grain = Grain.DAY
+    grain: Grain | None = Grain.DAY
     tz: str = UTC
     where: tuple[PropFilter, ...] = ()
     by: tuple[str, ...] = ()
+    value_prop: str | None = None
 
     @property
     def match(self) -> EventMatch:

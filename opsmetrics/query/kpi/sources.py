@@ -39,9 +39,16 @@ _FILTER_OPS = {
     FilterOp.IN: ev.FilterOp.IN,
     FilterOp.NOT_IN: ev.FilterOp.NOT_IN,
     FilterOp.EXISTS: ev.FilterOp.EXISTS,
+    FilterOp.GT: ev.FilterOp.GT,
+    FilterOp.GTE: ev.FilterOp.GTE,
+    FilterOp.LT: ev.FilterOp.LT,
+    FilterOp.LTE: ev.FilterOp.LTE,
 }
+_NUMERIC_OPS = (FilterOp.GT, FilterOp.GTE, FilterOp.LT, FilterOp.LTE)
 _ZERO_WHEN_EMPTY = (EventAgg.COUNT, EventAgg.SUM, EventAgg.UNIQUE)
 _COUNTS = (EventAgg.COUNT, EventAgg.UNIQUE)
+#: Aggregations whose value over a span is the sum of their values over its parts.
+ADDITIVE = (EventAgg.COUNT, EventAgg.SUM)
 
 
 def span(periods: Sequence[Period]) -> tuple[int, int]:
@@ -50,18 +57,8 @@ def span(periods: Sequence[Period]) -> tuple[int, int]:
 
 # --- event ------------------------------------------------------------------------------
 def event_values(ctx: EvalContext, f: EventFormula, periods: Sequence[Period]) -> Values:
-    _check_event_field(f)
     start, end = span(periods)
-    q = ev.EventAggregate(
-        f.name,
-        ev.Agg(f.agg.value),
-        start,
-        end,
-        ev.Grain(ctx.grain.value),
-        ctx.tz,
-        tuple(_filter(w) for w in f.where),
-        ctx.by,
-    )
+    q = _aggregate(ctx, f, start, end, ev.Grain(ctx.grain.value))
     found: dict[Group, dict[int, ev.Bucket]] = {}
     for b in ev.aggregate(ctx.storage, q):
         found.setdefault(_group(ctx.by, b.group), {})[b.start_ms] = b
@@ -73,6 +70,37 @@ def event_values(ctx: EvalContext, f: EventFormula, periods: Sequence[Period]) -
         for g, by_start in found.items()
     }
     return Values(cells, is_count=f.agg in _COUNTS)
+
+
+def event_total_before(ctx: EvalContext, f: EventFormula, end_ms: int) -> dict[Group, float]:
+    """The total of an additive (count, sum) event formula over all events before end_ms, per
+    group: one storage aggregate, not one per period."""
+    if f.agg not in ADDITIVE:
+        raise KpiQueryError(f"event {f.name!r}: {f.agg.value} has no total over a span")
+    q = _aggregate(ctx, f, DATA_START_MS, end_ms, None)
+    if end_ms <= DATA_START_MS:
+        return {}
+    return {_group(ctx.by, b.group): b.value for b in ev.aggregate(ctx.storage, q)}
+
+
+#: Where "the start of the data" is taken to be: the earliest timestamp storage accepts.
+DATA_START_MS = 0
+
+
+def _aggregate(
+    ctx: EvalContext, f: EventFormula, start: int, end: int, grain: ev.Grain | None
+) -> ev.EventAggregate:
+    return ev.EventAggregate(
+        f.name,
+        ev.Agg(f.agg.value),
+        start,
+        end,
+        grain,
+        ctx.tz,
+        tuple(_filter(w) for w in f.where),
+        ctx.by,
+        _value_prop(f),
+    )
 
 
 DAY_MS = 86_400_000
@@ -108,13 +136,19 @@ def _bucket_cell(b: ev.Bucket | None, empty: Cell) -> Cell:
     return Cell(None if math.isnan(b.value) else b.value, b.sample_size)
 
 
-def _check_event_field(f: EventFormula) -> None:
+def _value_prop(f: EventFormula) -> str | None:
+    """The property a value aggregation reads (None: the event's value)."""
+    if f.agg is EventAgg.COUNT or f.field is None:
+        return None
     wanted = FieldSource.ENTITY if f.agg is EventAgg.UNIQUE else FieldSource.VALUE
-    if f.agg is not EventAgg.COUNT and f.field is not None and f.field.source is not wanted:
-        raise KpiQueryError(
-            f"event {f.name!r}: {f.agg.value} of {f.field} is not supported yet; "
-            f"aggregate {wanted.value}"
-        )
+    if f.field.source is wanted:
+        return None
+    if f.field.source is FieldSource.PROP and f.agg is not EventAgg.UNIQUE:
+        return f.field.prop
+    raise KpiQueryError(
+        f"event {f.name!r}: {f.agg.value} of {f.field} is not supported yet; "
+        f"aggregate {wanted.value}"
+    )
 
 
 def _filter(w: PropFilter) -> ev.PropFilter:
@@ -122,9 +156,16 @@ def _filter(w: PropFilter) -> ev.PropFilter:
     if op is None:
         raise KpiQueryError(
             f"where {w.prop}: operator {w.op.value!r} is not supported by KPI evaluation yet; "
-            "use eq, ne, in, not_in or exists"
+            "use eq, ne, in, not_in, gt, gte, lt, lte or exists"
         )
+    numeric = w.op in _NUMERIC_OPS
+    if numeric and not all(_is_number(v) for v in w.values):
+        raise KpiQueryError(f"where {w.prop}: {w.op.value} compares numbers, got {w.values!r}")
     return ev.PropFilter(w.prop, op, tuple(ev.prop_text(v) for v in w.values))
+
+
+def _is_number(v: object) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
 
 
 def _group(by: Sequence[str], values: dict[str, str]) -> Group:

@@ -74,8 +74,20 @@ def prop_sql(p: Params, prop: str, props_col: str = "props") -> str:
     return f"json_extract_string({props_col}, {p.add(json_pointer(prop))})"
 
 
+def number_sql(x: str) -> str:
+    """SQL text `x` read as a number; NULL where it is not one."""
+    return f"TRY_CAST({x} AS DOUBLE)"
+
+
+_COMPARE_SQL = {FilterOp.GT: ">", FilterOp.GTE: ">=", FilterOp.LT: "<", FilterOp.LTE: "<="}
+
+
 def filter_sql(p: Params, f: PropFilter, props_col: str = "props") -> str:
     x = prop_sql(p, f.prop, props_col)
+    compare = _COMPARE_SQL.get(f.op)
+    if compare is not None:
+        value = f.values[0] if f.values else None  # no value: matches nothing
+        return f"coalesce({number_sql(x)} {compare} {number_sql(p.add(value))}, false)"
     match f.op:
         case FilterOp.EQ:
             return f"{x} = {p.add(f.values[0])}"
@@ -89,6 +101,7 @@ def filter_sql(p: Params, f: PropFilter, props_col: str = "props") -> str:
             return f"{x} IS NOT NULL"
         case FilterOp.NOT_EXISTS:
             return f"{x} IS NULL"
+    raise AssertionError(f"unhandled filter operator {f.op}")
 
 
 def match_sql(p: Params, m: EventMatch, alias: str = "") -> str:
@@ -132,20 +145,29 @@ class Calendar:
         return f"date_diff('{self.grain.value}', {a}, {b})"
 
 
+def _bucket_sql(p: Params, q: EventAggregate) -> tuple[str, str]:
+    """SQL for the bucket of an event's `ts`, and for the UTC ms start of a bucket `b`."""
+    if q.grain is None:
+        return p.add(q.start_ms), "b"
+    cal = Calendar(p, q.grain, q.tz)
+    return cal.period("ts"), cal.start_ms("b")
+
+
 def aggregate_sql(q: EventAggregate) -> tuple[str, dict[str, Any]]:
     p = Params()
-    cal = Calendar(p, q.grain, q.tz)
+    bucket, bucket_start = _bucket_sql(p, q)
     groups = [f"{prop_sql(p, prop)} AS g{i}" for i, prop in enumerate(q.by)]
+    value = "value" if q.value_prop is None else number_sql(prop_sql(p, q.value_prop)) + " AS value"
     conds = ["ts >= " + p.add(q.start_ms), "ts < " + p.add(q.end_ms)]
     if q.name is not None:
         conds.append("name = " + p.add(q.name))
     conds += [filter_sql(p, f) for f in q.where]
-    inner = ", ".join([f"{cal.period('ts')} AS b", *groups, "entity", "value"])
+    inner = ", ".join([f"{bucket} AS b", *groups, "entity", value])
     gs = [f"coalesce(g{i}, '')" for i in range(len(q.by))]
     keys = ", ".join(["b", *gs])
     n = "count(*)" if q.agg in _COUNTS_EVENTS else "count(value)"
     sql = (
-        f"SELECT {', '.join([cal.start_ms('b'), *gs, _AGG_SQL[q.agg], n])} "
+        f"SELECT {', '.join([bucket_start, *gs, _AGG_SQL[q.agg], n])} "
         f"FROM (SELECT {inner} FROM events WHERE {' AND '.join(conds)}) "
         f"GROUP BY {keys} ORDER BY {keys}"
     )
