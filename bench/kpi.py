@@ -2,6 +2,12 @@
 
 Run: .venv/bin/python bench/kpi.py            (5M events, 200k users, 30 days, 5 runs)
 Quick: .venv/bin/python bench/kpi.py --events 200000 --users 10000 --runs 2
+Example KPIs only: .venv/bin/python bench/kpi.py --part demo
+
+Part `demo`: 30 days of the demo simulator's history (`load_history`, SystemClock, a temporary
+data directory), then every example KPI (opsmetrics/demo/config/kpis/*.yaml) evaluated through
+`KpiEvaluator.series` for the 90 days ending today at daily grain: one warm-up pass, then
+--demo-runs passes; per KPI the median and max of its passes, total = median pass time.
 
 Generates a shop's events with a fixed seed — one `signup` per user, sessions of
 `product_view` → `cart_view` → `checkout` → `purchase` (with a value) that stop at each step
@@ -32,8 +38,15 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from opsmetrics.catalog.kpi_model import Grain  # noqa: E402
+from opsmetrics.catalog.kpis import load_catalog  # noqa: E402
+from opsmetrics.clock import SystemClock  # noqa: E402
+from opsmetrics.demo.runner import load_history  # noqa: E402
 from opsmetrics.model import Event  # noqa: E402
 from opsmetrics.query import events as ev  # noqa: E402
+from opsmetrics.query.kpi import KpiEvaluator  # noqa: E402
+from opsmetrics.services import open_services  # noqa: E402
+from opsmetrics.settings import Settings  # noqa: E402
 from opsmetrics.storage.base import StoredEvent, WriteBatch  # noqa: E402
 from opsmetrics.storage.duckdb import DuckDBStorage  # noqa: E402
 
@@ -192,7 +205,7 @@ def run(storage: DuckDBStorage, runs: int) -> list[tuple[str, float, float]]:
 def check(title: str, ours: Any, floor: list[tuple[Any, ...]]) -> None:
     if title.startswith("4-step"):
         row = floor[0]
-        floor = [row[0], row[1], row[4], row[7]]  # type: ignore[list-item]
+        floor = [row[0], row[1], row[4], row[7]]
     if title.startswith("daily revenue"):
         floor = [(t, float(v)) for t, v in floor]
     if list(map(tuple, ours) if ours and isinstance(ours[0], tuple) else ours) != [
@@ -243,12 +256,92 @@ def report(
     return "\n".join(lines) + "\n"
 
 
+# --- every example KPI on the demo's data ---------------------------------------------------
+DEMO_CONFIG = ROOT / "opsmetrics" / "demo" / "config"
+DEMO_DAYS = 30
+EVAL_DAYS = 90
+
+
+def demo_kpis(runs: int, step_s: int) -> tuple[float, dict[str, list[float]], list[float], str]:
+    """(history load s, per-KPI pass times, pass totals, what was loaded)."""
+    catalog = load_catalog(DEMO_CONFIG)
+    with tempfile.TemporaryDirectory() as tmp:
+        services = open_services(Settings(data_dir=Path(tmp)), SystemClock())
+        try:
+            started = time.perf_counter()
+            loaded = load_history(services, days=DEMO_DAYS, step_s=step_s)
+            load_s = time.perf_counter() - started
+            kpis = KpiEvaluator(services.storage, catalog, services.clock)
+            end = services.clock.now_ms() // DAY * DAY + DAY  # the end of today (UTC)
+            passes = [_demo_pass(kpis, catalog.names(), end) for _ in range(runs + 1)][1:]
+        finally:
+            services.close()
+    what = f"{loaded.samples:,} samples and {loaded.events:,} events"
+    per_kpi = {name: [p[name] for p in passes] for name in catalog.names()}
+    return load_s, per_kpi, [sum(p.values()) for p in passes], what
+
+
+def _demo_pass(kpis: KpiEvaluator, names: list[str], end: int) -> dict[str, float]:
+    start = end - EVAL_DAYS * DAY
+    out = {}
+    for name in names:
+        started = time.perf_counter()
+        kpis.series(name, start, end, grain=Grain.DAY)
+        out[name] = time.perf_counter() - started
+    return out
+
+
+def demo_report(
+    args: argparse.Namespace,
+    load_s: float,
+    per_kpi: dict[str, list[float]],
+    totals: list[float],
+    what: str,
+) -> str:
+    medians = {n: statistics.median(ts) for n, ts in per_kpi.items()}
+    slowest = sorted(medians, key=medians.__getitem__, reverse=True)
+    lines = [
+        "### Every example KPI, 90 days at daily grain",
+        "",
+        f"Command: `.venv/bin/python bench/kpi.py --part demo --demo-runs {args.demo_runs} "
+        f"--demo-step {args.demo_step}`. Machine: {machine()}. Measured "
+        f"{time.strftime('%Y-%m-%d')}.",
+        "",
+        f"Data: the demo simulator's {DEMO_DAYS} days of history ({what}, one sample per series "
+        f"every {args.demo_step} s), loaded with `load_history` in {load_s:.1f} s. Each of the "
+        f"{len(per_kpi)} KPIs of opsmetrics/demo/config/kpis/*.yaml evaluated with "
+        f"`KpiEvaluator.series` over the {EVAL_DAYS} days ending today at daily grain (the first "
+        f"{EVAL_DAYS - DEMO_DAYS} days have no data); one warm-up pass, then {args.demo_runs}.",
+        "",
+        f"All {len(per_kpi)} KPIs: {statistics.median(totals) * 1000:.0f} ms per pass (median; "
+        f"min {min(totals) * 1000:.0f}, max {max(totals) * 1000:.0f}). Per KPI: median "
+        f"{statistics.median(medians.values()) * 1000:.1f} ms, max "
+        f"{max(max(ts) for ts in per_kpi.values()) * 1000:.1f} ms.",
+        "",
+        "| slowest KPIs | median (ms) | max (ms) |",
+        "|---|---:|---:|",
+    ]
+    for name in slowest[:8]:
+        lines.append(f"| {name} | {medians[name] * 1000:.1f} | {max(per_kpi[name]) * 1000:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--part", choices=("events", "demo", "all"), default="all")
     parser.add_argument("--events", type=int, default=5_000_000)
     parser.add_argument("--users", type=int, default=200_000)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--demo-runs", type=int, default=3)
+    parser.add_argument("--demo-step", type=int, default=60, help="demo history step, seconds")
     args = parser.parse_args()
+    if args.part != "events":
+        print(demo_report(args, *demo_kpis(args.demo_runs, args.demo_step)))
+    if args.part != "demo":
+        events_part(args)
+
+
+def events_part(args: argparse.Namespace) -> None:
     events = generate(args.events, args.users)
     with tempfile.TemporaryDirectory() as tmp:
         storage = DuckDBStorage(Path(tmp), now_ms=T0 + DAYS * DAY)

@@ -692,3 +692,16 @@ def test_api_hostile_where_is_data(svc: Services) -> None:
         )
         assert [b["value"] for b in data["buckets"]] == ([expected] if expected else [])
     assert svc.storage.stats().events == 2
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [((), "takes exactly one value"), (("fast",), "compares numbers")],
+)
+def test_numeric_filters_need_one_number(
+    svc: Services, values: tuple[str, ...], message: str
+) -> None:
+    where = (PropFilter("ms", FilterOp.GT, values),)
+    q = ev.EventAggregate("page_load", Agg.COUNT, D0, D0 + DAY, where=where)
+    with pytest.raises(BadDataError, match=message):
+        ev.aggregate(svc.storage, q)

@@ -62,6 +62,22 @@ kpis:
   - {name: revenue_total, title: Revenue total, unit: count, direction: higher_is_better,
      owner: shop,
      cumulative: {of: revenue, running: true}}
+  - {name: orders_total, title: Orders total, unit: count, direction: higher_is_better,
+     owner: shop, dimensions: [plan], cumulative: {of: orders, running: true}}
+  - {name: load_ms_sum, title: Load ms, unit: count, direction: lower_is_better, owner: sre,
+     event: {name: page_load, agg: sum, field: props.ms}}
+  - {name: load_ms_avg, title: Load ms avg, unit: count, direction: lower_is_better, owner: sre,
+     event: {name: page_load, agg: avg, field: props.ms}}
+  - {name: load_ms_max, title: Load ms max, unit: count, direction: lower_is_better, owner: sre,
+     event: {name: page_load, agg: max, field: props.ms}}
+  - {name: load_ms_p50, title: Load ms p50, unit: count, direction: lower_is_better, owner: sre,
+     event: {name: page_load, agg: p50, field: props.ms}}
+  - {name: slow_loads, title: Slow loads, unit: count, direction: lower_is_better, owner: sre,
+     event: {name: page_load, agg: count, where: {ms: {gte: 250}}}}
+  - {name: mid_loads, title: Mid loads, unit: count, direction: lower_is_better, owner: sre,
+     event: {name: page_load, agg: count, where: {ms: {gt: 50, lt: 1000}}}}
+  - {name: fast_loads, title: Fast loads, unit: count, direction: lower_is_better, owner: sre,
+     event: {name: page_load, agg: count, where: {ms: {lte: 100}}}}
   - {name: cart_conversion, title: Cart conversion, direction: higher_is_better, owner: shop,
      unit: percent,
      conversion: {from: cart_view, to: purchase, within: 1d, entity: user}}
@@ -102,6 +118,10 @@ EVENTS = [
     Event("cart_view", D0 + 14 * HOUR, "u2"),  # a second view: the first one counts
     Event("cart_view", D0 + 20 * HOUR, "u3"),  # never purchases
     Event("cart_view", D0 + DAY + 8 * HOUR, "u1"),  # purchases at 09:00: converted
+    *[Event("page_load", D0 + HOUR, "u1", props=p) for p in ({"ms": 100}, {"ms": 300})],
+    Event("page_load", D0 + HOUR, "u1", props={"ms": "slow"}),  # not a number: no value
+    Event("page_load", D0 + HOUR, "u1"),  # no ms: no value
+    *[Event("page_load", D0 + DAY + HOUR, "u2", props={"ms": v}) for v in (50, 250, 1000)],
     Event("subscription_changed", ms("2024-02-01T00:00Z"), "c1", props={"mrr": 100}),
     Event("subscription_changed", D0 + 10 * HOUR, "c2", props={"mrr": 50}),
     Event("subscription_changed", D0 + DAY + 12 * HOUR, "c1", props={"mrr": 150}),
@@ -149,7 +169,14 @@ def values(kpis: KpiEvaluator, name: str, **kw: object) -> list[float | None]:
         ("buy_rate", [0.5, 0.5, 0.0]),
         ("aov", [200, 200, None]),  # 0 orders on day 2: no average
         ("revenue_7d", [450, 600, 600]),  # day 0's window reaches back to 2024-02-27's 50
-        ("revenue_total", [400, 600, 600]),  # running from the start of the range
+        ("revenue_total", [520, 720, 720]),  # from the start of the data: 70 + 50 before D0
+        ("load_ms_sum", [400, 1300, 0]),  # 100 + 300; 50 + 250 + 1000
+        ("load_ms_avg", [200, 1300 / 3, None]),  # "slow" and a missing ms are no values
+        ("load_ms_max", [300, 1000, None]),
+        ("load_ms_p50", [200, 250, None]),  # halfway between 100 and 300; the middle one
+        ("slow_loads", [1, 2, 0]),  # ms >= 250: 300; 250, 1000
+        ("mid_loads", [2, 1, 0]),  # 50 < ms < 1000: 100, 300; 250
+        ("fast_loads", [1, 1, 0]),  # ms <= 100: 100; 50 ("slow" never matches)
         ("cart_conversion", [1 / 3, 1.0, None]),
         ("mrr", [150, 200, 150]),  # c1 100 + c2 50; c1 150 + c2 50; c1 150 + c2 0
         ("sql_orders", [2, 1, 0]),
@@ -159,6 +186,26 @@ def values(kpis: KpiEvaluator, name: str, **kw: object) -> list[float | None]:
 )
 def test_formula_kinds(kpis: KpiEvaluator, name: str, expected: list[float | None]) -> None:
     assert values(kpis, name) == pytest.approx(expected)
+
+
+def test_running_total_counts_from_the_start_of_the_data(kpis: KpiEvaluator) -> None:
+    assert values(kpis, "revenue_total", grain=Grain.DAY)[2:] == [720]
+    one_day = kpis.series("revenue_total", D0 + 2 * DAY, D3).points
+    assert [p.value for p in one_day] == [720]  # 70 + 50 before D0, 400 + 200 from D0 on
+
+
+def test_running_total_by_dimension_keeps_groups_seen_only_before(kpis: KpiEvaluator) -> None:
+    got = kpis.series("orders_total", D0, D3, by=["plan"]).points
+    by_plan: dict[str, list[float | None]] = {}
+    for p in got:
+        by_plan.setdefault(dict(p.group)["plan"], []).append(p.value)
+    # the two purchases before D0 carry no plan; pro buys on D0 and D1, free on D0
+    assert by_plan == {"": [2, 2, 2], "free": [1, 1, 1], "pro": [1, 2, 2]}
+
+
+def test_value_aggregations_count_only_numeric_props(kpis: KpiEvaluator) -> None:
+    got = kpis.series("load_ms_avg", D0, D3).points
+    assert [p.sample_size for p in got] == [2, 3, 0]
 
 
 def test_manual_values_last_one_per_period_wins(svc: Services, kpis: KpiEvaluator) -> None:

@@ -745,10 +745,5 @@ def test_every_entry_has_an_evaluation_fixture() -> None:
     assert cases == set(FIXTURE_KPIS)
 
 
-@pytest.mark.xfail(
-    reason="known gap: running totals start at the first period asked (docs/kpis.md), so an MRR "
-    "built from deltas is only right for ranges that start with the data",
-    strict=True,
-)
 def test_mrr_asked_for_one_later_day_counts_everything_before_it(svc: Services) -> None:
     assert values(svc, "mrr", day(2), day(2)) == [130.0]

@@ -62,7 +62,8 @@ MAX_BREAKDOWN_PROPS = 5
 MAX_PERIODS = 400
 MAX_WINDOW_DAYS = 400
 RETENTION_GRAINS = (Grain.DAY, Grain.WEEK, Grain.MONTH)
-_ONE_VALUE = (FilterOp.EQ, FilterOp.NE)
+_ONE_VALUE = (FilterOp.EQ, FilterOp.NE, FilterOp.GT, FilterOp.GTE, FilterOp.LT, FilterOp.LTE)
+_NUMERIC = (FilterOp.GT, FilterOp.GTE, FilterOp.LT, FilterOp.LTE)
 _NO_VALUE = (FilterOp.EXISTS, FilterOp.NOT_EXISTS)
 
 
@@ -261,5 +262,15 @@ def _check_filters(filters: tuple[PropFilter, ...], where: str) -> None:
             raise BadDataError(f"{at}: {f.op.value!r} takes exactly one value")
         if f.op in _NO_VALUE and f.values:
             raise BadDataError(f"{at}: {f.op.value!r} takes no value")
+        if f.op in _NUMERIC and not _is_number(f.values[0]):
+            raise BadDataError(f"{at}: {f.op.value!r} compares numbers; give a number")
         if f.op in (FilterOp.IN, FilterOp.NOT_IN) and not f.values:
             raise BadDataError(f"{at}: {f.op.value!r} needs at least one value")
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True

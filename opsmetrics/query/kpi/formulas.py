@@ -162,7 +162,7 @@ def _apply(op: Callable[[float, float], float | None], a: Cell, b: Cell) -> Cell
 def cumulative_values(
     ctx: EvalContext, f: CumulativeFormula, periods: Sequence[Period], kpi: str
 ) -> Values:
-    """Running: the total of `of` from the first period asked for through each period.
+    """Running: the total of `of` from the start of the data through each period.
     Windowed: the total over the periods that lie wholly inside (end - window, end]."""
     if f.window_ms is not None and isinstance(f.of, EventFormula):
         rolling = sources.rolling_unique_values(ctx, f.of, f.window_ms, periods)
@@ -172,14 +172,45 @@ def cumulative_values(
     lead = f.window_ms or 0
     base = cal.periods(first - lead, last, ctx.grain, ctx.tz)
     got = compute(ctx, f.of, base, kpi)
+    before = total_before(ctx, f.of, first) if f.window_ms is None else {}
+    empty = [Cell(None)] * len(base)
     cells = {
-        g: [_total(base, cs, p, f.window_ms, first) for p in periods] for g, cs in got.cells.items()
+        g: [
+            _total(base, got.cells.get(g, empty), p, f.window_ms, first, before.get(g))
+            for p in periods
+        ]
+        for g in _groups(got, before)
     }
     return Values(cells, is_count=got.is_count)
 
 
+def total_before(ctx: EvalContext, of: Operand, end_ms: int) -> dict[Group, float]:
+    """The total of `of` over everything before end_ms, for a running total to start from.
+
+    Exact for event counts and sums (one storage aggregate over the span); for other operands
+    ({} here) a running total counts from the first period asked for (docs/kpis.md)."""
+    match of:
+        case EventFormula() if of.agg in sources.ADDITIVE:
+            return sources.event_total_before(ctx, of, end_ms)
+        case KpiRef():
+            return total_before(ctx, ctx.catalog.get(of.name).formula, end_ms)
+        case LibraryFormula():
+            return total_before(ctx, expand(of), end_ms)
+    return {}
+
+
+def _groups(got: Values, before: dict[Group, float]) -> list[Group]:
+    groups = list(got.cells)
+    return groups + sorted(g for g in before if g not in got.cells)
+
+
 def _total(
-    base: Sequence[Period], cells: list[Cell], p: Period, window_ms: int | None, first: int
+    base: Sequence[Period],
+    cells: list[Cell],
+    p: Period,
+    window_ms: int | None,
+    first: int,
+    before: float | None,
 ) -> Cell:
     lo = first if window_ms is None else p.end_ms - window_ms
     picked = [
@@ -187,4 +218,6 @@ def _total(
         for b, c in zip(base, cells, strict=True)
         if b.start_ms >= lo and b.end_ms <= p.end_ms and c.value is not None
     ]
+    if before is not None:
+        picked.append(before)
     return Cell(sum(picked) if picked else None)

@@ -47,6 +47,8 @@ _FILTER_OPS = {
 _NUMERIC_OPS = (FilterOp.GT, FilterOp.GTE, FilterOp.LT, FilterOp.LTE)
 _ZERO_WHEN_EMPTY = (EventAgg.COUNT, EventAgg.SUM, EventAgg.UNIQUE)
 _COUNTS = (EventAgg.COUNT, EventAgg.UNIQUE)
+#: "The start of the data": events are stored with timestamps from the epoch on.
+DATA_START_MS = 0
 #: Aggregations whose value over a span is the sum of their values over its parts.
 ADDITIVE = (EventAgg.COUNT, EventAgg.SUM)
 
@@ -77,14 +79,10 @@ def event_total_before(ctx: EvalContext, f: EventFormula, end_ms: int) -> dict[G
     group: one storage aggregate, not one per period."""
     if f.agg not in ADDITIVE:
         raise KpiQueryError(f"event {f.name!r}: {f.agg.value} has no total over a span")
-    q = _aggregate(ctx, f, DATA_START_MS, end_ms, None)
     if end_ms <= DATA_START_MS:
         return {}
+    q = _aggregate(ctx, f, DATA_START_MS, end_ms, None)
     return {_group(ctx.by, b.group): b.value for b in ev.aggregate(ctx.storage, q)}
-
-
-#: Where "the start of the data" is taken to be: the earliest timestamp storage accepts.
-DATA_START_MS = 0
 
 
 def _aggregate(
