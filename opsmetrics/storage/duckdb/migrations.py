@@ -167,6 +167,34 @@ MIGRATIONS: list[tuple[int, str]] = [
             SELECT kpi, ts, value, author, note, recorded_ms FROM manual_kpi_values;
         """,
     ),
+    (
+        7,
+        """
+        -- Rollups take less room (storage/duckdb/rollups.py says how each column is decoded):
+        -- the bucket as its index, first/last ts as offsets in the bucket, and min, max and inc
+        -- as NULL when they equal first, last and last - first. Old rows are dropped; every
+        -- compacted partition goes back on the backlog so the next maintenance rebuilds them.
+        DROP TABLE rollups;
+        CREATE TABLE rollups (
+            width_ms BIGINT NOT NULL,
+            series_id UINTEGER NOT NULL,
+            bidx BIGINT NOT NULL,              -- bucket start / width_ms
+            min_v DOUBLE,                      -- NULL: the same as first_v
+            max_v DOUBLE,                      -- NULL: the same as last_v
+            sum_v DOUBLE NOT NULL,
+            n INTEGER NOT NULL,                -- finite samples
+            first_v DOUBLE NOT NULL,
+            first_dt INTEGER NOT NULL,         -- first_ts - bucket start (0 when n = 0)
+            last_v DOUBLE NOT NULL,
+            last_dt INTEGER NOT NULL,          -- last_ts - bucket start (0 when n = 0)
+            inc DOUBLE,                        -- counter increase; NULL: last_v - first_v
+            nonfinite INTEGER NOT NULL         -- NaN (not stale) and ±Inf samples left out
+        );
+        DELETE FROM rollup_spans;
+        DELETE FROM rollup_backlog;
+        INSERT INTO rollup_backlog SELECT start_ms, end_ms FROM partitions;
+        """,
+    ),
 ]
 
 

@@ -15,6 +15,13 @@ back to the raw samples, which give them PromQL's special-value semantics. Rollu
 in the same transaction that compacts a partition, so a crash leaves either the old partition
 and its old rollups or the new ones. The table is written sorted by (width, series, bucket) per
 partition, which DuckDB compresses and range-scans well.
+
+The stored shape is smaller than `RollupRows` (migration 7): the bucket as its index
+`bucket / width` (it falls back at each series change by one partition's buckets, not by a day of
+milliseconds), `first_ts`/`last_ts` as offsets from the bucket start (0 when the bucket has no
+finite sample), and `min_v`, `max_v` and `inc` as NULL when they equal `first_v`, `last_v` and
+`last_v - first_v` exactly (finite and non-zero, so the bits are the same), as they do for
+counters without resets. `read` decodes every column back to the values aggregated.
 """
 
 from __future__ import annotations
@@ -29,9 +36,38 @@ from opsmetrics.storage.base import ROLLUP_WIDTHS_MS, RollupRows
 from opsmetrics.storage.duckdb import partitions as parts
 
 _MAX_SID = 2**32 - 1
-_COLUMNS = (
-    "series_id, bucket, min_v, max_v, sum_v, n, first_v, first_ts, last_v, last_ts, inc, nonfinite"
-)
+
+
+def _unless_same(column: str, same_as: str) -> str:
+    """NULL when `column` equals `same_as` exactly: finite and non-zero, so the bits agree."""
+    return (
+        f"CASE WHEN isfinite({column}) AND {column} <> 0 AND {column} = {same_as} "
+        f"THEN NULL ELSE {column} END"
+    )
+
+
+def _encoded_sql(width_ms: int) -> str:
+    """The stored columns, in table order, from the aggregates (min_v, …, nonfinite) of a bucket."""
+    w = int(width_ms)
+    return (
+        f"{w}, series_id, bucket // {w}, {_unless_same('min_v', 'first_v')}, "
+        f"{_unless_same('max_v', 'last_v')}, sum_v, n, first_v, "
+        "CASE WHEN n = 0 THEN 0 ELSE first_ts - bucket END, last_v, "
+        "CASE WHEN n = 0 THEN 0 ELSE last_ts - bucket END, "
+        f"{_unless_same('inc', 'last_v - first_v')}, nonfinite"
+    )
+
+
+def _decoded_sql(width_ms: int) -> str:
+    """The aggregates back from the stored columns: the inverse of `_encoded_sql`."""
+    bucket = f"bidx * {int(width_ms)}"
+    return (
+        f"series_id, {bucket} AS bucket, coalesce(min_v, first_v) AS min_v, "
+        "coalesce(max_v, last_v) AS max_v, sum_v, n, first_v, "
+        f"CASE WHEN n = 0 THEN 0 ELSE {bucket} + first_dt END AS first_ts, last_v, "
+        f"CASE WHEN n = 0 THEN 0 ELSE {bucket} + last_dt END AS last_ts, "
+        "coalesce(inc, last_v - first_v) AS inc, nonfinite"
+    )
 
 
 def _bucket_sql(width_ms: int) -> str:
@@ -66,13 +102,15 @@ def _insert_sql(width_ms: int, lo: int, hi: int, source: str) -> str:
     return (
         f"INSERT INTO rollups WITH live AS (SELECT series_id, ts, value, nan_bits, "
         f"{_bucket_sql(width_ms)} AS bucket FROM ({source}) "
-        f"WHERE ts > {int(lo)} AND ts <= {int(hi)}) "
-        f"SELECT {int(width_ms)}, series_id, bucket, coalesce(min_v, {nan}), "
-        f"coalesce(max_v, {nan}), coalesce(sum_v, {nan}), coalesce(n, 0), "
-        f"coalesce(first_v, {nan}), coalesce(first_ts, 0), coalesce(last_v, {nan}), "
-        f"coalesce(last_ts, 0), coalesce(inc, {nan}), coalesce(nonfinite, 0) "
-        f"FROM ({_finite_sql()}) FULL JOIN ({_nonfinite_sql()}) USING (series_id, bucket) "
-        "ORDER BY series_id, bucket"
+        f"WHERE ts > {int(lo)} AND ts <= {int(hi)}), "
+        f"agg AS (SELECT series_id, bucket, coalesce(min_v, {nan}) AS min_v, "
+        f"coalesce(max_v, {nan}) AS max_v, coalesce(sum_v, {nan}) AS sum_v, "
+        f"coalesce(n, 0) AS n, coalesce(first_v, {nan}) AS first_v, "
+        f"coalesce(first_ts, 0) AS first_ts, coalesce(last_v, {nan}) AS last_v, "
+        f"coalesce(last_ts, 0) AS last_ts, coalesce(inc, {nan}) AS inc, "
+        "coalesce(nonfinite, 0) AS nonfinite "
+        f"FROM ({_finite_sql()}) FULL JOIN ({_nonfinite_sql()}) USING (series_id, bucket)) "
+        f"SELECT {_encoded_sql(width_ms)} FROM agg ORDER BY series_id, bucket"
     )
 
 
@@ -87,8 +125,8 @@ def rebuild(cur: duckdb.DuckDBPyConnection, start_ms: int, end_ms: int, now_ms: 
         lo = (start_ms - 1) // width * width  # start of the bucket holding ts = start
         hi = (end_ms - 2) // width * width + width  # end of the bucket holding ts = end - 1
         cur.execute(
-            "DELETE FROM rollups WHERE width_ms = ? AND bucket >= ? AND bucket < ?",
-            [width, lo, hi],
+            "DELETE FROM rollups WHERE width_ms = ? AND bidx >= ? AND bidx < ?",
+            [width, lo // width, hi // width],
         )
         source = parts.range_source(cur, 0, _MAX_SID, lo + 1, hi)
         cur.execute(_insert_sql(width, lo, hi, source))
@@ -104,7 +142,8 @@ def backlog(cur: duckdb.DuckDBPyConnection) -> list[tuple[int, int]]:
 
 def drop_expired(cur: duckdb.DuckDBPyConnection, cutoff_ms: int) -> int:
     """Delete buckets that end at or before the cutoff; returns how many rows went."""
-    rows = cur.execute("DELETE FROM rollups WHERE bucket + width_ms <= ?", [cutoff_ms]).fetchall()
+    expired = "DELETE FROM rollups WHERE (bidx + 1) * width_ms <= ?"
+    rows = cur.execute(expired, [cutoff_ms]).fetchall()
     cur.execute("DELETE FROM rollup_spans WHERE end_ms <= ?", [cutoff_ms])
     cur.execute("DELETE FROM rollup_backlog WHERE end_ms <= ?", [cutoff_ms])
     return int(rows[0][0]) if rows else 0
@@ -126,9 +165,10 @@ def read(
     cur.register("wanted_rollups", {"sid": ids.astype(np.uint32)})
     try:
         got = cur.execute(
-            f"SELECT {_COLUMNS} FROM rollups WHERE width_ms = ? AND bucket >= ? AND bucket <= ? "
-            "AND series_id IN (SELECT sid FROM wanted_rollups) ORDER BY series_id, bucket",
-            [width_ms, start_ms, end_ms],
+            f"SELECT {_decoded_sql(width_ms)} FROM rollups "
+            "WHERE width_ms = ? AND bidx >= ? AND bidx <= ? "
+            "AND series_id IN (SELECT sid FROM wanted_rollups) ORDER BY series_id, bidx",
+            [width_ms, -(-start_ms // width_ms), end_ms // width_ms],
         ).fetchnumpy()
     finally:
         cur.unregister("wanted_rollups")
