@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import re
 import shlex
 import signal
@@ -32,11 +31,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import cramjam
-import duckdb
 import httpx
 import msgspec
 import numpy as np
 import numpy.typing as npt
+from facts import machine_facts
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMETHEUS = "/usr/bin/prometheus"
@@ -515,7 +514,7 @@ def _wait_compacted(ours: Proc, timeout: float = 600) -> dict[str, float]:
     while time.monotonic() < deadline:
         time.sleep(6)
         now = _metrics(ours.url)
-        # Not the WAL: every maintenance pass rewrites the samples_all view, so it keeps growing.
+        # Not the WAL: it grows between checkpoints while data is still arriving.
         steady = all(now.get(k) == last.get(k) for k in now if k != "bytes_wal")
         if steady and now.get("rows_samples_head", 1) < now.get("rows_samples", 0) / 10:
             return now
@@ -527,18 +526,7 @@ def _wait_compacted(ours: Proc, timeout: float = 600) -> dict[str, float]:
 
 
 def machine() -> list[str]:
-    cpu = re.search(r"model name\s*:\s*(.+)", Path("/proc/cpuinfo").read_text())
-    mem = re.search(r"MemTotal:\s+(\d+) kB", Path("/proc/meminfo").read_text())
-    prom = subprocess.run([PROMETHEUS, "--version"], capture_output=True, text=True)
-    ram = f"{int(mem.group(1)) / 1024 / 1024:.1f} GiB" if mem else "?"
-    return [
-        f"- CPU: {cpu.group(1) if cpu else '?'}, {os.cpu_count()} CPUs (nproc); RAM {ram}",
-        f"- Python {platform.python_version()}, DuckDB {duckdb.__version__}, "
-        f"numpy {np.__version__}, {platform.platform()}",
-        f"- Reference: {prom.stdout.splitlines()[0] if prom.stdout else 'prometheus ?'}",
-        f"- Load average when the run started: {os.getloadavg()[0]:.1f} "
-        "(other work shares this machine)",
-    ]
+    return machine_facts(" (other work shares this machine)")
 
 
 def _median(values: list[float]) -> float:

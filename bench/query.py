@@ -20,7 +20,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import re
 import shlex
 import signal
@@ -38,10 +37,10 @@ from pathlib import Path
 from typing import Any
 
 import cramjam
-import duckdb
 import httpx
 import numpy as np
 import numpy.typing as npt
+from facts import machine_facts
 
 from opsmetrics.ingest.proto import remote_pb2
 
@@ -571,18 +570,9 @@ def time_one(
 
 
 def machine() -> list[str]:
-    cpu = re.search(r"model name\s*:\s*(.+)", Path("/proc/cpuinfo").read_text())
-    mem = re.search(r"MemTotal:\s+(\d+) kB", Path("/proc/meminfo").read_text())
-    prom = subprocess.run([PROMETHEUS, "--version"], capture_output=True, text=True)
-    ram = f"{int(mem.group(1)) / 1024 / 1024:.1f} GiB" if mem else "?"
-    return [
-        f"- CPU: {cpu.group(1) if cpu else '?'}, {os.cpu_count()} CPUs (nproc); RAM {ram}",
-        f"- Python {platform.python_version()}, DuckDB {duckdb.__version__}, "
-        f"numpy {np.__version__}, {platform.platform()}",
-        f"- Reference: {prom.stdout.splitlines()[0] if prom.stdout else 'prometheus ?'}",
-        f"- Load average when the run started: {os.getloadavg()[0]:.1f}; the machine was shared "
-        "(another engineer's ingest benchmark ran at the same time)",
-    ]
+    return machine_facts(
+        "; the machine was shared (another engineer's ingest benchmark ran at the same time)"
+    )
 
 
 def render(timings: list[Timing], facts: dict[str, str], command: str) -> str:

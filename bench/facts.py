@@ -1,0 +1,29 @@
+"""Machine facts for the BENCHMARKS.md sections (imported by the bench scripts)."""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import subprocess
+from pathlib import Path
+
+import duckdb
+import numpy as np
+
+PROMETHEUS = "/usr/bin/prometheus"
+
+
+def machine_facts(load_note: str) -> list[str]:
+    """CPU, RAM, versions, the reference Prometheus, and the load when the run started."""
+    cpu = re.search(r"model name\s*:\s*(.+)", Path("/proc/cpuinfo").read_text())
+    mem = re.search(r"MemTotal:\s+(\d+) kB", Path("/proc/meminfo").read_text())
+    prom = subprocess.run([PROMETHEUS, "--version"], capture_output=True, text=True)
+    ram = f"{int(mem.group(1)) / 1024 / 1024:.1f} GiB" if mem else "?"
+    return [
+        f"- CPU: {cpu.group(1) if cpu else '?'}, {os.cpu_count()} CPUs (nproc); RAM {ram}",
+        f"- Python {platform.python_version()}, DuckDB {duckdb.__version__}, "
+        f"numpy {np.__version__}, {platform.platform()}",
+        f"- Reference: {prom.stdout.splitlines()[0] if prom.stdout else 'prometheus ?'}",
+        f"- Load average when the run started: {os.getloadavg()[0]:.1f}{load_note}",
+    ]
