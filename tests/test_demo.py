@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import subprocess
+import sys
+import time
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 from fastapi import FastAPI
@@ -18,6 +24,7 @@ from opsmetrics.demo.seasonality import daily_factor, weekly_factor
 from opsmetrics.model import Annotation, Event, Labels, Matcher, MatchOp, SampleRows
 from opsmetrics.services import Services, open_services
 from opsmetrics.settings import Limits, Settings
+from tests.server import free_port
 
 #: Thursday 2026-11-05 06:00 UTC: two days of history span two weekday evenings.
 NOW = 1_793_858_400_000
@@ -68,7 +75,9 @@ def _events(services: Services, name: str) -> list[Event]:
 
 
 def _incidents(services: Services) -> list[Annotation]:
-    return [a for a in services.storage.read_annotations(0, NOW) if "incident" in a.tags]
+    """The checkout latency incidents."""
+    notes = services.storage.read_annotations(0, NOW)
+    return [a for a in notes if {"incident", "service:checkout"} <= set(a.tags)]
 
 
 def test_history_covers_the_window_in_steps(loaded: Loaded) -> None:
@@ -84,7 +93,8 @@ def test_history_covers_the_window_in_steps(loaded: Loaded) -> None:
 def test_events_stay_inside_the_history_window(loaded: Loaded) -> None:
     events = loaded.services.storage.read_events(None, 0, NOW + DAY)
     names = {e.name for e in events}
-    assert {"cart_view", "purchase", "signup", "subscription_changed"} <= names
+    assert {"page_view", "add_to_cart", "cart_view", "checkout", "purchase"} <= names
+    assert {"signup", "subscription_changed", "experiment_exposure", "marketing_spend"} <= names
     assert {"nps_response", "support_ticket"} <= names
     assert all(NOW - DAYS * DAY < e.ts <= NOW for e in events)
     # Tens of thousands a day at most, as the demo promises.
@@ -93,6 +103,8 @@ def test_events_stay_inside_the_history_window(loaded: Loaded) -> None:
 
 def test_counters_never_decrease(loaded: Loaded) -> None:
     names = ["http_requests_total", "process_cpu_seconds_total", "shop_orders_total"]
+    names += ["business_funnel_step_total", "business_revenue_cents_total"]
+    names += ["business_feature_usage_total", "marketing_spend_cents_total"]
     names += [f"http_request_duration_seconds_{s}" for s in ("bucket", "sum", "count")]
     for name in names:
         _, rows = _rows(loaded.services, name)
@@ -166,8 +178,57 @@ def test_checkout_conversion_drops_during_latency_incidents(loaded: Loaded) -> N
         [e for e in views if not _in_spans(e.ts, incidents)],
         [e for e in purchases if not _in_spans(e.ts, incidents)],
     )
-    assert 0.025 < outside < 0.05
-    assert during < 0.6 * outside
+    # Orders per cart view: about 28 % normally, under 2 % while checkout is slow.
+    assert 0.2 < outside < 0.36
+    assert during < 0.1 * outside
+    shop_wide = _increase_by_step(loaded.services)
+    assert 0.2 < shop_wide["order_confirmed"] / shop_wide["cart_view"] < 0.36
+
+
+def _increase_by_step(services: Services) -> dict[str, float]:
+    series, rows = _rows(services, "business_funnel_step_total")
+    return {
+        dict(series[sid])["step"]: float(values[-1] - values[0])
+        for sid, (_, values) in _per_series(rows).items()
+    }
+
+
+def test_the_funnel_narrows_step_by_step_in_events_and_counters(loaded: Loaded) -> None:
+    names = ("page_view", "add_to_cart", "cart_view", "checkout", "purchase")
+    counts = [len(_events(loaded.services, n)) for n in names]
+    assert counts == sorted(counts, reverse=True) and counts[-1] > 0
+    assert 0.015 < counts[-1] / counts[0] < 0.04
+    shop = _increase_by_step(loaded.services)
+    steps = ["page_view", "add_to_cart", "cart_view", "checkout", "order_confirmed"]
+    assert [shop[s] for s in steps] == sorted(shop.values(), reverse=True)
+    # Counters count every session, events a sample: the same shape at another scale.
+    assert shop["page_view"] > 100 * counts[0]
+    assert shop["order_confirmed"] / shop["page_view"] == pytest.approx(
+        counts[-1] / counts[0], rel=0.25
+    )
+
+
+def test_each_purchase_follows_its_users_earlier_funnel_steps(loaded: Loaded) -> None:
+    seen: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for name in ("page_view", "add_to_cart", "cart_view", "checkout"):
+        for e in _events(loaded.services, name):
+            seen[(name, e.entity)].append(e.ts)
+    for purchase in _events(loaded.services, "purchase"):
+        for name in ("page_view", "add_to_cart", "cart_view", "checkout"):
+            assert any(t <= purchase.ts for t in seen[(name, purchase.entity)]), name
+
+
+def test_experiment_exposures_split_users_by_id(loaded: Loaded) -> None:
+    exposures = _events(loaded.services, "experiment_exposure")
+    added = {(e.entity, e.ts) for e in _events(loaded.services, "add_to_cart")}
+    assert {(e.entity, e.ts) for e in exposures} == added
+    arms: dict[str, set[str]] = defaultdict(set)
+    for e in exposures:
+        assert e.props["experiment"] == "checkout_redesign"
+        arms[e.entity].add(str(e.props["variant"]))
+    assert all(len(a) == 1 for a in arms.values())
+    treated = sum("treatment" in a for a in arms.values()) / len(arms)
+    assert 0.45 < treated < 0.55
 
 
 def _checkout_error_share(
@@ -306,8 +367,57 @@ def test_thirty_days_plant_a_few_evening_incidents_and_one_memory_regression() -
     assert 3 <= len(plan.incidents) <= 5
     for span in plan.incidents:
         assert 18 <= (span.start % DAY) // HOUR <= 21
-        assert 45 * 60_000 <= span.end - span.start < 2 * HOUR
+        assert 95 * 60_000 <= span.end - span.start < 140 * 60_000
     regression = plan.memory_regression
     assert regression is not None and NOW - 30 * DAY < regression.start < regression.end <= NOW
     assert len(plan.deploys) >= 15
+    bug = plan.onboarding_bug
+    assert bug is not None and NOW - 22 * DAY <= bug.start < bug.end <= NOW
+    assert len(plan.campaigns) == 3
     assert plan_story(NOW - 30 * DAY, NOW, seed=42) == plan
+
+
+def test_latency_incidents_keep_coming_in_the_live_phase() -> None:
+    plan = plan_story(NOW - DAY, NOW, seed=42)
+    started = plan.live_incidents(NOW, NOW + DAY)
+    assert len(started) == 3 and started[0][0] == 0
+    first = started[0][1]
+    stamps = np.array([first.start - 60_000, first.start, first.end - 1, first.end])
+    assert plan.incident_mask(stamps).tolist() == [False, True, True, False]
+    assert plan.live_incidents(first.start, NOW + DAY)[0][0] == 1
+
+
+def _metric(text: str, name: str, source: str) -> float:
+    prefix = f'{name}{{source="{source}"}} '
+    return sum(float(line[len(prefix) :]) for line in text.splitlines() if line.startswith(prefix))
+
+
+@pytest.mark.e2e
+def test_the_demo_command_posts_live_traffic_through_the_http_api(tmp_path: Path) -> None:
+    port = free_port()
+    args = [sys.executable, "-m", "opsmetrics", "demo", "--days", "1"]
+    args += ["--data", str(tmp_path / "data"), "--port", str(port)]
+    log = tmp_path / "demo.log"
+    url = f"http://127.0.0.1:{port}"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        # The first live tick comes 15 s after the history: it arrives as JSON over HTTP.
+        deadline = time.monotonic() + 90
+        live = 0.0
+        while time.monotonic() < deadline and live == 0:
+            time.sleep(1)
+            assert proc.poll() is None, log.read_text()
+            with contextlib.suppress(httpx.HTTPError):
+                live = _metric(
+                    httpx.get(url + "/metrics").text, "opsmetrics_ingest_samples_total", "json"
+                )
+        assert live > 0, log.read_text()
+        query = {"query": 'sum(business_funnel_step_total{step="page_view"})'}
+        body = httpx.get(url + "/api/v1/query", params=query).json()
+        assert float(body["data"]["result"][0]["value"][1]) > 0
+        printed = log.read_text()
+        assert "/dashboards/executive" in printed and "checkout latency incident" in printed
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)

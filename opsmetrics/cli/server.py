@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from types import FrameType
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
 
@@ -13,6 +14,9 @@ from opsmetrics.errors import ConfigError
 from opsmetrics.services import Services, open_services
 from opsmetrics.settings import Settings
 from opsmetrics.web.app import create_app
+
+if TYPE_CHECKING:
+    from opsmetrics.demo.runner import DemoRunner
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +55,24 @@ def check_config(settings: Settings) -> None:
         raise ConfigError("invalid configuration:\n" + "\n".join(problems))
 
 
-def run_server(settings: Settings, clock: Clock, *, demo: bool) -> None:
+def _start_demo(app: Any, services: Services, url: str, days: int) -> DemoRunner:
+    """History loads in the background; live traffic is posted to this server over HTTP."""
+    from rich.console import Console
+
+    from opsmetrics.demo.live import loopback_url
+    from opsmetrics.demo.panel import demo_panel
+    from opsmetrics.demo.runner import attach_demo
+
+    # One line per live post would drown the log.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    live_url = loopback_url(services.settings.host, services.settings.port)
+    runner = attach_demo(app, services, days=days, live_url=live_url)
+    if runner.plan is not None:
+        Console().print(demo_panel(url, runner.plan))
+    return runner
+
+
+def run_server(settings: Settings, clock: Clock, *, demo: bool, demo_days: int = 30) -> None:
     logging.getLogger().setLevel(settings.log_level.upper())
     check_config(settings)
     services = open_services(settings, clock)
@@ -59,11 +80,9 @@ def run_server(settings: Settings, clock: Clock, *, demo: bool) -> None:
     try:
         check_bind(services)
         app = create_app(services)
-        if demo:
-            from opsmetrics.demo.runner import attach_demo
-
-            runner = attach_demo(app, services)
         url = f"http://{settings.host}:{settings.port}"
+        if demo:
+            runner = _start_demo(app, services, url, demo_days)
         log.info("opsmetrics listening on %s (data in %s)", url, settings.data_dir)
         print(f"opsmetrics is running at {url}", flush=True)
         config = uvicorn.Config(

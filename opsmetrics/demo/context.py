@@ -19,6 +19,10 @@ class Step:
     dt_s: Float64Array
     load: Float64Array
     incident: np.ndarray
+    #: Extra shop traffic from marketing campaigns (0 = none).
+    campaign: Float64Array
+    #: Whether the broken onboarding release is live.
+    onboarding: np.ndarray
     plan: Plan
     rng: np.random.Generator
 

@@ -1,7 +1,9 @@
-"""The planted story: deploys, a memory regression, and checkout latency incidents.
+"""The planted story: deploys, a memory regression, checkout latency incidents, marketing
+campaigns and a release that breaks onboarding for new users.
 
 The plan depends only on the history window and the seed, so a restart recomputes the same
-plan from the marker annotation that records the window.
+plan from the marker annotation that records the window. Latency incidents keep happening in
+the live phase too (LIVE_INCIDENT_*), so alerts fire while someone watches.
 """
 
 from __future__ import annotations
@@ -12,14 +14,27 @@ import numpy as np
 
 from opsmetrics.demo.seasonality import DAY_MS, HOUR_MS
 from opsmetrics.demo.topology import SERVICES
-from opsmetrics.model import Annotation, Float64Array, Int64Array
+from opsmetrics.model import Float64Array, Int64Array
 
 MINUTE_MS = 60_000
 #: How much slower checkout gets during a latency incident, and its 5xx share.
 INCIDENT_LATENCY_FACTOR = 7.0
 INCIDENT_ERROR_RATE = 0.09
-#: Share of would-be buyers who still complete a purchase during an incident.
-INCIDENT_CONVERSION_FACTOR = 0.35
+#: During an incident fewer carts reach checkout (slow pages) and most payments fail.
+INCIDENT_CHECKOUT_FACTOR = 0.35
+INCIDENT_PAYMENT_FACTOR = 0.08
+#: Latency incidents last long enough for an hour-long conversion window to see them whole.
+INCIDENT_MINUTES = (95, 140)
+#: Live phase: the first incident starts this long after the history ends, then one every period.
+LIVE_INCIDENT_DELAY_MS = 10 * MINUTE_MS
+LIVE_INCIDENT_PERIOD_MS = 8 * HOUR_MS
+LIVE_INCIDENT_MS = 100 * MINUTE_MS
+#: Feature usage by new users while the onboarding bug is live, relative to normal.
+ONBOARDING_BUG_FACTOR = 0.25
+ONBOARDING_BUG_MS = 36 * HOUR_MS
+#: Extra shop traffic while a campaign runs (0.8 = +80 %).
+CAMPAIGN_LIFT = 0.8
+CAMPAIGN_CHANNELS = ("email", "ads", "social")
 MEMORY_REGRESSION_FACTOR = 1.45
 MEMORY_REGRESSION_SERVICE = "api"
 
@@ -31,6 +46,13 @@ class Span:
 
     def mask(self, ts_ms: Int64Array) -> np.ndarray:
         return (ts_ms >= self.start) & (ts_ms < self.end)
+
+
+@dataclass(frozen=True, slots=True)
+class Campaign:
+    span: Span
+    channel: str
+    title: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,12 +71,41 @@ class Plan:
     incidents: list[Span] = field(default_factory=list)
     deploys: list[Deploy] = field(default_factory=list)
     memory_regression: Span | None = None
+    onboarding_bug: Span | None = None
+    campaigns: list[Campaign] = field(default_factory=list)
 
     def incident_mask(self, ts_ms: Int64Array) -> np.ndarray:
-        mask = np.zeros(len(ts_ms), dtype=bool)
+        mask = self._live_incident_mask(ts_ms)
         for span in self.incidents:
             mask |= span.mask(ts_ms)
         return mask
+
+    def _live_incident_mask(self, ts_ms: Int64Array) -> np.ndarray:
+        since = ts_ms - self.end - LIVE_INCIDENT_DELAY_MS
+        out: np.ndarray = (since >= 0) & (since % LIVE_INCIDENT_PERIOD_MS < LIVE_INCIDENT_MS)
+        return out
+
+    def live_incidents(self, start: int, end: int) -> list[tuple[int, Span]]:
+        """The live-phase incidents that begin in (start, end], numbered from 0."""
+        first = self.end + LIVE_INCIDENT_DELAY_MS
+        k = max(0, -(-(start + 1 - first) // LIVE_INCIDENT_PERIOD_MS))
+        out = []
+        while (begin := first + k * LIVE_INCIDENT_PERIOD_MS) <= end:
+            out.append((k, Span(begin, begin + LIVE_INCIDENT_MS)))
+            k += 1
+        return out
+
+    def onboarding_mask(self, ts_ms: Int64Array) -> np.ndarray:
+        if self.onboarding_bug is None:
+            return np.zeros(len(ts_ms), dtype=bool)
+        return self.onboarding_bug.mask(ts_ms)
+
+    def campaign_lift(self, ts_ms: Int64Array) -> Float64Array:
+        """Extra shop traffic per timestamp: 0 normally, CAMPAIGN_LIFT while a campaign runs."""
+        lift: Float64Array = np.zeros(len(ts_ms))
+        for c in self.campaigns:
+            lift = np.where(c.span.mask(ts_ms), CAMPAIGN_LIFT, lift)
+        return lift
 
     def memory_factor(self, service: str, ts_ms: Int64Array) -> Float64Array:
         out: Float64Array = np.ones(len(ts_ms))
@@ -72,6 +123,8 @@ def plan_story(origin: int, end: int, seed: int) -> Plan:
     plan.incidents = _latency_incidents(origin, end, rng)
     plan.deploys = _routine_deploys(origin, end, rng)
     plan.memory_regression = _memory_regression(origin, end, plan.incidents)
+    plan.onboarding_bug = _onboarding_bug(origin, end)
+    plan.campaigns = _campaigns(origin, end)
     return plan
 
 
@@ -94,8 +147,34 @@ def _latency_incidents(origin: int, end: int, rng: np.random.Generator) -> list[
     spans = []
     for i in chosen:
         start = evenings[i] + int(rng.integers(0, 150)) * MINUTE_MS
-        spans.append(Span(start, start + int(rng.integers(45, 110)) * MINUTE_MS))
+        spans.append(Span(start, start + int(rng.integers(*INCIDENT_MINUTES)) * MINUTE_MS))
     return spans
+
+
+def _onboarding_bug(origin: int, end: int) -> Span | None:
+    """A release at 10:00 UTC about 70 % into the window breaks onboarding for 36 hours.
+
+    It comes late enough that a week-over-week comparison of a day of usage has data.
+    """
+    day = (origin + (end - origin) * 7 // 10) // DAY_MS
+    start = day * DAY_MS + 10 * HOUR_MS
+    if start < origin + 8 * DAY_MS or start + ONBOARDING_BUG_MS > end:
+        return None
+    return Span(start, start + ONBOARDING_BUG_MS)
+
+
+def _campaigns(origin: int, end: int) -> list[Campaign]:
+    """Day-long campaigns (08:00-22:00 UTC) at 15 %, 45 % and 85 % of a week-long window."""
+    out: list[Campaign] = []
+    if end - origin < 7 * DAY_MS:
+        return out
+    titles = ("Newsletter: autumn sale", "Search ads: brand push", "Social: influencer drop")
+    for i, share in enumerate((0.15, 0.45, 0.85)):
+        day = (origin + int((end - origin) * share)) // DAY_MS
+        span = Span(day * DAY_MS + 8 * HOUR_MS, day * DAY_MS + 22 * HOUR_MS)
+        if origin <= span.start and span.end <= end:
+            out.append(Campaign(span, CAMPAIGN_CHANNELS[i], titles[i]))
+    return out
 
 
 def _routine_deploys(origin: int, end: int, rng: np.random.Generator) -> list[Deploy]:
@@ -119,50 +198,3 @@ def _memory_regression(origin: int, end: int, incidents: list[Span]) -> Span | N
     if any(s.start <= start < s.end for s in incidents) or start >= end:
         start += 3 * HOUR_MS
     return Span(start, min(end, start + 2 * DAY_MS)) if start < end else None
-
-
-def story_annotations(plan: Plan) -> list[Annotation]:
-    out = [_deploy_annotation(d) for d in plan.deploys]
-    for i, span in enumerate(plan.incidents):
-        out.append(
-            Annotation(
-                id=f"demo-incident-{span.start}",
-                ts=span.start,
-                end=span.end,
-                title=f"INC-{100 + i}: checkout latency and 5xx errors",
-                tags=["incident", "service:checkout", "severity:critical", "demo"],
-                text="Checkout p95 latency above 2 s and elevated 5xx; DB connection pool "
-                "exhausted. Mitigated by restarting the payment gateway client.",
-            )
-        )
-    if plan.memory_regression is not None:
-        out.extend(_regression_annotations(plan.memory_regression))
-    return out
-
-
-def _deploy_annotation(d: Deploy) -> Annotation:
-    return Annotation(
-        id=f"demo-deploy-{d.service}-{d.ts}",
-        ts=d.ts,
-        title=f"Deploy {d.service} {d.version}",
-        tags=["deploy", f"service:{d.service}", f"version:{d.version}", "demo"],
-    )
-
-
-def _regression_annotations(span: Span) -> list[Annotation]:
-    service = MEMORY_REGRESSION_SERVICE
-    return [
-        Annotation(
-            id=f"demo-deploy-{service}-{span.start}",
-            ts=span.start,
-            title=f"Deploy {service} v3.0.0 (new product cache)",
-            tags=["deploy", f"service:{service}", "version:v3.0.0", "demo"],
-            text="Introduces an in-process product cache; memory grows after rollout.",
-        ),
-        Annotation(
-            id=f"demo-deploy-{service}-{span.end}",
-            ts=span.end,
-            title=f"Rollback {service} to v2.x (cache memory regression)",
-            tags=["deploy", "rollback", f"service:{service}", "demo"],
-        ),
-    ]

@@ -3,20 +3,26 @@
 Restarting `opsmetrics demo` on the same data directory loads nothing twice: a marker
 annotation records the history window (and so the planted story), and the simulation resumes
 after the newest stored sample, continuing every counter from its stored value.
+
+History is written in-process through the ingest pipeline (fast); given `live_url`, live
+traffic is posted to the server's public HTTP ingest endpoints instead (live.py).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import deque
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
-from opsmetrics.demo.incidents import Plan, plan_story, story_annotations
+from opsmetrics.demo.annotations import latency_incident, story_annotations
+from opsmetrics.demo.incidents import Plan, plan_story
+from opsmetrics.demo.live import HttpWriter, demo_token
 from opsmetrics.demo.seasonality import DAY_MS
 from opsmetrics.demo.simulator import Chunk, Simulator
 from opsmetrics.demo.topology import METADATA
@@ -51,13 +57,18 @@ def load_history(
     return DemoRunner(services, days=days, step_s=step_s, seed=seed).load_history()
 
 
-def attach_demo(app: Any, services: Services, *, days: int = 30) -> DemoRunner:
+def attach_demo(
+    app: Any, services: Services, *, days: int = 30, live_url: str | None = None
+) -> DemoRunner:
     """Start the demo in a daemon thread: history first, then live traffic every 15 s.
 
-    The runner is kept as `app.state.demo`; call its `stop()` before closing the services.
+    With `live_url` (this server's own address) live traffic goes through its HTTP ingest
+    endpoints. The runner is kept as `app.state.demo`; call its `stop()` before closing the
+    services.
     """
-    runner = DemoRunner(services, days=days)
+    runner = DemoRunner(services, days=days, live_url=live_url)
     app.state.demo = runner
+    runner.prepare()
     runner.start()
     return runner
 
@@ -71,8 +82,11 @@ class DemoRunner:
         step_s: int = 60,
         seed: int = DEFAULT_SEED,
         live_step_s: int = 15,
+        live_url: str | None = None,
     ) -> None:
         self._services = services
+        self._live_url = live_url
+        self._http: HttpWriter | None = None
         self._days = days
         self._step_ms = step_s * 1000
         self._live_step_ms = live_step_s * 1000
@@ -85,6 +99,10 @@ class DemoRunner:
         self._thread = threading.Thread(target=self._run, name="opsmetrics-demo", daemon=True)
 
     # --- lifecycle ----------------------------------------------------------------------
+    def prepare(self) -> Plan:
+        """Fix the story (and annotate it) now, before loading: quick, and shown to the user."""
+        return self._simulator(self._services.clock.now_ms()).plan
+
     def start(self) -> None:
         self._thread.start()
 
@@ -92,6 +110,13 @@ class DemoRunner:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout_s)
+        if self._http is not None:
+            self._http.close()
+
+    @property
+    def plan(self) -> Plan | None:
+        """The planted story, once history loading has begun."""
+        return None if self._sim is None else self._sim.plan
 
     def _run(self) -> None:
         try:
@@ -109,18 +134,39 @@ class DemoRunner:
 
     # --- simulating ---------------------------------------------------------------------
     def load_history(self) -> LoadResult:
+        began = time.monotonic()
         result = self._advance(self._services.clock.now_ms(), self._step_ms, "history")
         log.info(
-            "demo history: %d samples and %d events written in %d requests",
+            "demo history: %d samples and %d events written in %d requests in %.1f s",
             result.samples,
             result.events,
             result.requests,
+            time.monotonic() - began,
         )
         return result
 
     def tick(self) -> LoadResult:
         """Simulate live traffic up to now, one sample per series every live step."""
-        return self._advance(self._services.clock.now_ms(), self._live_step_ms, "live")
+        now = self._services.clock.now_ms()
+        sim = self._simulator(now)
+        writer = self._live_writer()
+        if sim.last_ts is not None:
+            started = sim.plan.live_incidents(sim.last_ts, now)
+            writer.write_annotations([latency_incident(s, 300 + n) for n, s in started])
+        return self._advance(now, self._live_step_ms, "live", writer)
+
+    def _pipeline_writer(self) -> _PipelineWriter:
+        writer = _PipelineWriter(self._services, self._stop, metadata=not self._metadata_sent)
+        self._metadata_sent = True
+        return writer
+
+    def _live_writer(self) -> ChunkWriter:
+        if self._live_url is None:
+            return self._pipeline_writer()
+        if self._http is None:
+            limit = self._services.settings.limits.max_events_per_request
+            self._http = HttpWriter(self._live_url, demo_token(self._services), limit)
+        return self._http
 
     def _simulator(self, now: int) -> Simulator:
         if self._sim is None:
@@ -150,19 +196,24 @@ class DemoRunner:
         found = self._services.storage.read_annotations(0, now + DAY_MS)
         return next((a for a in found if a.id == MARKER_ID), None)
 
-    def _advance(self, until: int, step_ms: int, what: str) -> LoadResult:
+    def _advance(
+        self, until: int, step_ms: int, what: str, writer: ChunkWriter | None = None
+    ) -> LoadResult:
         sim = self._simulator(until)
         stamps = self._timestamps(sim, until, step_ms)
         per_chunk = max(1, self._max_samples() // sim.series_count)
         samples = events = requests = 0
-        with _Pipeline(self._services, self._stop) as pipeline:
+        writer = writer or self._pipeline_writer()
+        try:
             for i, first in enumerate(range(0, len(stamps), per_chunk)):
                 # The next chunk is simulated while the writer commits the previous one.
                 chunk = sim.chunk(stamps[first : first + per_chunk], step_ms)
-                requests += self._submit_chunk(pipeline, chunk)
+                requests += writer.write_chunk(chunk)
                 samples += len(chunk.batch)
                 events += len(chunk.events)
                 _log_progress(what, i, len(stamps), per_chunk)
+        finally:
+            writer.flush()
         return LoadResult(samples, events, requests, sim.last_ts if len(stamps) else None)
 
     def _timestamps(self, sim: Simulator, until: int, step_ms: int) -> Int64Array:
@@ -176,21 +227,46 @@ class DemoRunner:
     def _max_samples(self) -> int:
         return min(MAX_BATCH_SAMPLES, self._services.settings.limits.max_samples_per_request)
 
-    def _submit_chunk(self, pipeline: _Pipeline, chunk: Chunk) -> int:
-        # Metadata once per process: upserting it with every request costs a commit's worth.
-        metadata = [] if self._metadata_sent else list(METADATA)
-        self._metadata_sent = True
-        limit = self._services.settings.limits.max_events_per_request
-        events = chunk.events
-        samples = DecodedSamples(chunk.batch, metadata)
-        pipeline.submit(WriteRequest(SOURCE, samples=samples, events=events[:limit]))
-        for first in range(limit, len(events), limit):
-            pipeline.submit(WriteRequest(SOURCE, events=events[first : first + limit]))
-        return 1 + max(0, len(events) - 1) // limit
-
     def _write(self, request: WriteRequest) -> None:
         with _Pipeline(self._services, self._stop) as pipeline:
             pipeline.submit(request)
+
+
+class ChunkWriter(Protocol):
+    def write_chunk(self, chunk: Chunk) -> int:
+        """Write one chunk; returns the number of requests it took."""
+        ...
+
+    def write_annotations(self, notes: list[Annotation]) -> None: ...
+
+    def flush(self) -> None: ...
+
+
+class _PipelineWriter:
+    """In-process: straight into the ingest pipeline, a few requests in flight."""
+
+    def __init__(self, services: Services, stop: threading.Event, *, metadata: bool) -> None:
+        self._limit = services.settings.limits.max_events_per_request
+        self._pipeline = _Pipeline(services, stop)
+        self._metadata = metadata
+
+    def write_chunk(self, chunk: Chunk) -> int:
+        # Metadata once: upserting it with every request costs a commit's worth.
+        metadata = list(METADATA) if self._metadata else []
+        self._metadata = False
+        events, limit = chunk.events, self._limit
+        samples = DecodedSamples(chunk.batch, metadata)
+        self._pipeline.submit(WriteRequest(SOURCE, samples=samples, events=events[:limit]))
+        for first in range(limit, len(events), limit):
+            self._pipeline.submit(WriteRequest(SOURCE, events=events[first : first + limit]))
+        return 1 + max(0, len(events) - 1) // limit
+
+    def write_annotations(self, notes: list[Annotation]) -> None:
+        if notes:
+            self._pipeline.submit(WriteRequest(SOURCE, annotations=notes))
+
+    def flush(self) -> None:
+        self._pipeline.__exit__()
 
 
 class _Pipeline:

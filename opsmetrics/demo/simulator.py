@@ -75,6 +75,8 @@ class Simulator:
             dt_s=np.clip(dt_ms, 1, 10 * step_ms) / 1000.0,
             load=load_factor(ts, rng),
             incident=self.plan.incident_mask(ts),
+            campaign=self.plan.campaign_lift(ts),
+            onboarding=self.plan.onboarding_mask(ts),
             plan=self.plan,
             rng=rng,
         )

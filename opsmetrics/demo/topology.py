@@ -115,6 +115,19 @@ METADATA: tuple[MetricMetadata, ...] = (
     MetricMetadata("up", MetricType.GAUGE, "Whether the target is up (1) or down (0)."),
     MetricMetadata("db_connections_open", MetricType.GAUGE, "Open database connections."),
     MetricMetadata("queue_depth", MetricType.GAUGE, "Jobs waiting in a work queue."),
+    MetricMetadata(
+        "business_funnel_step_total", MetricType.COUNTER, "Shop sessions reaching a funnel step."
+    ),
+    MetricMetadata(
+        "business_revenue_cents_total", MetricType.COUNTER, "Shop revenue in cents.", "cents"
+    ),
+    MetricMetadata(
+        "business_feature_usage_total", MetricType.COUNTER, "Product feature interactions."
+    ),
+    MetricMetadata("business_active_users", MetricType.GAUGE, "Active users in a window."),
+    MetricMetadata(
+        "marketing_spend_cents_total", MetricType.COUNTER, "Marketing spend in cents.", "cents"
+    ),
     MetricMetadata("shop_cart_views_total", MetricType.COUNTER, "Cart views in the shop."),
     MetricMetadata("shop_orders_total", MetricType.COUNTER, "Orders placed in the shop."),
     MetricMetadata("shop_revenue_eur_total", MetricType.COUNTER, "Shop revenue.", "eur"),
