@@ -47,6 +47,8 @@ class Settings:
     partition_ms: int = 86_400_000
     #: How often the background maintenance (compaction, retention) runs.
     maintenance_interval_ms: int = 60_000
+    #: After a restart, pending alerts keep their activeAt if the server was down at most this.
+    alert_outage_tolerance_ms: int = 3_600_000
     log_level: str = "info"
     limits: Limits = field(default_factory=Limits)
 

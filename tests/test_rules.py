@@ -234,7 +234,7 @@ def test_recording_rules_write_series_in_order(svc: Services, clock: FakeClock) 
     doubled = recorded(svc, "job:up:sum_doubled", NOW - MIN, NOW + DAY)
     assert sorted(v for points in doubled.values() for v in points) == [(first, 0.0), (first, 4.0)]
     status = m.status()[0]
-    assert [r.health for r in status.rules] == [Health.OK, Health.OK, Health.UNKNOWN]
+    assert [r.health for r in status.rules] == [Health.OK, Health.OK, Health.OK]
     assert status.rules[0].last_evaluation_ms == first
 
 
@@ -342,8 +342,8 @@ def test_api_rules_has_prometheus_shape(svc: Services, clock: FakeClock) -> None
     )
     alert = api["rules"][2]
     assert (alert["state"], alert["duration"], alert["keepFiringFor"]) == ("inactive", 300, 60)
-    assert (alert["health"], alert["alerts"], alert["type"]) == ("unknown", [], "alerting")
-    assert alert["lastEvaluation"] == "0001-01-01T00:00:00Z"
+    assert (alert["health"], alert["alerts"], alert["type"]) == ("ok", [], "alerting")
+    assert alert["lastEvaluation"] == api["lastEvaluation"]
     copies = body["data"]["groups"][1]["rules"][0]
     assert copies["health"] == "err" and copies["lastError"].startswith("exceeded limit of 1")
 

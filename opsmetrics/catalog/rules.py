@@ -28,6 +28,7 @@ from typing import Annotated, Any
 import promql_parser
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
+from opsmetrics.catalog.kpi_alerts import is_alert_file
 from opsmetrics.catalog.yamlfile import LinePath, parse_model, problem
 from opsmetrics.durations import parse_duration_ms
 from opsmetrics.errors import BadDataError, ConfigError
@@ -136,7 +137,12 @@ class RuleGroup:
 
 
 def parse_rule_file(text: str, source: str) -> list[RuleGroup]:
-    """Validate one rule file; raise ConfigError listing problems as `file:line: field: msg`."""
+    """Validate one rule file; raise ConfigError listing problems as `file:line: field: msg`.
+
+    A file whose top level is `alerts:` holds KPI alert rules (catalog/kpi_alerts.py, checked
+    by kpi_alert_files.py): it has no Prometheus groups."""
+    if is_alert_file(text):
+        return []
     parsed, lines = parse_model(text, source, RuleFileModel)
     problems = _semantic_problems(parsed, source, lines)
     if problems:
@@ -156,6 +162,7 @@ def _semantic_problems(parsed: RuleFileModel, source: str, lines: dict[LinePath,
         for j, rule in enumerate(group.rules):
             loc: tuple[Any, ...] = ("groups", i, "rules", j)
             problems += [problem(source, lines, (*loc, f), m) for f, m in _rule_problems(rule)]
+            problems += [problem(source, lines, (*loc, *f), m) for f, m in _template_problems(rule)]
     return problems
 
 
@@ -174,6 +181,23 @@ def _rule_problems(rule: RuleModel) -> list[tuple[str, str]]:
     ]
     if rule.annotations:
         found.append(("annotations", "invalid field 'annotations' in a recording rule"))
+    return found
+
+
+def _template_problems(rule: RuleModel) -> list[tuple[tuple[str, str], str]]:
+    """Label and annotation templates of an alerting rule that do not parse."""
+    from opsmetrics.alerting.template_funcs import TemplateError
+    from opsmetrics.alerting.templates import parse
+
+    if rule.alert is None:
+        return []
+    found: list[tuple[tuple[str, str], str]] = []
+    for kind, mapping in (("labels", rule.labels), ("annotations", rule.annotations)):
+        for key, text in mapping.items():
+            try:
+                parse(text, f"__alert_{rule.alert}")
+            except TemplateError as exc:
+                found.append(((kind, key), f"invalid template: {exc.message}"))
     return found
 
 

@@ -10,6 +10,8 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
 from opsmetrics.alerting.groups import GroupStatus, RuleManager, RuleStatus
+from opsmetrics.alerting.rule_alerts import RuleAlert
+from opsmetrics.alerting.template_funcs import go_special
 from opsmetrics.auth import Scope
 from opsmetrics.catalog.rules import RuleType
 from opsmetrics.errors import BadDataError
@@ -55,7 +57,7 @@ async def list_rules(request: Request) -> JSONResponse:
     filters = _Filters(
         _type_filter(query.get("type")),
         set(query.getlist("rule_name[]")),
-        set(query.getlist("rule_group[]")),
+        set(query.getlist("rule_group[]")) | set(query.getlist("group_name[]")),
         set(query.getlist("file[]")),
     )
     exclude_alerts = query.get("exclude_alerts", "false").lower() == "true"
@@ -104,13 +106,14 @@ def _rule_json(status: RuleStatus, exclude_alerts: bool) -> dict[str, Any]:
     rule = status.rule
     out: dict[str, Any] = {"name": rule.name, "query": rule.expr}
     if rule.type is RuleType.ALERTING:
-        out = {"state": "inactive", **out, "duration": rule.for_ms / 1000}
+        state = "unknown" if status.last_evaluation_ms is None else status.state.value
+        out = {"state": state, **out, "duration": rule.for_ms / 1000}
         out["keepFiringFor"] = rule.keep_firing_for_ms / 1000
     out["labels"] = dict(sorted(rule.labels.items()))
     if rule.type is RuleType.ALERTING:
         out["annotations"] = dict(rule.annotations)
         if not exclude_alerts:
-            out["alerts"] = []
+            out["alerts"] = [alert_json(a) for a in status.alerts]
     out["health"] = status.health.value
     if status.last_error:
         out["lastError"] = status.last_error
@@ -118,3 +121,29 @@ def _rule_json(status: RuleStatus, exclude_alerts: bool) -> dict[str, Any]:
     out["lastEvaluation"] = rfc3339(status.last_evaluation_ms)
     out["type"] = "recording" if rule.type is RuleType.RECORDING else "alerting"
     return out
+
+
+def alert_json(alert: RuleAlert) -> dict[str, Any]:
+    """One alert as Prometheus's API prints it (value as Go's %e, keepFiringSince if set)."""
+    out: dict[str, Any] = {
+        "labels": dict(alert.labels),
+        "annotations": dict(alert.annotations),
+        "state": alert.state.value,
+        "activeAt": rfc3339(alert.active_at_ms),
+    }
+    if alert.keep_firing_since_ms is not None:
+        out["keepFiringSince"] = rfc3339(alert.keep_firing_since_ms)
+    out["value"] = go_e(alert.value)
+    return out
+
+
+def go_e(value: float) -> str:
+    """strconv.FormatFloat(v, 'e', -1, 64): shortest digits, two-digit exponent."""
+    special = go_special(value)
+    if special is not None:
+        return special
+    text = next(
+        (t for t in (f"{value:.{n}e}" for n in range(17)) if float(t) == value), f"{value:.16e}"
+    )
+    head, _, power = text.partition("e")
+    return f"{head}e{power[0]}{int(power[1:]):02d}"
