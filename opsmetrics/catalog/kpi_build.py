@@ -6,6 +6,7 @@ import json
 from datetime import date
 from typing import Any
 
+from opsmetrics.catalog.kpi_alerts import spec_from_kpi_alert
 from opsmetrics.catalog.kpi_expr import parse_expr
 from opsmetrics.catalog.kpi_model import (
     FORMULA_KEYS,
@@ -59,7 +60,7 @@ def build_kpi(model: KpiModel, source: SourceRef, raw: dict[str, Any]) -> KpiDef
         title=model.title,
         formula=build_formula(model),
         source=source,
-        definition_json=canonical_json(raw),
+        definition_json=canonical_json({k: v for k, v in raw.items() if k != "alerts"}),
         description=model.description,
         owner=model.owner,
         level=model.level,
@@ -73,6 +74,7 @@ def build_kpi(model: KpiModel, source: SourceRef, raw: dict[str, Any]) -> KpiDef
         target=build_target(model.target),
         thresholds=Thresholds(model.thresholds.warning, model.thresholds.critical),
         tags=tuple(model.tags),
+        alerts=tuple(spec_from_kpi_alert(a, model.name, str(source)) for a in model.alerts),
     )
 
 

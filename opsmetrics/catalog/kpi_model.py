@@ -11,6 +11,7 @@ import hashlib
 from dataclasses import dataclass, field
 from datetime import date
 
+from opsmetrics.catalog.kpi_alerts import KpiAlertSpec
 from opsmetrics.catalog.kpi_expr import Expr
 
 
@@ -333,6 +334,8 @@ class KpiDefinition:
     target: Target | None = None
     thresholds: Thresholds = field(default_factory=Thresholds)
     tags: tuple[str, ...] = ()
+    #: Alert rules declared on the KPI (docs/kpi-alerts.md); not part of the version hash.
+    alerts: tuple[KpiAlertSpec, ...] = ()
 
     @property
     def hash(self) -> str:

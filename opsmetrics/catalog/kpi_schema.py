@@ -21,6 +21,7 @@ from pydantic import (
     field_validator,
 )
 
+from opsmetrics.catalog.kpi_alerts import KpiAlertModel
 from opsmetrics.catalog.kpi_expr import ExprError, parse_expr
 from opsmetrics.catalog.kpi_model import (
     Cadence,
@@ -249,6 +250,7 @@ class KpiModel(InlineFormulaModel):
     manual: Literal[True] | None = None
     use: str | None = None
     params: dict[str, Scalar] = Field(default_factory=dict)
+    alerts: list[KpiAlertModel] = Field(default_factory=list)  # docs/kpi-alerts.md
 
     @field_validator("currency")
     @classmethod
