@@ -43,6 +43,10 @@ TABLES = {
     "rollup_backlog",
     "kpi_versions",
     "manual_kpi_values",
+    "alert_notifications",
+    "alert_notification_outcomes",
+    "alert_silences",
+    "alert_acks",
 }
 hostile = st.one_of(st.sampled_from(NASTY), st.text(min_size=1, max_size=300))
 

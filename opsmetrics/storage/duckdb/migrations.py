@@ -8,6 +8,7 @@ from __future__ import annotations
 import duckdb
 
 from opsmetrics.errors import StorageUnavailableError
+from opsmetrics.storage.duckdb.alert_store import ALERT_TABLES
 from opsmetrics.storage.duckdb.sql import scalar
 
 MIGRATIONS: list[tuple[int, str]] = [
@@ -195,6 +196,8 @@ MIGRATIONS: list[tuple[int, str]] = [
         INSERT INTO rollup_backlog SELECT start_ms, end_ms FROM partitions;
         """,
     ),
+    # Notification log, silences and acknowledgements (storage/duckdb/alert_store.py).
+    (8, ALERT_TABLES),
 ]
 
 
