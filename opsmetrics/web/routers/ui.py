@@ -1,0 +1,122 @@
+"""The web UI: server-rendered page shells (Jinja2) whose ES modules draw from the JSON API.
+
+Pages need the `read` scope like the API when tokens exist. A browser cannot add a bearer header
+to a page load, so a page also accepts the token from the `opsmetrics_token` cookie, which the
+sign-in form sets (together with localStorage, from where the modules send it to the API).
+Static files live under /static with cache headers; nothing is loaded from the network.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.responses import HTMLResponse
+from fastapi.templating import Jinja2Templates
+from starlette.staticfiles import StaticFiles
+from starlette.types import Scope as AsgiScope
+
+from opsmetrics import __version__
+from opsmetrics.auth import Scope
+from opsmetrics.errors import AuthenticationError, NotFoundError, PermissionDeniedError
+from opsmetrics.web.deps import services
+
+HERE = Path(__file__).resolve().parent.parent
+TEMPLATES = Jinja2Templates(directory=str(HERE / "templates"))
+STATIC_DIR = HERE / "static"
+TOKEN_COOKIE = "opsmetrics_token"
+#: Vendored files never change for a given name; our own modules may change between releases.
+VENDOR_MAX_AGE = 7 * 24 * 3600
+APP_MAX_AGE = 300
+
+router = APIRouter(tags=["ui"], include_in_schema=False)
+
+
+class CachedStaticFiles(StaticFiles):
+    """StaticFiles with Cache-Control: long for vendor/, short for the app's own files."""
+
+    async def get_response(self, path: str, scope: AsgiScope) -> Response:
+        response = await super().get_response(path, scope)
+        if response.status_code == 200:
+            max_age = VENDOR_MAX_AGE if path.startswith("vendor/") else APP_MAX_AGE
+            response.headers["Cache-Control"] = f"public, max-age={max_age}"
+        return response
+
+
+def install(app: FastAPI) -> None:
+    """Add the pages and mount /static."""
+    app.include_router(router)
+    app.mount("/static", CachedStaticFiles(directory=str(STATIC_DIR)), name="static")
+
+
+@router.get("/", response_class=HTMLResponse)
+async def overview(request: Request) -> Response:
+    return _page(request, "overview.html", "Overview", "overview")
+
+
+@router.get("/dashboards/{name}", response_class=HTMLResponse)
+async def dashboard(request: Request, name: str) -> Response:
+    denied = _denied(request)
+    if denied is not None:
+        return denied
+    try:
+        found = services(request).dashboards.get(name)
+    except NotFoundError as exc:
+        return _not_found(request, exc.message)
+    return _page(request, "dashboard.html", found.title, "dashboard", {"dashboard": name})
+
+
+@router.get("/kpis/{name}", response_class=HTMLResponse)
+async def kpi(request: Request, name: str) -> Response:
+    denied = _denied(request)
+    if denied is not None:
+        return denied
+    try:
+        definition = services(request).catalog.get(name)
+    except NotFoundError as exc:
+        return _not_found(request, exc.message)
+    return _page(request, "kpi.html", definition.title or name, "kpi", {"kpi": name})
+
+
+@router.get("/alerts", response_class=HTMLResponse)
+async def alerts(request: Request) -> Response:
+    return _page(request, "alerts.html", "Alerts", "alerts")
+
+
+@router.get("/explore", response_class=HTMLResponse)
+async def explore(request: Request) -> Response:
+    return _page(request, "explore.html", "Explore", "explore")
+
+
+# --- helpers ----------------------------------------------------------------------------
+def _page(
+    request: Request, template: str, title: str, page: str, extra: dict[str, Any] | None = None
+) -> Response:
+    denied = _denied(request)
+    if denied is not None:
+        return denied
+    context = {"title": title, "page": page, "version": __version__, **(extra or {})}
+    return TEMPLATES.TemplateResponse(request, template, context)
+
+
+def _denied(request: Request) -> Response | None:
+    """The sign-in page (401/403) unless the header or cookie token has the `read` scope."""
+    header = request.headers.get("authorization")
+    cookie = request.cookies.get(TOKEN_COOKIE)
+    if not header and cookie:
+        header = f"Bearer {cookie}"
+    try:
+        services(request).tokens.check(header, Scope.READ)
+    except (AuthenticationError, PermissionDeniedError) as exc:
+        status = 403 if isinstance(exc, PermissionDeniedError) else 401
+        context = {"title": "Sign in", "page": "login", "version": __version__}
+        context["message"] = exc.message
+        return TEMPLATES.TemplateResponse(request, "login.html", context, status_code=status)
+    return None
+
+
+def _not_found(request: Request, message: str) -> Response:
+    context = {"title": "Not found", "page": "notfound", "version": __version__}
+    context["message"] = message
+    return TEMPLATES.TemplateResponse(request, "404.html", context, status_code=404)

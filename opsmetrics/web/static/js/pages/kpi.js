@@ -1,0 +1,169 @@
+// /kpis/{name}: definition, lineage, versions, values with target and thresholds, comparison
+// with the previous period, breakdown by dimension, related alerts.
+import { getJSON } from "../api.js";
+import * as charts from "../charts.js";
+import { el, setupRefresh, showError } from "../common.js";
+import { formatChange, formatTime, formatValue, kpiStatusText, statusBadge } from "../format.js";
+import { currentRange, grainFor, refreshLinks, withRange } from "../range.js";
+import { table } from "../widgets.js";
+
+const root = document.getElementById("kpi-page");
+const name = root.dataset.kpi;
+const base = `/api/v1/kpis/${encodeURIComponent(name)}`;
+let kpi = null;
+
+const opts = () => ({ currency: kpi.currency, decimals: kpi.decimals ?? undefined });
+const fmt = (v) => formatValue(v, kpi.unit, opts());
+const ts = (p) => Date.parse(p.t);
+
+function rangeParams(extra = {}) {
+  const range = currentRange();
+  return { from: Math.floor(range.startMs / 1000), to: Math.floor(range.endMs / 1000),
+    grain: grainFor(kpi.grain, range), ...extra };
+}
+
+function definitionList() {
+  const t = kpi.thresholds || {};
+  const target = typeof kpi.target === "number" ? fmt(kpi.target)
+    : (kpi.target || []).map((s) => `${fmt(s.value)} from ${s.from}`).join(", ") || "–";
+  const rows = [
+    ["Name", el("code", {}, kpi.name)], ["Owner", kpi.owner], ["Level", kpi.level],
+    ["Indicator", kpi.indicator], ["Unit", kpi.unit + (kpi.currency ? ` (${kpi.currency})` : "")],
+    ["Direction", kpi.direction?.replaceAll("_", " ")], ["Cadence", kpi.cadence], ["Grain", kpi.grain],
+    ["Target", target],
+    ["Thresholds", `warning ${t.warning != null ? fmt(t.warning) : "–"}, critical ${t.critical != null ? fmt(t.critical) : "–"}`],
+    ["Formula", el("pre", { class: "diff" }, JSON.stringify(kpi.formula, null, 2))],
+    ["Dimensions", kpi.dimensions?.join(", ") || "–"], ["Tags", kpi.tags?.join(", ") || "–"],
+    ["Source", el("code", {}, kpi.source)], ["Version", kpi.version ? String(kpi.version.version) : "–"],
+  ];
+  document.getElementById("kpi-definition").replaceChildren(
+    ...rows.flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v ?? "–")]));
+  document.getElementById("kpi-description").textContent = kpi.description || "";
+}
+
+function lineage() {
+  const l = kpi.lineage || { inputs: [], dependents: [] };
+  const item = (x) => el("li", {}, `${x.kind}: `,
+    x.kind === "kpi" ? el("a", { href: withRange(`/kpis/${encodeURIComponent(x.name)}`), "data-keep-range": true }, x.name)
+      : x.kind === "dashboard" ? el("a", { href: withRange(`/dashboards/${encodeURIComponent(x.name)}`), "data-keep-range": true }, x.name)
+        : el("code", {}, x.name));
+  document.getElementById("kpi-lineage").replaceChildren(
+    el("h3", { class: "card-title" }, "Reads"),
+    l.inputs.length ? el("ul", {}, l.inputs.map(item)) : el("p", { class: "muted" }, "Nothing."),
+    el("h3", { class: "card-title" }, "Used by"),
+    l.dependents.length ? el("ul", {}, l.dependents.map(item)) : el("p", { class: "muted" }, "Nothing."));
+}
+
+function payloadFrom(series) {
+  const points = series.points.map((p) => [ts(p), p.value]);
+  const compare = series.points.map((p) => [ts(p), p.compare]);
+  const targets = new Set(series.points.map((p) => p.target).filter((v) => v != null));
+  const out = {
+    unit: kpi.unit,
+    series: [{ name: kpi.name, label: kpi.title || kpi.name, points, compare_points: compare }],
+    target: targets.size === 1 ? [...targets][0] : null,
+    thresholds: { ...kpi.thresholds, direction: kpi.direction },
+    annotations: [],
+  };
+  if (targets.size > 1) {
+    out.series.push({ name: "target", label: "Target", points: series.points.map((p) => [ts(p), p.target]) });
+  }
+  return out;
+}
+
+function summary(series) {
+  const last = [...series.points].reverse().find((p) => p.value != null);
+  const box = document.getElementById("kpi-summary");
+  if (!last) {
+    box.replaceChildren(el("p", { class: "muted" }, "No values in this range."));
+    return;
+  }
+  box.replaceChildren(el("div", { class: "metric-meta" },
+    el("span", { class: "metric-value" }, fmt(last.value)), statusBadge(last.status, kpiStatusText(kpi, last.status)),
+    el("span", { class: "muted" }, `${formatChange(last.change)} vs previous period`),
+    el("span", { class: "muted" }, `Version ${series.version ?? "–"}, data as of ${series.freshness ? formatTime(Date.parse(series.freshness)) : "–"}`)));
+}
+
+function comparison(series) {
+  const rows = series.points.slice(-12).reverse().map((p) => [
+    formatTime(ts(p)), fmt(p.value), fmt(p.compare), formatChange(p.change), p.status ?? "unknown",
+  ]);
+  document.getElementById("kpi-compare").replaceChildren(
+    table(["Period", "Value", "Previous period", "Change", "Status"], rows));
+}
+
+async function breakdown() {
+  const card = document.getElementById("kpi-breakdown-card");
+  if (!kpi.dimensions?.length) return;
+  card.hidden = false;
+  const select = document.getElementById("kpi-breakdown-dim");
+  if (!select.options.length) {
+    for (const d of kpi.dimensions) select.add(new Option(d, d));
+    select.addEventListener("change", breakdown);
+  }
+  const dim = select.value;
+  const series = await getJSON(`${base}/series`, rangeParams({ by: dim }));
+  const groups = new Map();
+  for (const p of series.points) {
+    const key = p.group?.[dim] ?? "(none)";
+    if (!groups.has(key)) groups.set(key, []);
+    groups.get(key).push([ts(p), p.value]);
+  }
+  const payload = { unit: kpi.unit, series: [...groups].map(([k, pts]) => ({ name: k, label: k, points: pts })) };
+  charts.draw(document.getElementById("kpi-breakdown"), () => charts.trendOption(payload, opts()));
+}
+
+async function versions() {
+  const list = await getJSON(`${base}/versions`);
+  const items = [...list].reverse().map((v) => el("details", {},
+    el("summary", {}, `Version ${v.version} · ${formatTime(Date.parse(v.recorded))} · ${v.author || "unknown"}`),
+    el("pre", { class: "diff" }, v.diff || "(first version)")));
+  document.getElementById("kpi-versions").replaceChildren(
+    ...(items.length ? items : [el("p", { class: "muted" }, "No recorded versions.")]));
+}
+
+async function relatedAlerts() {
+  const names = new Set((kpi.lineage?.dependents || []).map((d) => d.name));
+  const data = await getJSON("/api/v1/alerts");
+  const alerts = (data.alerts || data || []).filter((a) =>
+    a.labels?.kpi === name || names.has(a.labels?.alertname));
+  const box = document.getElementById("kpi-alerts");
+  if (!alerts.length) {
+    box.replaceChildren(el("p", { class: "muted" }, "No active alerts for this KPI."));
+    return;
+  }
+  box.replaceChildren(table(["Alert", "Severity", "State", "Since"], alerts.map((a) => [
+    a.labels?.alertname, a.labels?.severity ?? "–", a.state, formatTime(Date.parse(a.activeAt)),
+  ])), el("p", {}, el("a", { href: withRange("/alerts"), "data-keep-range": true }, "All alerts")));
+}
+
+async function loadSeries() {
+  const series = await getJSON(`${base}/series`, rangeParams({ compare: "previous" }));
+  summary(series);
+  comparison(series);
+  charts.draw(document.getElementById("kpi-chart"), () => charts.trendOption(payloadFrom(series), opts()));
+}
+
+async function load() {
+  const jobs = [loadSeries(), breakdown(), relatedAlerts(), versions()];
+  const results = await Promise.allSettled(jobs);
+  showError(results.filter((r) => r.status === "rejected").map((r) => r.reason.message).join("\n"));
+  refreshLinks(root);
+  document.body.dataset.loaded = String(Date.now());
+}
+
+async function start() {
+  try {
+    kpi = await getJSON(base);
+  } catch (err) {
+    showError(err.message);
+    return;
+  }
+  definitionList();
+  lineage();
+  window.addEventListener("rangechange", load);
+  setupRefresh(0, load);
+  await load();
+}
+
+start();

@@ -1,0 +1,381 @@
+"""The web UI in a real browser (Debian's Chromium via Playwright) against a real server on a
+short demo history: every page and example dashboard draws without errors, the time range
+drives the data, and an alert can be acknowledged from the page."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import re
+import warnings
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from opsmetrics.auth import Scope, new_token
+from opsmetrics.catalog.validate import EXAMPLE_CONFIG
+from opsmetrics.clock import FakeClock
+from opsmetrics.services import open_services
+from opsmetrics.settings import Settings
+from opsmetrics.web.app import create_app
+from tests.server import ServerProcess
+from tests.ui_helpers import (
+    CANVAS_PIXELS_JS,
+    Watch,
+    chromium_path,
+    contract_payloads,
+    demo_dirs,
+    screenshot,
+    wait_loaded,
+)
+
+pytestmark = pytest.mark.e2e
+CHROMIUM = chromium_path()
+DASHBOARDS = ["executive", "operations", "engineering"]
+#: Page → the least number of chart canvases it must draw.
+PAGES = {
+    "/": 5,
+    "/kpis/orders": 2,  # values chart + breakdown by dimension
+    "/kpis/checkout_conversion_rate": 1,
+    "/alerts": 0,
+    "/explore?query=sum%20by%20(service)%20(rate(http_requests_total%5B5m%5D))": 1,
+}
+
+
+@pytest.fixture(scope="module")
+def ui_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    config, data = demo_dirs(tmp_path_factory.mktemp("ui"))
+    srv = ServerProcess(data, config_dir=config)
+    try:
+        # Generous: the machine may be busy, and a late start is not what this file tests.
+        srv.start(timeout=120)
+        yield srv
+    finally:
+        srv.kill()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    # A missing browser fails rather than skips: `make test` installs Debian's chromium.
+    assert CHROMIUM is not None, (
+        "Debian's chromium is not installed: run `make test` (or `apt-get install chromium`)"
+    )
+    with sync_playwright() as pw:
+        launched = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield launched
+        launched.close()
+    # The Playwright driver's process object may be collected late; collect it now, quietly.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        gc.collect()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    opened = context.new_page()
+    yield opened
+    context.close()
+
+
+def _visit(page: Page, url: str) -> Watch:
+    watch = Watch().attach(page)
+    page.goto(url)
+    wait_loaded(page)
+    return watch
+
+
+def _drawn_canvases(page: Page) -> list[int]:
+    counts: list[int] = page.evaluate(CANVAS_PIXELS_JS)
+    return counts
+
+
+def _slug(path: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", urlparse(path).path.lower()).strip("-") or "overview"
+
+
+@pytest.mark.parametrize("path", list(PAGES))
+def test_page_loads_and_draws(ui_server: ServerProcess, page: Page, path: str) -> None:
+    watch = _visit(page, ui_server.url + path)
+    page.wait_for_load_state("networkidle")
+    counts = _drawn_canvases(page)
+    screenshot(page, _slug(path))
+    assert watch.problems == []
+    assert page.locator("#page-error").is_hidden()
+    assert len(counts) >= PAGES[path]
+    assert all(n > 0 for n in counts), counts
+
+
+#: The widget ids of trend charts none of whose series has a value.
+EMPTY_TRENDS_JS = """
+() => [...document.querySelectorAll('.widget-trend_chart')].filter((card) => {
+  const chart = echarts.getInstanceByDom(card.querySelector('.chart'));
+  return !chart.getOption().series.some((s) => (s.data || []).some((p) => p && p[1] != null));
+}).map((card) => card.dataset.widget)
+"""
+
+
+@pytest.mark.parametrize("name", DASHBOARDS)
+def test_example_dashboard_renders_every_widget(
+    ui_server: ServerProcess, page: Page, name: str
+) -> None:
+    watch = _visit(page, f"{ui_server.url}/dashboards/{name}")
+    counts = _drawn_canvases(page)
+    screenshot(page, f"dashboard-{name}")
+    definition = httpx.get(f"{ui_server.url}/api/v1/dashboards/{name}").json()["data"]
+    ids = [w["id"] for s in definition["sections"] for w in s["widgets"]]
+    assert watch.problems == []
+    assert page.locator(".widget").count() == len(ids)
+    errors = page.locator(".widget-error").all_inner_texts()
+    assert errors == [], errors
+    assert counts and all(n > 0 for n in counts), counts
+    # Every trend chart drew some series with values, not just axes.
+    empty = page.evaluate(EMPTY_TRENDS_JS)
+    assert empty == [], f"trend charts without values: {empty}"
+
+
+def test_unknown_dashboard_is_a_404_page(ui_server: ServerProcess, page: Page) -> None:
+    response = page.goto(f"{ui_server.url}/dashboards/no-such-board")
+    assert response is not None and response.status == 404
+    expect(page.locator("main")).to_contain_text("no dashboard named 'no-such-board'")
+
+
+def _data_start(url: str) -> str:
+    return parse_qs(urlparse(url).query)["start"][0]
+
+
+#: The x values (ms) of the first series of every trend chart, as ECharts holds them.
+TREND_X_JS = """
+() => [...document.querySelectorAll('.widget-trend_chart .chart')].map((el) => {
+  const series = echarts.getInstanceByDom(el).getOption().series;
+  return (series[0].data || []).map((p) => p[0]);
+})
+"""
+
+
+def _trend_xs(page: Page) -> list[list[float]]:
+    xs: list[list[float]] = page.evaluate(TREND_X_JS)
+    return xs
+
+
+def test_time_range_picker_changes_the_data(ui_server: ServerProcess, page: Page) -> None:
+    base = f"{ui_server.url}/dashboards/executive"
+    # Without `from`, the dashboard's own time_range applies.
+    with page.expect_response(lambda r: "/data?" in r.url) as default:
+        page.goto(base)
+    definition = httpx.get(f"{ui_server.url}/api/v1/dashboards/executive").json()["data"]
+    assert _data_start(default.value.url) == f"now-{int(definition['time_range']) // 86400}d"
+    with page.expect_response(lambda r: "/data?" in r.url) as first:
+        page.goto(base + "?from=now-7d&to=now")
+    wait_loaded(page)
+    before = _trend_xs(page)
+    with page.expect_response(lambda r: "/data?" in r.url) as second:
+        page.get_by_role("button", name="Last 1 hour").click()
+    page.wait_for_function("() => !document.getElementById('dashboard').ariaBusy")
+    page.wait_for_timeout(100)
+    assert _data_start(first.value.url) == "now-7d"
+    assert _data_start(second.value.url) == "now-1h"
+    assert "from=now-1h" in page.url
+    pressed = "aria-pressed"
+    expect(page.get_by_role("button", name="Last 1 hour")).to_have_attribute(pressed, "true")
+    expect(page.get_by_role("button", name="Last 7 days")).to_have_attribute(pressed, "false")
+    after = _trend_xs(page)
+    assert len(after) == len(before) > 0
+    pairs = [(b, a) for b, a in zip(before, after, strict=True) if a and b]
+    assert pairs
+    # Every drawn trend now starts later (a shorter range ending now).
+    assert all(min(a) > min(b) for b, a in pairs), pairs
+    # Links keep the range.
+    assert "from=now-1h" in (page.locator("a.brand").get_attribute("href") or "")
+
+
+def test_alert_can_be_acknowledged_from_the_page(ui_server: ServerProcess, page: Page) -> None:
+    watch = _visit(page, ui_server.url + "/alerts")
+    firing = page.locator('section[data-group="firing"] tr', has_text="UiTestAlwaysFiring")
+    # The rule evaluates every second: reload until the alert shows up as firing.
+    for _ in range(20):
+        if firing.count():
+            break
+        page.wait_for_timeout(500)
+        page.reload()
+        wait_loaded(page)
+    firing.get_by_role("button", name="Acknowledge UiTestAlwaysFiring").click()
+    acked = page.locator('section[data-group="acknowledged"] tr', has_text="UiTestAlwaysFiring")
+    expect(acked).to_have_count(1)
+    screenshot(page, "alerts-acknowledged")
+    alerts = httpx.get(ui_server.url + "/api/v1/alerts").json()["data"]["alerts"]
+    ours = [a for a in alerts if a["labels"]["alertname"] == "UiTestAlwaysFiring"]
+    assert ours and ours[0]["status"]["acknowledged"] is True
+    assert watch.problems == []
+
+
+def test_explore_shows_query_errors_inline(ui_server: ServerProcess, page: Page) -> None:
+    watch = Watch(allow_status={400}).attach(page)
+    page.goto(ui_server.url + "/explore")
+    wait_loaded(page)
+    page.get_by_label("PromQL expression").fill("sum(rate(http_requests_total[5m])")
+    page.get_by_role("button", name="Run query").click()
+    error = page.locator("#query-error")
+    expect(error).to_be_visible()
+    expect(error).to_contain_text("unclosed")
+    assert [p for p in watch.problems if "console error" not in p] == []
+
+
+def test_theme_toggle_is_remembered(ui_server: ServerProcess, page: Page) -> None:
+    page.emulate_media(color_scheme="light")
+    _visit(page, ui_server.url + "/alerts")
+    page.locator("#theme-toggle").click()
+    assert page.evaluate("document.documentElement.dataset.theme") == "dark"
+    page.reload()
+    wait_loaded(page)
+    assert page.evaluate("document.documentElement.dataset.theme") == "dark"
+    background = page.evaluate("getComputedStyle(document.body).backgroundColor")
+    assert background == "rgb(17, 20, 24)"
+    screenshot(page, "alerts-dark")
+
+
+def test_keyboard_reaches_the_skip_link_first(ui_server: ServerProcess, page: Page) -> None:
+    _visit(page, ui_server.url + "/alerts")
+    page.keyboard.press("Tab")
+    focused = page.evaluate("document.activeElement.textContent")
+    assert focused == "Skip to content"
+    page.keyboard.press("Enter")
+    assert page.evaluate("document.activeElement.id") == "main"
+
+
+# --- in-process checks of the page router (no browser) ----------------------------------
+class Client:
+    """GET against the app in this process (httpx's ASGI transport), on a thread of its own:
+    Playwright's sync API keeps an event loop running on this one."""
+
+    def __init__(self, app: FastAPI) -> None:
+        self.app = app
+
+    def get(self, url: str, **kwargs: Any) -> httpx.Response:
+        async def send() -> httpx.Response:
+            transport = httpx.ASGITransport(app=self.app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+                return await http.get(url, **kwargs)
+
+        with ThreadPoolExecutor(1) as pool:
+            return pool.submit(asyncio.run, send()).result()
+
+
+@pytest.fixture
+def client(tmp_path: Path) -> Iterator[tuple[Client, dict[Scope, str]]]:
+    services = open_services(
+        Settings(data_dir=tmp_path / "data", config_dir=EXAMPLE_CONFIG), FakeClock()
+    )
+    secrets = {}
+    for scope in (Scope.READ, Scope.INGEST):
+        token = new_token(scope.value, scope, 0)
+        services.tokens.add(token.record)
+        secrets[scope] = token.secret
+    try:
+        yield Client(create_app(services)), secrets
+    finally:
+        services.close()
+
+
+def test_pages_need_a_read_token_by_header_or_cookie(
+    client: tuple[Client, dict[Scope, str]],
+) -> None:
+    http, secrets = client
+    anonymous = http.get("/")
+    assert anonymous.status_code == 401
+    assert 'id="login-form"' in anonymous.text
+    ingest_only = {"Authorization": f"Bearer {secrets[Scope.INGEST]}"}
+    assert http.get("/", headers=ingest_only).status_code == 403
+    by_cookie = http.get("/alerts", headers={"Cookie": f"opsmetrics_token={secrets[Scope.READ]}"})
+    assert by_cookie.status_code == 200 and "pages/alerts.js" in by_cookie.text
+    by_header = http.get(
+        "/dashboards/executive", headers={"Authorization": f"Bearer {secrets[Scope.READ]}"}
+    )
+    assert by_header.status_code == 200 and 'data-dashboard="executive"' in by_header.text
+
+
+def test_unknown_kpi_page_is_404_and_static_files_are_cached(
+    client: tuple[Client, dict[Scope, str]],
+) -> None:
+    http, secrets = client
+    auth = {"Authorization": f"Bearer {secrets[Scope.READ]}"}
+    missing = http.get("/kpis/ordrs", headers=auth)
+    assert missing.status_code == 404 and "did you mean" in missing.text
+    module = http.get("/static/js/format.js")
+    assert module.status_code == 200
+    assert module.headers["cache-control"] == "public, max-age=300"
+    assert "javascript" in module.headers["content-type"]
+    vendor = http.get("/static/vendor/echarts.min.js")
+    assert vendor.headers["cache-control"] == "public, max-age=604800"
+    assert http.get("/static/js/nope.js").status_code == 404
+
+
+def test_silence_can_be_created_from_the_page(ui_server: ServerProcess, page: Page) -> None:
+    watch = _visit(page, ui_server.url + "/alerts")
+    page.get_by_label("Value").fill("UiTestNoSuchAlert")
+    page.get_by_label("Created by").fill("ui-test")
+    page.get_by_label("Comment").fill("browser test")
+    page.get_by_role("button", name="Create silence").click()
+    expect(page.locator("#silence-result")).to_contain_text("created")
+    expect(page.locator("#silence-list")).to_contain_text('alertname="UiTestNoSuchAlert"')
+    silences = httpx.get(ui_server.url + "/api/v1/silences").json()["data"]
+    ours = [s for s in silences if s["createdBy"] == "ui-test"]
+    assert len(ours) == 1 and ours[0]["comment"] == "browser test"
+    assert ours[0]["matchers"][0]["value"] == "UiTestNoSuchAlert"
+    assert watch.problems == []
+
+
+#: Render every contract payload with the page's own modules; report what each drew.
+RENDER_ALL_JS = """
+async (payloads) => {
+  const { renderWidget } = await import('/static/js/widgets.js');
+  const root = document.getElementById('main');
+  const grid = document.createElement('div');
+  grid.className = 'grid';
+  root.replaceChildren(grid);
+  const out = {};
+  for (const [type, payload] of Object.entries(payloads)) {
+    const { card, draw } = renderWidget({ id: type, type, width: 6 }, payload);
+    grid.append(card);
+    draw();
+    const chart = card.querySelector('.chart, .spark');
+    const instance = chart && echarts.getInstanceByDom(chart);
+    out[type] = {
+      text: card.innerText,
+      series: instance ? instance.getOption().series.length : 0,
+    };
+  }
+  out.errored = renderWidget({ id: 'x', type: 'bar' }, { type: 'bar', error: 'boom: bad query' })
+    .card.innerText;
+  return out;
+}
+"""
+
+
+def test_every_widget_type_renders_a_contract_payload(ui_server: ServerProcess, page: Page) -> None:
+    watch = _visit(page, ui_server.url + "/explore")
+    payloads = contract_payloads(1_795_000_000_000)
+    drawn = page.evaluate(RENDER_ALL_JS, payloads)
+    page.wait_for_timeout(100)
+    counts = _drawn_canvases(page)
+    screenshot(page, "widgets-contract")
+    assert watch.problems == []
+    assert all(n > 0 for n in counts) and len(counts) >= 7, counts
+    # trend: value + previous + 3 forecast layers + anomalies
+    assert drawn["trend_chart"]["series"] == 6
+    assert "On target" in drawn["metric_card"]["text"]
+    assert "Warning: below 99.9 %" in drawn["gauge"]["text"]
+    assert "Critical: down" in drawn["status_grid"]["text"]
+    assert "Slower pages convert less." in drawn["scatter"]["text"]
+    assert drawn["scatter"]["series"] == 2  # points + regression line
+    assert "HighLatency" in drawn["alert_list"]["text"]
+    assert "Read me" in drawn["text"]["text"]
+    assert "No result yet." in drawn["experiment"]["text"]
+    assert "boom: bad query" in drawn["errored"]
