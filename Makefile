@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo serve test check lint typecheck bench proto clean
+.PHONY: setup demo serve test check lint typecheck bench proto clean chromium
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,7 +29,11 @@ typecheck: setup
 
 check: lint typecheck
 
-test: check
+# The browser tests drive Debian's Chromium (never a downloaded browser build).
+chromium:
+	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
+
+test: check chromium
 	$(BIN)/pytest
 
 bench: setup

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from opsmetrics.auth import TokenVerifier
+from opsmetrics.catalog.dashboards import DashboardSet, load_dashboards
 from opsmetrics.catalog.kpi_versions import record_versions
 from opsmetrics.catalog.kpis import Catalog, load_catalog
 from opsmetrics.catalog.retention import load_retention
@@ -27,6 +28,7 @@ class Services:
     tokens: TokenVerifier
     retention: RetentionPolicy
     catalog: Catalog
+    dashboards: DashboardSet = field(default_factory=lambda: DashboardSet({}))
 
     def run_maintenance(self) -> None:
         """Compact closed partitions and apply retention, on the writer thread."""
@@ -54,6 +56,7 @@ def open_storage(settings: Settings, clock: Clock) -> DuckDBStorage:
 def open_services(settings: Settings, clock: Clock) -> Services:
     retention = load_retention(settings.config_dir)
     catalog = load_catalog(settings.config_dir)
+    dashboards = load_dashboards(settings.config_dir, catalog)
     storage = open_storage(settings, clock)
     record_versions(catalog, storage, clock.now_ms())
     telemetry = Telemetry()
@@ -68,4 +71,5 @@ def open_services(settings: Settings, clock: Clock) -> Services:
         tokens=TokenVerifier(storage.tokens()),
         retention=retention,
         catalog=catalog,
+        dashboards=dashboards,
     )

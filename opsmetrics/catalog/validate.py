@@ -5,7 +5,11 @@ from __future__ import annotations
 from functools import partial
 from pathlib import Path
 
-from opsmetrics.catalog.kpis import catalog_problems
+from opsmetrics.catalog.dashboards import dashboard_problems
+from opsmetrics.catalog.experiments import experiment_problems
+from opsmetrics.catalog.kpi_alert_files import read_kpi_alert_rules
+from opsmetrics.catalog.kpis import read_catalog
+from opsmetrics.catalog.notify import load_notify
 from opsmetrics.catalog.retention import FILE as RETENTION_FILE
 from opsmetrics.catalog.retention import load_retention
 from opsmetrics.catalog.rules import load_rule_file, rule_files
@@ -26,7 +30,12 @@ def validate_config_dir(config_dir: Path) -> list[str]:
         problems += _problems(lambda: load_scrape_config(config_dir / SCRAPE_FILE))
     for path in rule_files(config_dir):
         problems += _problems(partial(load_rule_file, path))
-    problems += catalog_problems(config_dir)
+    problems += _problems(lambda: load_notify(config_dir))
+    catalog, found = read_catalog(config_dir)
+    problems += found
+    problems += read_kpi_alert_rules(catalog, config_dir)[1]
+    problems += dashboard_problems(config_dir, catalog)
+    problems += experiment_problems(config_dir)
     return problems
 
 

@@ -14,7 +14,8 @@ from rich.console import Console
 
 from opsmetrics import __version__
 from opsmetrics.auth import Scope, TokenVerifier, new_token
-from opsmetrics.cli import importer, kpi, query
+from opsmetrics.cli import analyze, importer, kpi, query
+from opsmetrics.cli import rules as rules_cli
 from opsmetrics.clock import SystemClock
 from opsmetrics.errors import OpsMetricsError, UserError
 from opsmetrics.settings import Settings
@@ -32,6 +33,9 @@ app.add_typer(token_app, name="token")
 app.command("import")(importer.import_file)
 app.command("query")(query.query)
 app.add_typer(kpi.app, name="kpi")
+app.add_typer(rules_cli.rules_app, name="rules")
+app.add_typer(rules_cli.alerts_app, name="alerts")
+app.add_typer(analyze.analyze_app, name="analyze")
 console = Console()
 err_console = Console(stderr=True)
 
@@ -68,7 +72,11 @@ def serve(
 
 @app.command()
 def demo(
-    data: DataOpt = None, port: PortOpt = None, host: HostOpt = None, config: ConfigOpt = None
+    data: DataOpt = None,
+    port: PortOpt = None,
+    host: HostOpt = None,
+    config: ConfigOpt = None,
+    days: Annotated[int, typer.Option("--days", min=1, max=35, help="Days of history.")] = 30,
 ) -> None:
     """The whole product on realistic data: history, live traffic, API at http://127.0.0.1:8800.
 
@@ -82,7 +90,7 @@ def demo(
         host=host,
         port=port,
     )
-    run_server(s, SystemClock(), demo=True)
+    run_server(s, SystemClock(), demo=True, demo_days=days)
 
 
 @app.command()

@@ -24,6 +24,13 @@ from opsmetrics.model import (
     SampleRows,
     Series,
 )
+from opsmetrics.storage.alert_records import (
+    AckRow,
+    NotificationFilter,
+    NotificationOutcome,
+    NotificationRecord,
+    SilenceRow,
+)
 from opsmetrics.storage.event_records import (
     Bucket,
     EventAggregate,
@@ -33,6 +40,7 @@ from opsmetrics.storage.event_records import (
     RetentionRow,
     RollingUnique,
 )
+from opsmetrics.storage.experiment_records import ArmMoments, ArmMomentsRow
 from opsmetrics.storage.kpi_records import (
     ConversionQuery,
     ConversionRow,
@@ -264,6 +272,10 @@ class Storage(Protocol):
         """One row per cohort with at least one entity, sorted by cohort start."""
         ...
 
+    def arm_moments(self, q: ArmMoments) -> list[ArmMomentsRow]:
+        """Per experiment arm (sorted): units and sums of unit columns and their products."""
+        ...
+
     # --- KPI evaluation (storage/kpi_records.py, storage/duckdb/kpi_queries.py) ---------
     def kpi_state(self, q: StateQuery) -> list[StateRow]:
         """One row per period end with at least one keyed state before it."""
@@ -294,3 +306,36 @@ class Storage(Protocol):
     def kpi_sql(self, query: str, params: Mapping[str, int]) -> SqlResult:
         """Run one read-only SELECT of an `sql:` KPI; BadDataError if refused or failing."""
         ...
+
+    # --- alert notifications (storage/alert_records.py, storage/duckdb/alert_store.py) ---
+    def record_notifications(self, recs: Sequence[NotificationRecord]) -> None:
+        """Record intents to notify (status pending), durably, in one transaction."""
+        ...
+
+    def finish_notifications(self, outcomes: Sequence[NotificationOutcome]) -> None:
+        """Record outcomes of recorded intents, in one transaction."""
+        ...
+
+    def notifications(self, f: NotificationFilter) -> list[NotificationRecord]:
+        """The log, newest first."""
+        ...
+
+    def pending_notifications(self) -> list[NotificationRecord]: ...
+
+    def recent_notifications(self, since_ms: int) -> list[NotificationRecord]:
+        """`notify` and `escalation` rows since then that did not fail, oldest first."""
+        ...
+
+    def prune_alert_log(self, before_ms: int) -> int:
+        """Drop finished notifications and ended silences older than then."""
+        ...
+
+    def save_silence(self, s: SilenceRow) -> None: ...
+
+    def silences(self) -> list[SilenceRow]: ...
+
+    def save_ack(self, ack: AckRow) -> None: ...
+
+    def delete_ack(self, fingerprint: str) -> None: ...
+
+    def acks(self) -> list[AckRow]: ...

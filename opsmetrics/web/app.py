@@ -12,6 +12,9 @@ from fastapi import FastAPI, Request, Response
 
 from opsmetrics import __version__
 from opsmetrics.alerting.groups import RuleManager
+from opsmetrics.alerting.kpi_rules import KpiAlertManager
+from opsmetrics.alerting.model import AlertHub
+from opsmetrics.catalog.kpi_alert_files import kpi_alert_rules
 from opsmetrics.catalog.rules import load_rules
 from opsmetrics.catalog.scrape import load_scrape_config
 from opsmetrics.ingest.decoded import DecodedSamples
@@ -19,24 +22,54 @@ from opsmetrics.ingest.pipeline import WriteRequest
 from opsmetrics.ingest.scrape import Scraper
 from opsmetrics.services import Services
 from opsmetrics.web import errors, kpi_metrics
-from opsmetrics.web.routers import events, ingest, kpis, ops, query, read, rules
+from opsmetrics.web.routers import (
+    alerts,
+    analysis_series,
+    analysis_stats,
+    dashboards,
+    events,
+    ingest,
+    kpis,
+    ops,
+    query,
+    read,
+    rules,
+    ui,
+)
 
 log = logging.getLogger(__name__)
 SCRAPE_FILE = "scrape.yaml"
 
 
 def create_app(services: Services) -> FastAPI:
+    alert_hub = AlertHub()
     rule_manager = RuleManager(
         load_rules(services.settings.config_dir),
         services.storage,
         services.ingestor,
         services.clock,
+        hub=alert_hub,
+        outage_tolerance_ms=services.settings.alert_outage_tolerance_ms,
     )
+    alert_hub.add_source(rule_manager)
+    kpi_alerts = KpiAlertManager(
+        kpi_alert_rules(services.catalog, services.settings.config_dir),
+        services.storage,
+        services.catalog,
+        services.clock,
+        services.ingestor,
+        alert_hub,
+        outage_tolerance_ms=services.settings.alert_outage_tolerance_ms,
+    )
+    alert_hub.add_source(kpi_alerts)
+    dispatcher = alerts.make_dispatcher(services, alert_hub)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         task = asyncio.create_task(_maintenance_loop(services))
+        dispatch_task = await alerts.start_dispatcher(dispatcher, services)
         await rule_manager.start()
+        await kpi_alerts.start()
         scraper = _scraper(services)
         if scraper is not None:
             await scraper.start()
@@ -44,6 +77,8 @@ def create_app(services: Services) -> FastAPI:
             yield
         finally:
             await rule_manager.stop()
+            await kpi_alerts.stop()
+            await alerts.stop_dispatcher(dispatcher, dispatch_task)
             if scraper is not None:
                 await scraper.stop()
             task.cancel()
@@ -58,12 +93,19 @@ def create_app(services: Services) -> FastAPI:
     )
     app.state.services = services
     app.state.rules = rule_manager
+    app.state.alerts = alert_hub
+    app.state.kpi_alerts = kpi_alerts
+    app.state.dispatcher = dispatcher
     errors.install(app)
     app.middleware("http")(_timing(services))
     kpi_metrics.install(app, services)
-    routers = (ingest, read, query, rules, events, kpis, ops)
-    for router in (module.router for module in routers):
-        app.include_router(router)
+    routers = (
+        *(ingest, read, query, rules, events, kpis, ops),
+        *(dashboards, alerts, analysis_stats, analysis_series),
+    )
+    for module in routers:
+        app.include_router(module.router)
+    ui.install(app)
     return app
 
 

@@ -40,8 +40,10 @@ from opsmetrics.storage.base import (
 )
 from opsmetrics.storage.duckdb import partitions as parts
 from opsmetrics.storage.duckdb import rollups
+from opsmetrics.storage.duckdb.alert_store import AlertTables
 from opsmetrics.storage.duckdb.event_queries import EventQueries
 from opsmetrics.storage.duckdb.events import EventTables
+from opsmetrics.storage.duckdb.experiment_queries import ExperimentQueries
 from opsmetrics.storage.duckdb.kpi_queries import KpiQueries
 from opsmetrics.storage.duckdb.kpi_versions import KpiVersionTable
 from opsmetrics.storage.duckdb.migrations import apply_migrations
@@ -51,7 +53,9 @@ from opsmetrics.storage.index import SeriesIndex
 DB_FILE = "opsmetrics.duckdb"
 
 
-class DuckDBStorage(EventTables, EventQueries, KpiVersionTable, KpiQueries):
+class DuckDBStorage(
+    EventTables, EventQueries, ExperimentQueries, KpiVersionTable, KpiQueries, AlertTables
+):
     """The Storage protocol over one DuckDB file in the data directory."""
 
     def __init__(

@@ -64,7 +64,9 @@ async def show_kpi(request: Request, name: str) -> Response:
     kpi = svc.catalog.get(name)
     history = await asyncio.to_thread(svc.storage.kpi_versions, name)
     latest = history[-1] if history else None
-    return success(kpi_json.definition_json(kpi, svc.catalog.lineage(name), latest))
+    # Dashboards and KPI alert rules that use this KPI appear as its dependents.
+    users = [svc.dashboards, request.app.state.kpi_alerts]
+    return success(kpi_json.definition_json(kpi, svc.catalog.lineage(name, users), latest))
 
 
 @router.get("/api/v1/kpis/{name}/series", dependencies=READ, summary="A KPI's values over time")
