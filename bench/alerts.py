@@ -1,7 +1,7 @@
-"""Alerting benchmark: one evaluation of 1,000 Prometheus alerting rules over benchmark data.
+"""Alerting benchmark: one evaluation of 1,000 Prometheus alerting rules, and of KPI alert rules.
 
-Run: .venv/bin/python bench/alerts.py [--rules 1000] [--hours 1] [--runs 3]
-Quick: .venv/bin/python bench/alerts.py --rules 100 --hours 1 --runs 2 --no-write
+Run: .venv/bin/python bench/alerts.py [--rules 1000] [--hours 1] [--runs 3] [--kpi-rules 100]
+Quick: .venv/bin/python bench/alerts.py --rules 100 --hours 1 --runs 2 --kpi-rules 20 --no-write
 
 Data: bench/query.py's generator (500 series of one instance per service at 15 s: request
 counters, classic latency histograms, queue gauges) for --hours ending now, written through the
@@ -14,7 +14,12 @@ group at the same instant (`RuleManager.evaluate_at`: queries, the state machine
 expansion, ALERTS/ALERTS_FOR_STATE writes); --runs runs one minute apart (the first also
 looks up ALERTS_FOR_STATE for rules with `for`, as after a restart; no separate warm-up, to keep
 the run near 3 minutes); the figure is the median. Results replace the `## Alerting` section
-of BENCHMARKS.md.
+of BENCHMARKS.md, keeping the notifications row (bench/notifications.py writes it) and any
+hand-written `###` notes below the table.
+
+KPI alert rules: --kpi-rules rules over the example catalog (`benchmark_rules`: in turn a
+threshold, a change against the same hour last week and a no-data rule), on --kpi-days of demo
+history at 5-minute steps; a run is one `KpiAlertManager.evaluate_all()`.
 """
 
 from __future__ import annotations
@@ -34,8 +39,11 @@ from facts import machine_facts
 from query import ROUTES, SERVICES, DataSet, generate
 
 from opsmetrics.alerting.groups import RuleManager
+from opsmetrics.alerting.kpi_rules import KpiAlertManager, benchmark_rules
 from opsmetrics.catalog.rules import parse_rule_file
+from opsmetrics.catalog.validate import EXAMPLE_CONFIG
 from opsmetrics.clock import FakeClock
+from opsmetrics.demo.runner import load_history
 from opsmetrics.ingest.decoded import DecodedSamples
 from opsmetrics.ingest.pipeline import WriteRequest
 from opsmetrics.model import SampleBatch
@@ -140,7 +148,47 @@ def run(rules: int, hours: float, runs: int) -> Result:
             services.close()
 
 
-def section(result: Result, rules: int, hours: float, load_note: str) -> str:
+@dataclass(frozen=True, slots=True)
+class KpiResult:
+    seconds: list[float]
+    rules: int
+    days: int
+    errors: int
+
+
+def run_kpi(rules: int, days: int, runs: int) -> KpiResult:
+    now = (time.time_ns() // 1_000_000) // MIN * MIN
+    clock = FakeClock(now)
+    with tempfile.TemporaryDirectory(prefix="opsmetrics-bench-kpi-alerts-") as tmp:
+        settings = Settings(data_dir=Path(tmp), config_dir=EXAMPLE_CONFIG)
+        services = open_services(settings, clock)
+        try:
+            load_history(services, days=days, step_s=300)
+            specs = benchmark_rules(services.catalog, rules)
+            manager = KpiAlertManager(specs, services.storage, services.catalog, clock)
+            seconds = []
+            for i in range(runs):
+                clock.set(now + i * MIN)
+                started = time.perf_counter()
+                manager.evaluate_all()
+                seconds.append(time.perf_counter() - started)
+            errors = sum(bool(r.last_error) for r in manager.runs)
+            return KpiResult(seconds, len(specs), days, errors)
+        finally:
+            services.close()
+
+
+def kpi_rows(result: KpiResult) -> list[str]:
+    median = statistics.median(result.seconds)
+    runs = ", ".join(f"{s:.2f}" for s in result.seconds)
+    return [
+        f"| evaluation of {result.rules:,} KPI alert rules over {result.days} days of demo "
+        f"history, median of {len(result.seconds)} | {median:.2f} s ({runs}); "
+        f"{median / max(result.rules, 1) * 1000:.1f} ms per rule; {result.errors} with errors |",
+    ]
+
+
+def section(result: Result, kpi: KpiResult | None, rules: int, hours: float, load_note: str) -> str:
     median = statistics.median(result.seconds)
     runs = ", ".join(f"{s:.2f}" for s in result.seconds)
     return "\n".join(
@@ -161,8 +209,7 @@ def section(result: Result, rules: int, hours: float, load_note: str) -> str:
             f"| alerts after the last run (pending + firing) | {result.alerts:,} "
             f"({result.firing:,} firing) |",
             f"| rules with errors | {result.errors} |",
-            "| KPI alert rules | (to be added by the KPI alerting work) |",
-            "| notifications per second | (to be added by the notification work) |",
+            *(kpi_rows(kpi) if kpi is not None else []),
             "",
             *machine_facts(load_note),
             "",
@@ -174,6 +221,9 @@ def write_section(text: str) -> None:
     path = ROOT / "BENCHMARKS.md"
     current = path.read_text()
     pattern = re.compile(rf"^{SECTION}\n.*?(?=^## |\Z)", re.S | re.M)
+    old = pattern.search(current)
+    if old is not None:
+        text = _keep_hand_written(old.group(0), text)
     updated = (
         pattern.sub(lambda _: text + "\n", current)
         if pattern.search(current)
@@ -182,17 +232,30 @@ def write_section(text: str) -> None:
     path.write_text(updated)
 
 
+def _keep_hand_written(old: str, new: str) -> str:
+    """Carry over the notifications row and the `###` notes of the previous section."""
+    rows = [line for line in old.splitlines() if line.startswith("| notifications per second")]
+    lines = new.rstrip("\n").splitlines()
+    last_row = max(i for i, line in enumerate(lines) if line.startswith("|"))
+    lines[last_row + 1 : last_row + 1] = rows
+    notes = old[old.index("\n### ") :] if "\n### " in old else ""
+    return "\n".join(lines) + "\n" + notes.rstrip("\n") + ("\n" if notes else "")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rules", type=int, default=1000)
     parser.add_argument("--hours", type=float, default=1)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--kpi-rules", type=int, default=100)
+    parser.add_argument("--kpi-days", type=int, default=9)
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args()
     load_avg = os.getloadavg()[0]
     note = " (other work was running on the machine)" if load_avg > 1 else ""
     result = run(args.rules, args.hours, args.runs)
-    text = section(result, args.rules, args.hours, note)
+    kpi = run_kpi(args.kpi_rules, args.kpi_days, args.runs) if args.kpi_rules else None
+    text = section(result, kpi, args.rules, args.hours, note)
     print(text)
     if not args.no_write:
         write_section(text)

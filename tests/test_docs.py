@@ -60,3 +60,16 @@ def test_readme_kpi_example_is_valid(tmp_path: Path) -> None:
     (tmp_path / "kpis").mkdir()
     (tmp_path / "kpis" / "readme.yaml").write_text("- name: checkout_conversion_rate" + example)
     assert validate_config_dir(tmp_path) == []
+
+
+def test_readme_alert_example_is_valid(tmp_path: Path) -> None:
+    from opsmetrics.catalog.validate import validate_config_dir
+
+    text = (ROOT / "README.md").read_text()
+    example = text.split("```yaml\n# config/rules/business.yaml\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "rules" / "business.yaml").write_text(example)
+    assert "alert: RevenueBelowBaseline" in example
+    assert validate_config_dir(tmp_path) == []
+    (tmp_path / "rules" / "business.yaml").write_text(example.replace("for: 10m", "for: ten"))
+    assert validate_config_dir(tmp_path) != []
