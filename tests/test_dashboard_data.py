@@ -67,6 +67,7 @@ sections:
       - {type: bar, id: bar, query: 'load_avg', legend: '{{host}}'}
       - {type: bar, id: kbar, kpi: orders, by: country}
       - {type: scatter, id: scatter, x: {query: 'max(load_avg)'}, y: {query: 'max(twice)'}}
+      - {type: scatter, id: scatter2h, step: 2h, x: {query: 'max(load_avg)'}, y: {query: 'max(twice)'}}
       - {type: alert_list, id: alerts, match: {severity: critical}}
       - {type: text, id: text, markdown: "**Hi** <script>alert(1)</script>"}
       - {type: experiment, id: exp, experiment: button}
@@ -163,7 +164,7 @@ def evaluator(svc: Services) -> KpiEvaluator:
 
 def test_every_widget_answers_and_a_broken_one_fails_alone(payload: dict[str, Any]) -> None:
     widgets = payload["widgets"]
-    assert len(widgets) == 18
+    assert len(widgets) == 19
     assert "returns 2 series" in widgets["broken"]["error"]
     errors = {wid: w["error"] for wid, w in widgets.items() if "error" in w}
     assert set(errors) == {"broken"}
@@ -279,6 +280,13 @@ def test_scatter_regression_matches_numpy(payload: dict[str, Any]) -> None:
     assert scatter["regression"]["intercept"] == pytest.approx(intercept)
     assert scatter["regression"]["r"] == pytest.approx(1)
     assert "rises" in scatter["finding"]
+
+
+def test_scatter_step_sets_one_point_per_step(payload: dict[str, Any]) -> None:
+    hourly, two_hourly = payload["widgets"]["scatter"], payload["widgets"]["scatter2h"]
+    assert abs(len(two_hourly["points"]) - len(hourly["points"]) / 2) <= 1
+    assert {tuple(p) for p in two_hourly["points"]} < {tuple(p) for p in hourly["points"]}
+    assert two_hourly["regression"]["slope"] == pytest.approx(2)
 
 
 def test_alert_list_filters_by_label(payload: dict[str, Any]) -> None:

@@ -199,6 +199,8 @@ class ScatterWidget(_Widget):
     x: Axis
     y: Axis
     regression: bool = True
+    #: One point per step for PromQL axes (default: one per period of the range's grain).
+    step: DurationMs | None = None
 
 
 class AlertListWidget(_Widget):

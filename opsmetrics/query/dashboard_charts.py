@@ -187,7 +187,7 @@ def _labels_text(labels: Any) -> str:
 
 def scatter(ctx: DashboardContext, w: ScatterWidget) -> Payload:
     rng = ctx.range.ending(w.range)
-    xs, ys = _axis_points(ctx, w.x, rng), _axis_points(ctx, w.y, rng)
+    xs, ys = _axis_points(ctx, w.x, rng, w.step), _axis_points(ctx, w.y, rng, w.step)
     pairs = sorted((t, x, ys[t]) for t, x in xs.items() if t in ys)
     points = [[x, y] for _, x, y in pairs]
     fit = _regression(points) if w.regression else None
@@ -203,13 +203,17 @@ def scatter(ctx: DashboardContext, w: ScatterWidget) -> Payload:
     }
 
 
-def _axis_points(ctx: DashboardContext, axis: Axis, rng: TimeRange) -> dict[int, float]:
-    """Values by time: a KPI per period of the grain; a query at every period start."""
+def _axis_points(
+    ctx: DashboardContext, axis: Axis, rng: TimeRange, step_ms: int | None
+) -> dict[int, float]:
+    """Values by time: a KPI per period of the grain; a query at every step (default: at every
+    period start)."""
     if axis.kpi is not None:
         pts = ctx.kpi_series(axis.kpi, rng).points
         return {p.start_ms: p.value for p in pts if number(p.value) is not None}  # type: ignore[misc]
     assert axis.query is not None
-    step = DAY if rng.grain.value == "day" else 3_600_000 if rng.grain.value == "hour" else 7 * DAY
+    by_grain = {"day": DAY, "hour": 3_600_000}.get(rng.grain.value, 7 * DAY)
+    step = step_ms or by_grain
     grid = TimeRange(rng.start_ms, rng.end_ms, step, rng.grain)
     vector = ctx.promql_range(axis.query, grid)
     if not vector.labels:
