@@ -55,6 +55,7 @@ sections:
         id: forecast
         queries: [{expr: 'max(load_avg)'}]
         forecast: true
+        anomalies: true
       - {type: gauge, id: gauge, kpi: load, min: 0, max: 10}
       - {type: status_grid, id: grid, kpis: [orders, load],
          queries: [{expr: 'max(load_avg)', thresholds: {good: 1, warning: 5, critical: 8}}]}

@@ -109,6 +109,8 @@ class TrendChart(_Widget):
     compare: Compare = "none"
     annotations: bool = True
     forecast: bool = False
+    #: Flag points of the first series that fall outside its seasonal baseline.
+    anomalies: bool = False
     step: DurationMs | None = None
 
     @model_validator(mode="after")

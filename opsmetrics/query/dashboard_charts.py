@@ -45,19 +45,22 @@ def trend_chart(ctx: DashboardContext, w: TrendChart) -> Payload:
         "target": _target(single, rng),
         "thresholds": _thresholds(single),
         "annotations": annotations_in(ctx, rng, w.kpis) if w.annotations else [],
-        **_analysis(ctx, first["points"] if w.forecast and first else None, rng),
+        **_analysis(ctx, w, first["points"] if first else None, rng),
     }
 
 
-def _analysis(ctx: DashboardContext, points: Points | None, rng: TimeRange) -> Payload:
-    """The forecast band and anomalies of the first series (complete periods only)."""
-    if points is None:
-        return {"forecast": None, "anomalies": []}
-    done = complete(points, rng.end_ms)
-    return {
-        "forecast": ctx.analysed("forecast", done, lambda: forecast_of(done, rng)),
-        "anomalies": ctx.analysed("anomalies", done, lambda: anomalies_of(done)),
-    }
+def _analysis(
+    ctx: DashboardContext, w: TrendChart, points: Points | None, rng: TimeRange
+) -> Payload:
+    """The forecast band and anomalies of the first series (complete periods only), each when
+    the widget asks for it."""
+    done = complete(points, rng.end_ms) if points is not None else []
+    out: Payload = {"forecast": None, "anomalies": []}
+    if done and w.forecast:
+        out["forecast"] = ctx.analysed("forecast", done, lambda: forecast_of(done, rng))
+    if done and w.anomalies:
+        out["anomalies"] = ctx.analysed("anomalies", done, lambda: anomalies_of(done))
+    return out
 
 
 def _title(ctx: DashboardContext, w: TrendChart) -> str:
