@@ -47,6 +47,8 @@ from opsmetrics.storage.duckdb.experiment_queries import ExperimentQueries
 from opsmetrics.storage.duckdb.kpi_queries import KpiQueries
 from opsmetrics.storage.duckdb.kpi_versions import KpiVersionTable
 from opsmetrics.storage.duckdb.migrations import apply_migrations
+from opsmetrics.storage.duckdb.read_cache import ReadCache
+from opsmetrics.storage.duckdb.sample_reads import head_min, read_ids
 from opsmetrics.storage.duckdb.sql import first_row
 from opsmetrics.storage.index import SeriesIndex
 
@@ -74,6 +76,7 @@ class DuckDBStorage(
         self._write_lock = threading.Lock()
         self._local = threading.local()
         self._index = SeriesIndex()
+        self._cache = ReadCache()
         try:
             apply_migrations(self._con, now_ms)
             verify_tables(self._con)
@@ -108,6 +111,18 @@ class DuckDBStorage(
                 cur.execute("COMMIT")
             except duckdb.Error as exc:
                 raise StorageUnavailableError(f"commit failed: {exc}") from exc
+
+    @contextmanager
+    def _maintenance(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A transaction changing the head, partitions or rollups: the read cache forgets
+        them before the commit (no reader caches the old state after it) and after it (nor
+        one read from a snapshot taken just before it)."""
+        try:
+            with self._transaction() as cur:
+                yield cur
+                self._cache.forget()
+        finally:
+            self._cache.forget()
 
     def close(self) -> None:
         with self._write_lock:
@@ -192,6 +207,7 @@ class DuckDBStorage(
     def _insert_samples(self, cur: duckdb.DuckDBPyConnection, batch: WriteBatch) -> None:
         if not len(batch.ts):
             return
+        self._cache.head_written(int(batch.ts.min()))  # before the commit: see read_cache.py
         bits = batch.values.view(np.uint64)
         rows = {
             "series_id": batch.series_ids.astype(np.uint32),
@@ -245,22 +261,35 @@ class DuckDBStorage(
         # One snapshot for the partition list and the read: a compaction committing in
         # between cannot move rows out of our sight.
         cur.execute("BEGIN TRANSACTION")
-        cur.register("wanted", {"sid": ids.astype(np.uint32)})
         try:
-            source = parts.range_source(cur, int(ids[0]), int(ids[-1]), start_ms, end_ms)
-            got = cur.execute(
-                f"SELECT series_id, ts, value, nan_bits FROM ({source}) "
-                "WHERE ts >= ? AND ts <= ? AND series_id IN (SELECT sid FROM wanted) "
-                "ORDER BY series_id, ts",
-                [start_ms, end_ms],
-            ).fetchnumpy()
+            source = self._range_source(cur, ids, start_ms, end_ms)
+            got = None if source is None else read_ids(cur, source, ids, start_ms, end_ms)
         finally:
-            cur.unregister("wanted")
             cur.execute("COMMIT")
+        if got is None:
+            return _empty_rows()
         return SampleRows(
             np.asarray(got["series_id"], dtype=np.int64),
             np.asarray(got["ts"], dtype=np.int64),
             _values_from(got["value"], got["nan_bits"]),
+        )
+
+    def _range_source(
+        self, cur: duckdb.DuckDBPyConnection, ids: Int64Array, start_ms: int, end_ms: int
+    ) -> str | None:
+        """The SELECT over the head (if it reaches the range) and the overlapping partitions;
+        None when neither can hold a row of the range."""
+        head = end_ms >= self._cache.head_min(lambda: head_min(cur))
+        spans = parts.overlapping(cur, start_ms, end_ms)
+        if not head and not spans:
+            return None
+        plain = (
+            self._cache.plain_tables(spans, lambda: parts.plain_tables(cur))
+            if spans
+            else frozenset[str]()
+        )
+        return parts.range_source(
+            cur, int(ids[0]), int(ids[-1]), start_ms, end_ms, spans=spans, plain=plain, head=head
         )
 
     def metadata(self, metric: str | None = None) -> list[MetricMetadata]:
@@ -277,17 +306,17 @@ class DuckDBStorage(
         cutoff = now_ms - self._late_window_ms
         done = 0
         for start in parts.closed_partitions_in_head(self._cursor(), cutoff, self._partition_ms):
-            with self._transaction() as cur:
+            with self._maintenance() as cur:
                 end = parts.compact_partition(cur, start, self._partition_ms, now_ms)
                 rollups.rebuild(cur, start, end, now_ms)
             done += 1
         for start, end in rollups.backlog(self._cursor()):
-            with self._transaction() as cur:
+            with self._maintenance() as cur:
                 rollups.rebuild(cur, start, end, now_ms)
         return done
 
     def apply_retention(self, now_ms: int, policy: RetentionPolicy) -> RetentionResult:
-        with self._transaction() as cur:
+        with self._maintenance() as cur:
             dropped, samples = parts.drop_expired(cur, now_ms - policy.raw_ms)
             events = self.delete_events_before(cur, now_ms - policy.events_ms)
             expired_rollups = rollups.drop_expired(cur, now_ms - policy.rollups_ms)
@@ -299,7 +328,11 @@ class DuckDBStorage(
         return rollups.read(self._cursor(), series_ids, start_ms, end_ms, width_ms)
 
     def rollup_spans(self) -> list[tuple[int, int]]:
-        return rollups.covered(self._cursor())
+        cur = self._cursor()
+        spans = self._cache.stored_spans(lambda: rollups.stored_spans(cur))
+        oldest = self._cache.head_min(lambda: head_min(cur))
+        # Late samples waiting in the head for a compacted partition: see rollups.covered.
+        return [(s, e) for s, e in spans if e <= oldest]
 
     def stats(self) -> StorageStats:
         cur = self._cursor()

@@ -13,6 +13,9 @@ one transaction, so a crash leaves either the old partition or the new one.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
+
 import duckdb
 
 from opsmetrics.storage.duckdb.sql import first_row, scalar
@@ -64,33 +67,67 @@ def replace_view(cur: duckdb.DuckDBPyConnection) -> None:
     cur.execute("CREATE OR REPLACE VIEW samples_all AS " + " UNION ALL ".join(selects))
 
 
+def overlapping(
+    cur: duckdb.DuckDBPyConnection, start_ms: int, end_ms: int
+) -> tuple[tuple[int, int, int, int], ...]:
+    """Rows (start, end, row_count, compacted) of the partitions that overlap [start, end]."""
+    rows = cur.execute(
+        "SELECT start_ms, end_ms, row_count, compacted_ms FROM partitions "
+        "WHERE end_ms > ? AND start_ms <= ? ORDER BY start_ms",
+        [start_ms, end_ms],
+    ).fetchall()
+    return tuple((int(a), int(b), int(c), int(d)) for a, b, c, d in rows)
+
+
+def plain_tables(cur: duckdb.DuckDBPyConnection) -> set[str]:
+    return _plain_tables(cur)
+
+
 def range_source(
-    cur: duckdb.DuckDBPyConnection, min_sid: int, max_sid: int, start_ms: int, end_ms: int
+    cur: duckdb.DuckDBPyConnection,
+    min_sid: int,
+    max_sid: int,
+    start_ms: int,
+    end_ms: int,
+    *,
+    spans: Sequence[tuple[int, ...]] | None = None,
+    plain: AbstractSet[str] | None = None,
+    head: bool = True,
 ) -> str:
     """A SELECT of COLUMNS over only the partitions that overlap [start, end].
 
     Inside a partition rows are sorted by sts, so bounding sts by the wanted series ids lets
     DuckDB skip whole row groups by their min/max. Everything interpolated is an integer.
+    `spans` (from `overlapping`) and `plain` (from `plain_tables`) save their queries when the
+    caller has them; `head=False` leaves out the head when it holds nothing in the range.
     """
-    spans = cur.execute(
-        "SELECT start_ms, end_ms FROM partitions WHERE end_ms > ? AND start_ms <= ? "
-        "ORDER BY start_ms",
-        [start_ms, end_ms],
-    ).fetchall()
-    plain = _plain_tables(cur)
-    selects = [
-        f"SELECT {COLUMNS} FROM samples_head WHERE ts >= {int(start_ms)} AND ts <= {int(end_ms)}"
-    ]
-    for s, e in spans:
-        table = table_name(s)
-        if table.strip('"') in plain:
-            selects.append(decoded(s, e, table, encoded=False))
-            continue
-        span = int(e) - int(s)
-        lo = min_sid * span + max(0, start_ms - int(s))
-        hi = max_sid * span + min(span - 1, end_ms - int(s))
-        selects.append(f"{decoded(s, e, table)} WHERE sts BETWEEN {int(lo)} AND {int(hi)}")
+    if spans is None:
+        spans = overlapping(cur, start_ms, end_ms)
+    if plain is None:
+        plain = _plain_tables(cur)
+    selects = []
+    if head:
+        selects.append(
+            f"SELECT {COLUMNS} FROM samples_head "
+            f"WHERE ts >= {int(start_ms)} AND ts <= {int(end_ms)}"
+        )
+    for s, e, *_ in spans:
+        selects.append(_partition_select(int(s), int(e), plain, min_sid, max_sid, start_ms, end_ms))
+    if not selects:  # nothing can hold rows in the range: an empty SELECT of COLUMNS
+        return f"SELECT {COLUMNS} FROM samples_head WHERE false"
     return " UNION ALL ".join(selects)
+
+
+def _partition_select(
+    s: int, e: int, plain: AbstractSet[str], min_sid: int, max_sid: int, start_ms: int, end_ms: int
+) -> str:
+    table = table_name(s)
+    if table.strip('"') in plain:
+        return decoded(s, e, table, encoded=False)
+    span = e - s
+    lo = min_sid * span + max(0, start_ms - s)
+    hi = max_sid * span + min(span - 1, end_ms - s)
+    return f"{decoded(s, e, table)} WHERE sts BETWEEN {int(lo)} AND {int(hi)}"
 
 
 def closed_partitions_in_head(

@@ -189,6 +189,13 @@ def covered(cur: duckdb.DuckDBPyConnection) -> list[tuple[int, int]]:
     return [(int(s), int(e)) for s, e in rows]
 
 
+def stored_spans(cur: duckdb.DuckDBPyConnection) -> list[tuple[int, int]]:
+    """Every [start, end) span whose rollups are built, oldest first (`covered` without the
+    late-sample cut, which the backend applies from its cached oldest head timestamp)."""
+    rows = cur.execute("SELECT start_ms, end_ms FROM rollup_spans ORDER BY start_ms").fetchall()
+    return [(int(s), int(e)) for s, e in rows]
+
+
 def _rows(got: dict[str, np.ndarray]) -> RollupRows:
     def f64(name: str) -> np.ndarray:
         return np.asarray(got[name], dtype=np.float64)
