@@ -31,5 +31,6 @@ class BusinessStep:
 def simulate(step: Step) -> BusinessStep:
     ids = Ids(int(step.ts[0]))
     shop_columns, shop_events = shop.simulate(step, ids)
-    saas_columns, saas_events = saas.simulate(step, ids)
+    shoppers = [(e.ts, e.entity) for e in shop_events if e.name == "add_to_cart"]
+    saas_columns, saas_events = saas.simulate(step, ids, shoppers)
     return BusinessStep(shop_events + saas_events, np.hstack([shop_columns, saas_columns]))

@@ -23,6 +23,8 @@ import numpy as np
 from opsmetrics.demo.annotations import latency_incident, story_annotations
 from opsmetrics.demo.incidents import Plan, plan_story
 from opsmetrics.demo.live import HttpWriter, demo_token
+from opsmetrics.demo.ops_events import story_events
+from opsmetrics.demo.saas import opening_events
 from opsmetrics.demo.seasonality import DAY_MS
 from opsmetrics.demo.simulator import Chunk, Simulator
 from opsmetrics.demo.topology import METADATA
@@ -39,6 +41,7 @@ MARKER_ID = "demo-history"
 #: Each write request stays at or under this many samples, whatever the configured limit.
 MAX_BATCH_SAMPLES = 50_000
 SOURCE = "demo"
+OPENING_LEAD_MS = 3_600_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +96,7 @@ class DemoRunner:
         self._seed = seed
         self._sim: Simulator | None = None
         self._metadata_sent = False
+        self._story_events = 0
         self._stop = threading.Event()
         #: Set once history is loaded (or loading failed), so callers can wait for it.
         self.history_done = threading.Event()
@@ -188,8 +192,22 @@ class DemoRunner:
             tags=["demo"],
             text=f"seed={self._seed} days={self._days} step_ms={self._step_ms}",
         )
-        # Written before any sample, so an interrupted load resumes with the same story.
-        self._write(WriteRequest(SOURCE, annotations=[marker, *story_annotations(plan)]))
+        # Written before any sample, so an interrupted load resumes with the same story. The
+        # opening balance of subscriptions lies a day and an hour before the window, so 30-day
+        # windows of the last complete day see only the history's own changes.
+        limits = self._services.settings.limits
+        # Never older than the pipeline accepts for events (a long --days).
+        floor = now - limits.events_late_window_ms + OPENING_LEAD_MS
+        opening = opening_events(max(origin - DAY_MS - OPENING_LEAD_MS, floor))
+        notes = [marker, *story_annotations(plan)]
+        events = opening + [e for e in story_events(plan) if e.ts >= floor]
+        limit = limits.max_events_per_request
+        requests = [
+            WriteRequest(SOURCE, events=events[i : i + limit]) for i in range(0, len(events), limit)
+        ]
+        # The marker last: a load interrupted before it starts over (event ids are stable).
+        self._write(*requests, WriteRequest(SOURCE, annotations=notes))
+        self._story_events = len(events)
         return plan
 
     def _find_marker(self, now: int) -> Annotation | None:
@@ -202,7 +220,9 @@ class DemoRunner:
         sim = self._simulator(until)
         stamps = self._timestamps(sim, until, step_ms)
         per_chunk = max(1, self._max_samples() // sim.series_count)
-        samples = events = requests = 0
+        samples = requests = 0
+        # The opening balance and the story's events, when this run wrote them.
+        events, self._story_events = self._story_events, 0
         writer = writer or self._pipeline_writer()
         try:
             for i, first in enumerate(range(0, len(stamps), per_chunk)):
@@ -227,9 +247,10 @@ class DemoRunner:
     def _max_samples(self) -> int:
         return min(MAX_BATCH_SAMPLES, self._services.settings.limits.max_samples_per_request)
 
-    def _write(self, request: WriteRequest) -> None:
+    def _write(self, *requests: WriteRequest) -> None:
         with _Pipeline(self._services, self._stop) as pipeline:
-            pipeline.submit(request)
+            for request in requests:
+                pipeline.submit(request)
 
 
 class ChunkWriter(Protocol):

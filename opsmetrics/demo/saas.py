@@ -19,18 +19,27 @@ from opsmetrics.demo.topology import Kind
 from opsmetrics.model import Event, Float64Array, Int64Array, Scalar, make_labels
 
 SIGNUPS_PER_MIN = 0.14
-SUBSCRIPTION_CHANGES_PER_MIN = 0.04
+#: About 4.6 subscription changes a day (mean load 0.57): ~2 new customers, ~1.4
+#: cancellations (3–4 % of the customers a month), and some up- and downgrades: MRR grows
+#: about 4 % a month.
+SUBSCRIPTION_CHANGES_PER_MIN = 0.0056
 NPS_PER_MIN = 0.025
 TICKETS_PER_MIN = 0.04
 SOURCES = ("organic", "ads", "email", "social", "direct")
 SOURCE_WEIGHTS = (0.38, 0.27, 0.12, 0.08, 0.15)
 PLANS = ("starter", "pro", "business")
 PLAN_PRICE_MINOR = (2900, 9900, 29900)
+PLAN_WEIGHTS = (0.55, 0.35, 0.1)
+#: Cancellations come mostly from the starter plan.
+CHURN_PLAN_WEIGHTS = (0.75, 0.22, 0.03)
 CHANGES = ("new", "expansion", "contraction", "churn")
-CHANGE_WEIGHTS = (0.45, 0.2, 0.1, 0.25)
+CHANGE_WEIGHTS = (0.44, 0.15, 0.1, 0.31)
+#: The change kind of the opening balance: the subscriptions that exist when history starts.
+OPENING = "opening"
 TICKET_CATEGORIES = ("billing", "bug", "how-to", "account")
-BASE_MRR_EUR = 84_000.0
-BASE_SUBSCRIPTIONS = 1_150.0
+OPENING_CUSTOMERS = 1_150
+#: Share of signups who sign up while shopping (the same user id as their shop session).
+SIGNUP_FROM_SHOP = 0.9
 #: Interactions per minute at load 1: (existing users, new users) per feature.
 FEATURES = {
     "dashboards": (900.0, 120.0),
@@ -41,9 +50,48 @@ FEATURES = {
 TIERS = ("free", "paid")
 TIER_SHARES = (0.6, 0.4)
 ACTIVE_WINDOWS = ("5m", "1d", "30d")
-#: Spend per hour in cents per channel; a campaign on the channel triples it.
-SPEND_PER_HOUR = {"ads": 14_600.0, "social": 7_500.0, "email": 1_250.0, "affiliates": 2_500.0}
+#: Spend per hour in cents per channel (about EUR 1,030 a day, ~EUR 470 per new customer);
+#: a campaign on the channel triples it.
+SPEND_PER_HOUR = {"ads": 2_430.0, "social": 1_250.0, "email": 210.0, "affiliates": 420.0}
 CAMPAIGN_SPEND_FACTOR = 3.0
+
+
+def opening_book() -> list[tuple[str, int]]:
+    """The subscriptions that exist when history starts: (customer, plan), fixed for all seeds."""
+    rng = np.random.default_rng(1_150)
+    plans = pick(rng, OPENING_CUSTOMERS, PLAN_WEIGHTS)
+    return [(f"c{n + 1}", int(p)) for n, p in enumerate(plans.tolist())]
+
+
+def opening_mrr_eur() -> float:
+    return sum(PLAN_PRICE_MINOR[plan] for _, plan in opening_book()) / 100.0
+
+
+def opening_events(ts: int) -> list[Event]:
+    """The opening balance as `subscription_changed` events (change `opening`) at `ts`, so
+    running totals of MRR and customers start where the gauges start."""
+    return [
+        Event(
+            "subscription_changed",
+            ts,
+            customer,
+            float(PLAN_PRICE_MINOR[plan]),
+            _subscription_props(plan, OPENING, PLAN_PRICE_MINOR[plan]),
+            f"demo-opening-{customer}",
+        )
+        for customer, plan in opening_book()
+    ]
+
+
+def _subscription_props(plan: int, kind: str, mrr: int) -> dict[str, Scalar]:
+    customers = {"new": 1, OPENING: 1, "churn": -1}.get(kind, 0)
+    return {
+        "plan": PLANS[plan],
+        "change": kind,
+        "mrr": mrr,
+        "currency": "EUR",
+        "customers": customers,
+    }
 
 
 def _spec(name: str, kind: Kind = Kind.TOTAL, initial: float = 0.0, **extra: str) -> SeriesSpec:
@@ -58,8 +106,8 @@ def series() -> list[SeriesSpec]:
     return [
         _spec("saas_signups_total"),
         # Running totals too: each step adds the (possibly negative) net change.
-        _spec("saas_mrr_eur", initial=BASE_MRR_EUR),
-        _spec("saas_subscriptions_active", initial=BASE_SUBSCRIPTIONS),
+        _spec("saas_mrr_eur", initial=opening_mrr_eur()),
+        _spec("saas_subscriptions_active", initial=float(OPENING_CUSTOMERS)),
         *(
             _spec(
                 "business_feature_usage_total",
@@ -74,9 +122,13 @@ def series() -> list[SeriesSpec]:
     ]
 
 
-def simulate(step: Step, ids: Ids) -> tuple[Float64Array, list[Event]]:
+def simulate(
+    step: Step, ids: Ids, shoppers: list[tuple[int, str]]
+) -> tuple[Float64Array, list[Event]]:
+    """`shoppers`: (time, user) of the chunk's sampled add-to-cart events; most sign-ups are
+    shoppers creating an account, so sign-ups and purchases share user ids."""
     cols = np.zeros((len(step), 3))
-    events = _signups(step, ids, cols)
+    events = _signups(step, ids, cols, shoppers)
     events += _subscriptions(step, ids, cols)
     events += _nps(step, ids)
     events += _tickets(step, ids)
@@ -85,27 +137,37 @@ def simulate(step: Step, ids: Ids) -> tuple[Float64Array, list[Event]]:
     return columns, events + spend_events
 
 
-def _signups(step: Step, ids: Ids, cols: Float64Array) -> list[Event]:
+def _signups(
+    step: Step, ids: Ids, cols: Float64Array, shoppers: list[tuple[int, str]]
+) -> list[Event]:
     idx, ts = arrivals(step, SIGNUPS_PER_MIN * (1 + 0.4 * step.campaign))
     source = pick(step.rng, len(idx), SOURCE_WEIGHTS)
-    users = step.rng.integers(600_000, 10_000_000, size=len(idx))
+    users = [f"u{u}" for u in step.rng.integers(600_000, 10_000_000, size=len(idx)).tolist()]
+    times = ts.tolist()
+    # Most sign-ups happen in a shop session: that user, at their add-to-cart time.
+    from_shop = step.rng.random(len(idx)) < SIGNUP_FROM_SHOP
+    chosen = step.rng.permutation(len(shoppers))[: int(from_shop.sum())].tolist()
+    for i, k in zip(np.flatnonzero(from_shop).tolist(), chosen, strict=False):
+        times[i], users[i] = shoppers[k]
     np.add.at(cols[:, 0], idx, 1.0)
     return [
-        Event("signup", int(t), f"u{u}", None, {"source": SOURCES[s]}, ids.next())
-        for t, u, s in zip(ts.tolist(), users.tolist(), source.tolist(), strict=True)
+        Event("signup", t, u, None, {"source": SOURCES[s]}, ids.next())
+        for t, u, s in zip(times, users, source.tolist(), strict=True)
     ]
 
 
 def _mrr_change(change: int, plan: int) -> int:
-    """Change in monthly recurring revenue (minor units) for one subscription change."""
+    """Change in monthly recurring revenue (minor units) for one subscription change: an
+    upgrade to `plan` from the plan below, a downgrade from `plan` to the one below (on the
+    top and bottom plans: half the price more or less seats)."""
     price = PLAN_PRICE_MINOR[plan]
     match CHANGES[change]:
         case "new":
             return price
         case "expansion":
-            return price - PLAN_PRICE_MINOR[max(plan - 1, 0)] or price
+            return price - PLAN_PRICE_MINOR[max(plan - 1, 0)] or price // 2
         case "contraction":
-            return price - PLAN_PRICE_MINOR[min(plan + 1, len(PLANS) - 1)] or -price // 2
+            return PLAN_PRICE_MINOR[max(plan - 1, 0)] - price or -price // 2
         case _:
             return -price
 
@@ -113,18 +175,21 @@ def _mrr_change(change: int, plan: int) -> int:
 def _subscriptions(step: Step, ids: Ids, cols: Float64Array) -> list[Event]:
     idx, ts = arrivals(step, SUBSCRIPTION_CHANGES_PER_MIN)
     change = pick(step.rng, len(idx), CHANGE_WEIGHTS)
-    plan = pick(step.rng, len(idx), (0.55, 0.35, 0.1))
-    customers = step.rng.integers(1, 4_000, size=len(idx))
+    churned = change == CHANGES.index("churn")
+    plan = np.where(
+        churned,
+        pick(step.rng, len(idx), CHURN_PLAN_WEIGHTS),
+        pick(step.rng, len(idx), PLAN_WEIGHTS),
+    )
+    # New customers get fresh ids; changes pick an existing-looking one.
+    known = step.rng.integers(1, OPENING_CUSTOMERS + 1, size=len(idx))
+    fresh = step.rng.integers(10_000, 10_000_000, size=len(idx))
+    customers = np.where(change == CHANGES.index("new"), fresh, known)
     events = []
     for i in range(len(idx)):
         mrr = _mrr_change(int(change[i]), int(plan[i]))
         kind = CHANGES[change[i]]
-        props: dict[str, Scalar] = {
-            "plan": PLANS[plan[i]],
-            "change": kind,
-            "mrr": mrr,
-            "currency": "EUR",
-        }
+        props = _subscription_props(int(plan[i]), kind, mrr)
         events.append(
             Event("subscription_changed", int(ts[i]), f"c{customers[i]}", mrr, props, ids.next())
         )

@@ -46,6 +46,8 @@ SHOP_USERS = 400_000
 EXPERIMENT = "checkout_redesign"
 #: The treatment's true relative uplift in the probability to pay.
 TREATMENT_UPLIFT = 1.06
+#: Share of deliveries (one `delivery` event per sampled order) that arrive on time.
+ON_TIME_PERCENT = 93
 
 SOURCES = ("organic", "ads", "email", "social", "direct")
 SOURCE_WEIGHTS = (0.38, 0.27, 0.12, 0.08, 0.15)
@@ -207,4 +209,8 @@ def _session(
     if reach[3]:
         paid: dict[str, Scalar] = {"currency": "EUR", **props}
         out.append(Event("purchase", times[3], entity, value, paid, ids.next()))
+        # The delivery of an earlier order of this user: on time about 93 % of the time.
+        on_time = (user * 7_919 + times[3]) % 100 < ON_TIME_PERCENT
+        delivered: dict[str, Scalar] = {"on_time": "true" if on_time else "false"}
+        out.append(Event("delivery", times[3], entity, None, delivered, ids.next()))
     return out
