@@ -2,12 +2,49 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Protocol
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+#: Seconds one notification took to deliver, retries and their waits included.
+NOTIFY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+ALERT_STATES = ("pending", "firing")
+
+
+class _Stated(Protocol):
+    @property
+    def state(self) -> object: ...
+
+
+class AlertCounts(Collector):
+    """`opsmetrics_alerts{state, source}`, counted from the sources' active alerts at scrape
+    time, so the gauge can never lag behind what /api/v1/alerts shows."""
+
+    def __init__(self, sources: Mapping[str, Callable[[], Sequence[_Stated]]]) -> None:
+        self._sources = dict(sources)
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "opsmetrics_alerts", "Active alerts by state and source", labels=["state", "source"]
+        )
+        for source, active in self._sources.items():
+            counts = dict.fromkeys(ALERT_STATES, 0)
+            for alert in active():
+                state = getattr(alert.state, "value", str(alert.state))
+                if state in counts:
+                    counts[state] += 1
+            for state, n in counts.items():
+                family.add_metric([state, source], n)
+        yield family
 
 
 class Telemetry:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        self._alert_counts: AlertCounts | None = None
         r = self.registry
         self.ingested_samples = Counter(
             "opsmetrics_ingest_samples", "Samples durably stored", ["source"], registry=r
@@ -46,3 +83,44 @@ class Telemetry:
         self.storage_rows = Gauge(
             "opsmetrics_storage_rows", "Rows stored, by data class", ["kind"], registry=r
         )
+        self.notifications = Counter(
+            "opsmetrics_notifications",
+            "Notification deliveries by channel and outcome (delivered, failed, retried: one "
+            "per retry)",
+            ["channel", "outcome"],
+            registry=r,
+        )
+        self.notification_seconds = Histogram(
+            "opsmetrics_notification_seconds",
+            "Time to deliver one notification, retries included",
+            ["channel"],
+            buckets=NOTIFY_BUCKETS,
+            registry=r,
+        )
+        self.rule_evaluation_seconds = Histogram(
+            "opsmetrics_rule_evaluation_seconds",
+            "Time to evaluate one rule group",
+            ["group"],
+            registry=r,
+        )
+        self.rule_evaluation_failures = Counter(
+            "opsmetrics_rule_evaluation_failures",
+            "Rule evaluations that failed, by group",
+            ["group"],
+            registry=r,
+        )
+
+    def notified(self, channel: str, delivered: bool, attempts: int, seconds: float) -> None:
+        """Count one finished delivery of `attempts` attempts."""
+        self.notifications.labels(channel, "delivered" if delivered else "failed").inc()
+        if attempts > 1:
+            self.notifications.labels(channel, "retried").inc(attempts - 1)
+        self.notification_seconds.labels(channel).observe(seconds)
+
+    def watch_alerts(self, **sources: Callable[[], Sequence[_Stated]]) -> None:
+        """Export `opsmetrics_alerts{state, source}` from each source's active alerts; a later
+        call (another app over the same services) replaces the earlier sources."""
+        if self._alert_counts is not None:
+            self.registry.unregister(self._alert_counts)
+        self._alert_counts = AlertCounts(sources)
+        self.registry.register(self._alert_counts)

@@ -5,6 +5,8 @@ rule-file form and its errors, what reaches the hub and the ALERTS series."""
 
 from __future__ import annotations
 
+import math
+import random
 import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
@@ -584,7 +586,10 @@ def test_benchmark_rules_evaluate_over_any_catalog(make: Make) -> None:
     env.clock.set(T0)
     assert mgr.evaluate_all() == 7
     assert [r.last_error for r in mgr.runs] == [""] * 7
-    assert {r.spec.condition for r in mgr.runs} == set(Condition) - {Condition.FORECAST}
+    assert {r.spec.condition for r in mgr.runs} == set(Condition) - {
+        Condition.FORECAST,
+        Condition.ANOMALY,
+    }
 
 
 def test_no_data_on_a_promql_metric_is_absent_with_a_pending_time(make: Make) -> None:
@@ -603,3 +608,147 @@ def test_no_data_without_any_data_waits_for_from_the_start(make: Make) -> None:
     assert "NoOrders/warning" not in env.at(mgr, T0 + HOUR)
     got = env.at(mgr, T0 + 2 * HOUR + MIN)
     assert dict(got["NoOrders/warning"].annotations)["summary"] == "Orders: no data at all"
+
+
+# --- anomaly -----------------------------------------------------------------------------
+ANOMALY = """
+- {name: revenue, title: Revenue, owner: shop, unit: count, direction: higher_is_better,
+   grain: hour, event: {name: sale, agg: sum},
+   alerts: [{name: RevenueUnusual, condition: anomaly},
+            {name: RevenueSpike, condition: anomaly, direction: high, threshold: 4,
+             severity: critical}]}
+"""
+WEEKS5 = 35 * DAY
+
+
+def weekly_sales(hours: int, planted: dict[int, float]) -> list[Event]:
+    """One `sale` per hour from T0 with a daily and a weekly season and ±3 % noise; the hours
+    in `planted` get their factor applied."""
+    rnd = random.Random(7)
+    events = []
+    for h in range(hours):
+        day, hour = divmod(h, 24)
+        level = (
+            1000 * (1.2 + math.sin((hour - 6) / 24 * 2 * math.pi)) * (0.6 if day % 7 >= 5 else 1)
+        )
+        value = level * rnd.uniform(0.97, 1.03) * planted.get(h, 1.0)
+        events.append(Event("sale", T0 + h * HOUR, f"sale-{h}", value))
+    return events
+
+
+def test_anomaly_fires_on_a_planted_dip_and_not_on_normal_data(make: Make) -> None:
+    env = make(ANOMALY, start=T0 + WEEKS5)
+    dip, spike = WEEKS5 // HOUR + 13, WEEKS5 // HOUR + 14  # Monday 13:00 and 14:00 of week 6
+    env.put(weekly_sales(WEEKS5 // HOUR + 16, {dip: 0.4, spike: 1.8}))
+    mgr = env.manager()
+    for hour in range(1, 13):  # five weeks of normal hours: nothing
+        assert env.at(mgr, T0 + WEEKS5 + hour * HOUR + MIN) == {}, hour
+    got = env.at(mgr, T0 + WEEKS5 + 14 * HOUR + MIN)  # judges 13:00–14:00, the dip
+    assert set(got) == {"RevenueUnusual/warning"}  # higher_is_better: alerts on low values
+    alert = got["RevenueUnusual/warning"]
+    assert alert.state is AlertState.FIRING
+    notes = dict(alert.annotations)
+    assert " vs expected " in notes["explanation"]
+    assert notes["explanation"].endswith("for Monday 13:00 UTC")
+    assert notes["summary"].startswith("Revenue is unusually low: ")
+    assert float(notes["score"]) < -5
+    # The spike: the low rule clears (score back below the threshold), the high one fires.
+    got = env.at(mgr, T0 + WEEKS5 + 15 * HOUR + MIN)
+    assert set(got) == {"RevenueSpike/critical"}
+    assert dict(got["RevenueSpike/critical"].annotations)["summary"].startswith(
+        "Revenue is unusually high: "
+    )
+    assert env.at(mgr, T0 + WEEKS5 + 16 * HOUR + MIN) == {}
+
+
+def test_anomaly_direction_both_and_for(make: Make) -> None:
+    kpis = ANOMALY.replace(
+        "[{name: RevenueUnusual, condition: anomaly},",
+        "[{name: RevenueUnusual, condition: anomaly, direction: both, for: 2h},",
+    )
+    env = make(kpis, start=T0 + WEEKS5)
+    base = WEEKS5 // HOUR
+    env.put(weekly_sales(base + 16, {base + 13: 1.8, base + 14: 1.9}))
+    mgr = env.manager()
+    assert env.at(mgr, T0 + WEEKS5 + 13 * HOUR + MIN) == {}
+    got = env.at(mgr, T0 + WEEKS5 + 14 * HOUR + MIN)
+    assert states(got) == {"RevenueUnusual/warning": "pending", "RevenueSpike/critical": "firing"}
+    got = env.at(mgr, T0 + WEEKS5 + 15 * HOUR + MIN)
+    assert states(got)["RevenueUnusual/warning"] == "pending"  # for: 2h not yet
+    got = env.at(mgr, T0 + WEEKS5 + 16 * HOUR + MIN)  # 15:00 is normal again
+    assert got == {}
+
+
+def test_anomaly_without_history_is_silent(make: Make) -> None:
+    env = make(ANOMALY, start=T0 + DAY)
+    env.put(weekly_sales(30, {29: 0.1}))
+    assert env.at(env.manager(), T0 + 30 * HOUR + MIN) == {}
+
+
+@pytest.mark.parametrize(
+    ("rules", "expected"),
+    [
+        (
+            "alerts:\n  a:\n    metric: daily_revenue\n    condition: anomaly\n    threshold: -1\n",
+            "rules/kpi.yaml:5: alerts.a.threshold: ",
+        ),
+        (
+            "alerts:\n  a:\n    metric: daily_revenue\n    condition: anomaly\n"
+            "    direction: sideways\n",
+            "rules/kpi.yaml:5: alerts.a.direction: ",
+        ),
+        (
+            "alerts:\n  a:\n    metric: monthly_churn_rate\n    condition: anomaly\n",
+            "rules/kpi.yaml:2: monthly_churn_rate.a: KPI monthly_churn_rate has grain month",
+        ),
+        (
+            "alerts:\n  a:\n    metric: queue_depth\n    condition: anomaly\n",
+            "rules/kpi.yaml:2: alerts.a: an anomaly condition needs a KPI as `metric`",
+        ),
+        (
+            "alerts:\n  a:\n    metric: daily_revenue\n    condition: value < 5\n"
+            "    threshold: 3\n",
+            "rules/kpi.yaml:2: daily_revenue.a: `threshold` and `direction` are options of the "
+            "anomaly condition only",
+        ),
+    ],
+)
+def test_anomaly_rule_problems_carry_file_and_line(make: Make, rules: str, expected: str) -> None:
+    env = make(SEED_KPIS)
+    config = env.svc.settings.config_dir or Path()
+    (config / "rules").mkdir()
+    (config / "rules" / "kpi.yaml").write_text(rules)
+    problems = validate_config_dir(config)
+    assert any(expected in p for p in problems), problems
+
+
+def test_anomaly_kpi_alert_option_problem_carries_file_and_line(make: Make) -> None:
+    env = make(SEED_KPIS)
+    config = env.svc.settings.config_dir or Path()
+    (config / "kpis" / "more.yaml").write_text(
+        "- name: signups\n  title: Signups\n  owner: growth\n  unit: count\n"
+        "  direction: higher_is_better\n  event: {name: signup}\n"
+        "  alerts:\n    - {name: Odd, condition: anomaly,\n"
+        "       direction: down}\n"
+    )
+    problems = validate_config_dir(config)
+    assert any(
+        "more.yaml:9: signups.alerts[0].direction: 'down' is not one of" in p for p in problems
+    ), problems
+
+
+def test_anomaly_rule_file_form_loads(make: Make) -> None:
+    rules = (
+        "alerts:\n  odd_revenue:\n    metric: daily_revenue\n    condition: anomaly\n"
+        "    threshold: 4.5\n    history: 8w\n    direction: both\n    severity: high\n"
+    )
+    env = make(SEED_KPIS, rules=rules)
+    (spec,) = [
+        s
+        for s in kpi_alert_rules(env.svc.catalog, env.svc.settings.config_dir)
+        if s.condition is Condition.ANOMALY
+    ]
+    assert (spec.kpi, spec.score_threshold, spec.history_ms) == ("daily_revenue", 4.5, 56 * DAY)
+    assert spec.direction is not None and spec.direction.value == "both"
+    assert spec.interval_ms == HOUR  # complete periods: at most hourly
+    assert spec.source.endswith("rules/kpi.yaml:2")

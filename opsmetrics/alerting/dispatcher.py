@@ -27,6 +27,7 @@ from opsmetrics.catalog.notify import NotifyConfig, RouteSpec
 from opsmetrics.clock import Clock
 from opsmetrics.storage.alert_records import NotificationRecord
 from opsmetrics.storage.base import Storage
+from opsmetrics.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
 #: A firing alert its producer stopped re-sending for this long is taken as resolved.
@@ -49,6 +50,7 @@ class Dispatcher:
         notifiers: dict[str, Notifier] | None = None,
         retry: RetryPolicy | None = None,
         source: AlertSource | None = None,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self.config = config
         self._storage = storage
@@ -60,7 +62,7 @@ class Dispatcher:
             name: dataclasses.replace(retry or RetryPolicy(), max_retries=ch.max_retries)
             for name, ch in config.channels.items()
         }
-        self._outbox = Outbox(storage, clock, self._notifiers, policies)
+        self._outbox = Outbox(storage, clock, self._notifiers, policies, telemetry=telemetry)
         self.quieting = Quieting(storage, config.inhibit_rules)
         self._alerts: dict[str, Alert] = {}
         self._seen_ms: dict[str, int] = {}

@@ -43,6 +43,7 @@ from opsmetrics.model import (
     is_stale,
 )
 from opsmetrics.storage.base import Storage
+from opsmetrics.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
 SOURCE = "rules"
@@ -130,8 +131,10 @@ class RuleManager:
         evaluator: Evaluator | None = None,
         hub: AlertHub | None = None,
         outage_tolerance_ms: int = DEFAULT_OUTAGE_TOLERANCE_MS,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self._storage = storage
+        self._telemetry = telemetry
         self._ingestor = ingestor
         self._clock = clock
         self._evaluate = evaluator or default_evaluator()
@@ -197,7 +200,17 @@ class RuleManager:
             statuses.append(self._evaluate_rule(run, i, rule_status, at_ms))
         run.restored = True
         run.status = GroupStatus(run.group, tuple(statuses), at_ms, time.perf_counter() - started)
+        self._count(run.status)
         self._send(run, at_ms)
+
+    def _count(self, status: GroupStatus) -> None:
+        if self._telemetry is None:
+            return
+        name = status.group.name
+        self._telemetry.rule_evaluation_seconds.labels(name).observe(status.evaluation_s)
+        failed = sum(1 for r in status.rules if r.last_error)
+        if failed:
+            self._telemetry.rule_evaluation_failures.labels(name).inc(failed)
 
     def _send(self, run: _GroupRun, at_ms: int) -> None:
         if self._hub is None:

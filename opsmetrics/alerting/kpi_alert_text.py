@@ -73,6 +73,8 @@ def alert_annotations(
     out["value"] = value
     if spec.condition is Condition.FORECAST:
         return out | _forecast(spec, kpi, r, v, what, value)
+    if spec.condition is Condition.ANOMALY:
+        return out | _anomaly(r, v, what, value)
     if spec.condition is Condition.CHANGE:
         change = "–" if r.change is None else f"{r.change * 100:+.1f} %"
         limit = "–" if v.limit is None else f"{v.limit * 100:+.1f} %"
@@ -113,6 +115,26 @@ def _forecast(
         "description": (
             f"{what} is {value} now; its forecast over the next {horizon} reaches "
             f"{format_value(v.measure, kpi)} against the line at {limit}."
+        ),
+    }
+
+
+def _anomaly(r: Reading, v: Verdict, what: str, value: str) -> dict[str, str]:
+    """The detector's explanation, e.g. `1,240 vs expected 1,900–2,300 for Tuesday 14:00 UTC`."""
+    if r.score is None:
+        return {"summary": f"{what}: no anomaly verdict", "description": r.explanation}
+    score = f"{r.score:+.1f}"
+    unusual = "unusually low" if r.score < 0 else "unusually high"
+    return {
+        "score": score,
+        "threshold": f"{v.limit:g}" if v.limit is not None else "–",
+        "explanation": r.explanation,
+        "summary": f"{what} is {unusual}: {r.explanation}",
+        "description": (
+            f"{what} is {value} in its last complete period: {r.explanation} "
+            f"(anomaly score {score}, threshold {v.limit:g})."
+            if v.limit is not None
+            else f"{what} is {value}: {r.explanation}."
         ),
     }
 

@@ -9,11 +9,13 @@ rather than calendar buckets, so windows slide with the clock.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from opsmetrics.alerting.evaluator import vector_rows
+from opsmetrics.alerting.kpi_anomaly import anomaly_direction, directed, kpi_anomaly
 from opsmetrics.alerting.kpi_forecast import Outlook, kpi_outlook
+from opsmetrics.analysis.anomalies import DEFAULT_THRESHOLD
 from opsmetrics.catalog.kpi_alerts import Baseline, Condition, KpiAlertSpec
 from opsmetrics.catalog.kpi_expr import Binary, Expr, Name, Negate, Number
 from opsmetrics.catalog.kpi_model import (
@@ -65,6 +67,8 @@ class Reading:
     age_ms: int | None = None  # no_data: now - newest input (None: never any)
     never: bool = False  # no_data: there never was input; age_ms counts from `since_ms`
     outlook: Outlook | None = None  # forecast: the mean of each future period
+    score: float | None = None  # anomaly: robust z of the last complete period (None: no baseline)
+    explanation: str = ""  # anomaly: the detector's words ("1,240 vs expected 1,900–2,300 …")
 
     @property
     def change(self) -> float | None:
@@ -115,6 +119,10 @@ def read(
     if spec.condition is Condition.FORECAST:
         last, outlook = kpi_outlook(ctx, kpi, spec, GRAIN_MS[kpi.grain])
         return {(): Reading(last, volume=volume, gate_open=gate, outlook=outlook)}
+    if spec.condition is Condition.ANOMALY:
+        got = kpi_anomaly(ctx, kpi, spec, GRAIN_MS[kpi.grain])
+        scored = Reading(got.value, volume=volume, gate_open=gate, score=got.score)
+        return {(): replace(scored, explanation=got.explanation)}
     value = kpi_window_value(ctx, kpi.formula, now_ms - width, now_ms, kpi.name)
     baseline = None
     if spec.condition is Condition.CHANGE:
@@ -252,6 +260,8 @@ def judge(spec: KpiAlertSpec, kpi: KpiDefinition | None, r: Reading, now_ms: int
         return Verdict(severity if stale else None, not stale, not stale, r.age_ms, limit)
     if spec.condition is Condition.FORECAST:
         return _judge_forecast(spec, kpi, r, now_ms)
+    if spec.condition is Condition.ANOMALY:
+        return _judge_anomaly(spec, kpi, r)
     measure = r.change if spec.condition is Condition.CHANGE else r.value
     if spec.op is not None and spec.limit is not None:
         return _against(measure, spec.op, [(spec.severity or "warning", spec.limit)], spec)
@@ -279,6 +289,16 @@ def _judge_forecast(
     if spec.severity is not None:
         lines = [(spec.severity, limit) for _, limit in lines]
     return _against(worst_m, op, lines, spec)
+
+
+def _judge_anomaly(spec: KpiAlertSpec, kpi: KpiDefinition | None, r: Reading) -> Verdict:
+    """The score in the rule's direction against `threshold`; it clears below the threshold
+    by the clear margin (hysteresis)."""
+    if r.score is None:
+        return Verdict(None, ok=False, cleared=False)
+    measure = directed(r.score, anomaly_direction(spec, kpi))
+    threshold = spec.score_threshold or DEFAULT_THRESHOLD
+    return _against(measure, ">", [(spec.severity or "warning", threshold)], spec)
 
 
 def _kpi_lines(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
@@ -18,6 +19,7 @@ from opsmetrics.alerting.notifiers.base import Batch, Notifier
 from opsmetrics.clock import Clock
 from opsmetrics.storage.alert_records import NotificationOutcome, NotificationRecord
 from opsmetrics.storage.base import Storage
+from opsmetrics.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +32,10 @@ class Outbox:
         notifiers: dict[str, Notifier],
         policies: dict[str, RetryPolicy],
         workers: int = 8,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self._storage = storage
+        self._telemetry = telemetry
         self._clock = clock
         self._notifiers = notifiers
         self._policies = policies
@@ -108,8 +112,12 @@ class Outbox:
 
     def _run(self, id: str, batch: Batch) -> None:
         policy = self._policies.get(batch.receiver, RetryPolicy())
+        started = time.perf_counter()
         delivered: Outcome = deliver(self._notifiers[batch.receiver], batch, policy)
         result, status, attempts = delivered.result, delivered.status, delivered.attempts
+        if self._telemetry is not None:
+            took = time.perf_counter() - started
+            self._telemetry.notified(batch.receiver, result.ok, attempts, took)
         if not result.ok:
             log.warning("notification to %s failed: %s", batch.receiver, result.detail)
         outcome = NotificationOutcome(

@@ -15,7 +15,7 @@ from opsmetrics.catalog.kpi_alerts import (
     is_alert_file,
     spec_from_seed,
 )
-from opsmetrics.catalog.kpi_model import Direction, KpiDefinition
+from opsmetrics.catalog.kpi_model import Direction, Grain, KpiDefinition
 from opsmetrics.catalog.kpis import Catalog
 from opsmetrics.catalog.rules import rule_files
 from opsmetrics.catalog.yamlfile import parse_model
@@ -72,7 +72,31 @@ def _semantic_problems(catalog: Catalog, specs: list[KpiAlertSpec]) -> Iterator[
 _LINES = (Condition.THRESHOLD, Condition.FORECAST)
 
 
+#: Grains with a seasonal baseline (hour-of-day × day-of-week, weekday, previous weeks).
+_SEASONAL = (Grain.HOUR, Grain.DAY, Grain.WEEK)
+
+
+def _anomaly_problem(spec: KpiAlertSpec, kpi: KpiDefinition | None) -> str | None:
+    if spec.condition is not Condition.ANOMALY:
+        if spec.score_threshold is not None or spec.direction is not None:
+            return "`threshold` and `direction` are options of the anomaly condition only"
+        return None
+    if kpi is None:
+        return "an anomaly condition needs a KPI as `metric`"
+    if kpi.grain not in _SEASONAL:
+        return (
+            f"KPI {kpi.name} has grain {kpi.grain.value}; the anomaly condition needs an "
+            "hour, day or week grain (a seasonal baseline)"
+        )
+    if spec.limit is not None:
+        return "an anomaly condition takes `threshold` (a score), not `above`/`below`"
+    return None
+
+
 def _problem(spec: KpiAlertSpec, kpi: KpiDefinition | None) -> str | None:
+    anomaly = _anomaly_problem(spec, kpi)
+    if anomaly is not None or spec.condition is Condition.ANOMALY:
+        return anomaly
     if spec.condition is Condition.CHANGE and spec.limit is None:
         return "a change condition needs `below` (e.g. -20%) or `above` (e.g. 50%)"
     if spec.condition is Condition.FORECAST and (spec.horizon_ms is None or kpi is None):

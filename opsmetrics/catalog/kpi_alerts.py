@@ -41,6 +41,13 @@ class Condition(enum.Enum):
     CHANGE = "change"  # relative change vs a baseline past `above`/`below`
     NO_DATA = "no_data"  # no new input for `for`
     FORECAST = "forecast"  # the forecast crosses the thresholds within `horizon`
+    ANOMALY = "anomaly"  # the last complete period is far outside its seasonal baseline
+
+
+class AnomalyDirection(enum.Enum):
+    BOTH = "both"  # unusually high or low
+    LOW = "low"  # unusually low only
+    HIGH = "high"  # unusually high only
 
 
 _CONDITIONS = [c.value for c in Condition]
@@ -151,6 +158,8 @@ class _Rule(_Common):
     severity_from_thresholds: bool | None = None
     horizon: DurationMs | None = None
     history: DurationMs | None = None
+    threshold: Number | None = Field(default=None, gt=0)  # anomaly: the score
+    direction: AnomalyDirection | None = None  # anomaly: None → by the KPI's direction
 
 
 class KpiAlertModel(_Rule):
@@ -180,7 +189,8 @@ class SeedAlertModel(_Rule):
         if value not in _CONDITIONS and not _SEED_CONDITION.fullmatch(value):
             raise ValueError(
                 f"{value!r} is not a condition; write `value > 5`, `value < 2%`, "
-                "`percentage_change < -10` or one of threshold, change, no_data"
+                "`percentage_change < -10` or one of threshold, change, no_data, forecast, "
+                "anomaly"
             )
         return value
 
@@ -221,7 +231,9 @@ class KpiAlertSpec:
     weeks: int = 4
     window_ms: int | None = None  # None: the KPI's grain
     horizon_ms: int | None = None  # forecast: how far ahead
-    history_ms: int | None = None  # forecast: how much history to fit (None: by grain)
+    history_ms: int | None = None  # forecast/anomaly: how much history (None: by grain)
+    score_threshold: float | None = None  # anomaly: |score| to flag (None: the detector's)
+    direction: AnomalyDirection | None = None  # anomaly: None → by the KPI's direction
     for_ms: int = 0
     interval_ms: int = DEFAULT_INTERVAL_MS
     severity: str | None = None  # None: from the KPI's thresholds (threshold) or "warning"
@@ -272,14 +284,18 @@ def _spec(
         severity=severity,
         horizon_ms=model.horizon,
         history_ms=model.history,
+        score_threshold=model.threshold,
+        direction=model.direction,
         **_common(model, window),
         interval_ms=model.interval or _default_interval(condition),
     )
 
 
 def _default_interval(condition: Condition) -> int:
-    """Forecasts refit a model: once an hour unless `interval` says otherwise."""
-    return FORECAST_INTERVAL_MS if condition is Condition.FORECAST else DEFAULT_INTERVAL_MS
+    """Forecasts refit a model and anomalies judge complete periods (an hour at the finest
+    grain): once an hour unless `interval` says otherwise."""
+    hourly = condition in (Condition.FORECAST, Condition.ANOMALY)
+    return FORECAST_INTERVAL_MS if hourly else DEFAULT_INTERVAL_MS
 
 
 def _explicit_limit(
@@ -334,6 +350,8 @@ def spec_from_seed(name: str, model: SeedAlertModel, source: str, kpis: set[str]
         op="<" if op.startswith("<") else ">",
         limit=limit,
         severity=model.severity or "warning",
+        score_threshold=model.threshold,  # checked: anomaly options only
+        direction=model.direction,
         **_common(model, window),
         interval_ms=model.interval or DEFAULT_INTERVAL_MS,
     )

@@ -50,6 +50,7 @@ def create_app(services: Services) -> FastAPI:
         services.clock,
         hub=alert_hub,
         outage_tolerance_ms=services.settings.alert_outage_tolerance_ms,
+        telemetry=services.telemetry,
     )
     alert_hub.add_source(rule_manager)
     kpi_alerts = KpiAlertManager(
@@ -62,6 +63,7 @@ def create_app(services: Services) -> FastAPI:
         outage_tolerance_ms=services.settings.alert_outage_tolerance_ms,
     )
     alert_hub.add_source(kpi_alerts)
+    services.telemetry.watch_alerts(rule=rule_manager.active_alerts, kpi=kpi_alerts.active_alerts)
     dispatcher = alerts.make_dispatcher(services, alert_hub)
 
     @contextlib.asynccontextmanager

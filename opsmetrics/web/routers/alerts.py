@@ -47,6 +47,7 @@ def make_dispatcher(svc: Services, hub: AlertHub) -> Dispatcher:
         svc.clock,
         external_url=external,
         source=hub,
+        telemetry=svc.telemetry,
     )
     hub.add_sink(dispatcher)
     return dispatcher
