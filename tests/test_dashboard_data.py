@@ -68,7 +68,8 @@ sections:
       - {type: bar, id: bar, query: 'load_avg', legend: '{{host}}'}
       - {type: bar, id: kbar, kpi: orders, by: country}
       - {type: scatter, id: scatter, x: {query: 'max(load_avg)'}, y: {query: 'max(twice)'}}
-      - {type: scatter, id: scatter2h, step: 2h, x: {query: 'max(load_avg)'}, y: {query: 'max(twice)'}}
+      - {type: scatter, id: scatter2h, step: 2h,
+         x: {query: 'max(load_avg)'}, y: {query: 'max(twice)'}}
       - {type: alert_list, id: alerts, match: {severity: critical}}
       - {type: text, id: text, markdown: "**Hi** <script>alert(1)</script>"}
       - {type: experiment, id: exp, experiment: button}

@@ -42,7 +42,7 @@ DASHBOARDS = ["executive", "operations", "engineering"]
 #: Page → the least number of chart canvases it must draw.
 PAGES = {
     "/": 5,
-    "/kpis/orders": 2,  # values chart + breakdown by dimension
+    "/kpis/signups": 2,  # values chart + breakdown by dimension
     "/kpis/checkout_conversion_rate": 1,
     "/alerts": 0,
     "/explore?query=sum%20by%20(service)%20(rate(http_requests_total%5B5m%5D))": 1,
