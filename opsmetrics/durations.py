@@ -78,3 +78,14 @@ def parse_time_ms(text: str, *, field: str = "time") -> int:
     if parsed.tzinfo is None:
         raise BadDataError(f"{field}: {text!r} has no time zone; add Z or an offset")
     return round(parsed.timestamp() * 1000)
+
+
+def config_duration_ms(value: object, examples: str) -> int:
+    """A duration written in a config file (`5m`, `1h30m`, or a number of seconds), for
+    pydantic validators: a ValueError names the problem and shows `examples` of good values."""
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise ValueError(f"expected a duration such as {examples}")
+    try:
+        return parse_duration_ms(str(value))
+    except BadDataError:
+        raise ValueError(f"{value!r} is not a duration; use e.g. {examples}") from None

@@ -24,8 +24,8 @@ from pydantic import (
 
 from opsmetrics.alerting.timewindows import TimeInterval, parse_time_interval
 from opsmetrics.catalog.yamlfile import read_yaml
-from opsmetrics.durations import parse_duration_ms
-from opsmetrics.errors import BadDataError, ConfigError
+from opsmetrics.durations import config_duration_ms
+from opsmetrics.errors import ConfigError
 
 DEFAULT_INTERVAL_MS = 60_000
 FORECAST_INTERVAL_MS = 3_600_000
@@ -60,12 +60,7 @@ class Baseline(enum.Enum):
 
 
 def _duration(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
-        raise ValueError("expected a duration such as 5m, 1h or 1d")
-    try:
-        return parse_duration_ms(str(value))
-    except BadDataError:
-        raise ValueError(f"{value!r} is not a duration; use e.g. 5m, 1h or 1d") from None
+    return config_duration_ms(value, "5m, 1h or 1d")
 
 
 def _number(value: object) -> object:

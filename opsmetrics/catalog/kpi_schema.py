@@ -35,8 +35,7 @@ from opsmetrics.catalog.kpi_model import (
     Unit,
 )
 from opsmetrics.catalog.kpi_sql import SqlRefusedError, check_read_only
-from opsmetrics.durations import parse_duration_ms
-from opsmetrics.errors import BadDataError
+from opsmetrics.durations import config_duration_ms
 
 NAME_PATTERN = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 _FIELD = re.compile(r"value|entity|props\.[^\s.][^\s]*")
@@ -61,12 +60,7 @@ def _dimension(value: object) -> object:
 
 
 def _duration(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
-        raise ValueError("expected a duration such as 30m, 1d or 4w")
-    try:
-        ms = parse_duration_ms(str(value))
-    except BadDataError:
-        raise ValueError(f"{value!r} is not a duration; use e.g. 30m, 1d or 4w") from None
+    ms = config_duration_ms(value, "30m, 1d or 4w")
     if ms <= 0:
         raise ValueError("must be longer than 0")
     return ms

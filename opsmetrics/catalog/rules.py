@@ -30,8 +30,8 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_valida
 
 from opsmetrics.catalog.kpi_alerts import is_alert_file
 from opsmetrics.catalog.yamlfile import LinePath, parse_model, problem
-from opsmetrics.durations import parse_duration_ms
-from opsmetrics.errors import BadDataError, ConfigError
+from opsmetrics.durations import config_duration_ms
+from opsmetrics.errors import ConfigError
 
 RULES_DIR = "rules"
 DEFAULT_INTERVAL_MS = 60_000
@@ -40,12 +40,7 @@ _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 
 
 def _duration(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
-        raise ValueError("expected a duration such as 30s, 1m or 1h30m")
-    try:
-        return parse_duration_ms(str(value))
-    except BadDataError:
-        raise ValueError(f"{value!r} is not a duration; use e.g. 30s, 1m or 1h30m") from None
+    return config_duration_ms(value, "30s, 1m or 1h30m")
 
 
 def _label_map(value: object) -> object:

@@ -12,20 +12,15 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from opsmetrics.catalog.yamlfile import LinePath, parse_model, problem
-from opsmetrics.durations import parse_duration_ms
-from opsmetrics.errors import BadDataError, ConfigError
+from opsmetrics.durations import config_duration_ms
+from opsmetrics.errors import ConfigError
 
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 _TARGET = re.compile(r"(?:[^/\s:@?#\[\]]+|\[[0-9a-fA-F:.]+\])(?::\d{1,5})?")
 
 
 def _duration(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
-        raise ValueError("expected a duration such as 15s, 1m or 1h30m")
-    try:
-        ms = parse_duration_ms(str(value))
-    except BadDataError:
-        raise ValueError(f"{value!r} is not a duration; use e.g. 15s, 1m or 1h30m") from None
+    ms = config_duration_ms(value, "15s, 1m or 1h30m")
     if ms <= 0:
         raise ValueError("must be longer than 0s")
     return ms
