@@ -22,6 +22,8 @@ from opsmetrics.demo.incidents import plan_story
 from opsmetrics.demo.runner import MARKER_ID, DemoRunner, LoadResult, attach_demo, load_history
 from opsmetrics.demo.seasonality import daily_factor, weekly_factor
 from opsmetrics.model import Annotation, Event, Labels, Matcher, MatchOp, SampleRows
+from opsmetrics.query.promql.engine import evaluate_range
+from opsmetrics.query.promql.values import InstantVector
 from opsmetrics.services import Services, open_services
 from opsmetrics.settings import Limits, Settings
 from tests.server import free_port
@@ -143,6 +145,10 @@ def test_histogram_buckets_are_cumulative_and_inf_equals_count(loaded: Loaded) -
         assert np.all(np.diff(stacked, axis=0) >= 0), key
         assert buckets[-1][0] == float("inf")
         np.testing.assert_array_equal(buckets[-1][1], counts[key])
+        # The top finite bucket (10 s) keeps up with +Inf step by step, except when a real
+        # tail passes it, so quantiles read latencies and not the bucket bound.
+        same = np.diff(stacked[-2]) == np.diff(stacked[-1])
+        assert same.mean() > 0.9, (key, same.mean())
 
 
 def _increase_by_hour(rows: SampleRows) -> dict[int, float]:
@@ -248,6 +254,27 @@ def _checkout_error_share(
                 total += inc
                 errors += inc if labels["code"].startswith("5") else 0.0
     return errors / total
+
+
+def test_checkout_p99_stays_inside_the_finite_buckets_outside_incidents(loaded: Loaded) -> None:
+    """The top finite bucket keeps up with +Inf, so p99 reads a latency, not the bucket bound
+    (rounding buckets per step; flooring left the 10 s bucket short and p99 read 10 s)."""
+    expr = (
+        "histogram_quantile(0.99, sum by (le) "
+        '(rate(http_request_duration_seconds_bucket{service="checkout"}[30m])))'
+    )
+    step = 30 * 60_000
+    start = NOW - DAYS * DAY + HOUR
+    value = evaluate_range(loaded.services.storage, expr, start, NOW, step)
+    assert isinstance(value, InstantVector) and len(value.labels) == 1
+    incidents = _incidents(loaded.services)
+    times = start + np.arange(value.values.shape[1]) * step
+    calm = [all(a.ts > t or (a.end or a.ts) <= t - step for a in incidents) for t in times]
+    quiet = np.array(calm) & value.present[0]
+    p99 = value.values[0][quiet]
+    assert quiet.sum() > 50
+    assert np.all(p99 < 2.5), p99.max()
+    assert np.median(p99) > 0.3  # a real tail above the ~0.2 s median
 
 
 def test_incidents_raise_checkout_errors_and_are_annotated(loaded: Loaded) -> None:

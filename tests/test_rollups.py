@@ -184,7 +184,7 @@ def test_partitions_compacted_before_rollups_existed_are_backfilled(tmp_path: Pa
     store.close()
     # The state migration 3 leaves in a data directory compacted by an older version.
     con = duckdb.connect(str(tmp_path / "data" / "opsmetrics.duckdb"))
-    con.execute("DELETE FROM rollups; DELETE FROM rollup_spans")
+    con.execute("DELETE FROM rollups_300s; DELETE FROM rollups_3600s; DELETE FROM rollup_spans")
     con.execute("INSERT INTO rollup_backlog SELECT start_ms, end_ms FROM partitions")
     con.close()
     again = DuckDBStorage(tmp_path / "data", now_ms=T0 + 5 * HOUR, partition_ms=HOUR)
@@ -193,3 +193,30 @@ def test_partitions_compacted_before_rollups_existed_are_backfilled(tmp_path: Pa
     for sid, series in raw.items():
         assert actual(again, sid, HOUR) == expected(series, HOUR)
     again.close()
+
+
+def test_migration_9_moves_single_table_rollups_into_one_table_per_width(tmp_path: Path) -> None:
+    store = DuckDBStorage(tmp_path / "data", now_ms=T0, partition_ms=HOUR)
+    raw = write_data(store, hours=3)
+    store.compact(T0 + 5 * HOUR)
+    store.close()
+    # Put the data directory back in migration 8's shape: both widths in one `rollups` table.
+    con = duckdb.connect(str(tmp_path / "data" / "opsmetrics.duckdb"))
+    con.execute(
+        "CREATE TABLE rollups AS "
+        "SELECT 300000::BIGINT AS width_ms, * FROM rollups_300s UNION ALL "
+        "SELECT 3600000::BIGINT AS width_ms, * FROM rollups_3600s"
+    )
+    con.execute("DROP TABLE rollups_300s; DROP TABLE rollups_3600s")
+    con.execute("DELETE FROM schema_migrations WHERE version = 9")
+    con.close()
+    again = DuckDBStorage(tmp_path / "data", now_ms=T0 + 5 * HOUR, partition_ms=HOUR)
+    for width in ROLLUP_WIDTHS_MS:
+        for sid, series in raw.items():
+            assert actual(again, sid, width) == expected(series, width)
+    again.close()
+    con = duckdb.connect(str(tmp_path / "data" / "opsmetrics.duckdb"))
+    names = {row[0] for row in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+    con.close()
+    assert "rollups" not in names
+    assert {"rollups_300s", "rollups_3600s"} <= names

@@ -6,6 +6,7 @@ Columns come out in the order of `series()`: increments for counters, levels for
 from __future__ import annotations
 
 import numpy as np
+from scipy.special import ndtr
 
 from opsmetrics.demo.context import SeriesSpec, Step
 from opsmetrics.demo.incidents import INCIDENT_ERROR_RATE, INCIDENT_LATENCY_FACTOR
@@ -113,9 +114,10 @@ def _histograms(step: Step, eps: list[Endpoint], counts: Float64Array) -> Float6
     hit = step.incident[:, None] & _is_checkout(eps)[None, :]
     mu = np.log(np.where(hit, median * INCIDENT_LATENCY_FACTOR, median))
     z = (np.log(np.array(BUCKETS))[None, None, :] - mu[:, :, None]) / LATENCY_SIGMA
-    # The logistic approximation of the normal CDF is monotone in z, so buckets stay cumulative.
-    cdf = 1.0 / (1.0 + np.exp(-1.702 * z))
-    buckets = np.floor(counts[:, :, None] * cdf)
+    # Rounding a monotone CDF keeps the buckets cumulative, and the last finite bucket reaches
+    # the +Inf count whenever the tail above it is under half a request (flooring would leave
+    # it one short every step, and quantiles would read that bucket's bound).
+    buckets = np.round(counts[:, :, None] * ndtr(z))
     mean = np.exp(mu + LATENCY_SIGMA**2 / 2)
     total = counts * mean * step.rng.lognormal(0.0, 0.03, size=counts.shape)
     parts = [buckets, counts[:, :, None], total[:, :, None], counts[:, :, None]]

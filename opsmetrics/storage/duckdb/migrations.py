@@ -11,6 +11,14 @@ from opsmetrics.errors import StorageUnavailableError
 from opsmetrics.storage.duckdb.alert_store import ALERT_TABLES
 from opsmetrics.storage.duckdb.sql import scalar
 
+#: Migration 7's rollup columns without width_ms (migration 9 has a table per width).
+_ROLLUP_COLUMNS = (
+    "series_id UINTEGER NOT NULL, bidx BIGINT NOT NULL, min_v DOUBLE, max_v DOUBLE, "
+    "sum_v DOUBLE NOT NULL, n INTEGER NOT NULL, first_v DOUBLE NOT NULL, "
+    "first_dt INTEGER NOT NULL, last_v DOUBLE NOT NULL, last_dt INTEGER NOT NULL, inc DOUBLE, "
+    "nonfinite INTEGER NOT NULL"
+)
+
 MIGRATIONS: list[tuple[int, str]] = [
     (
         1,
@@ -198,6 +206,21 @@ MIGRATIONS: list[tuple[int, str]] = [
     ),
     # Notification log, silences and acknowledgements (storage/duckdb/alert_store.py).
     (8, ALERT_TABLES),
+    (
+        9,
+        f"""
+        -- One rollup table per width (storage/duckdb/rollups.py `table`), with the columns of
+        -- migration 7 but width_ms: in one table the two widths' bucket indexes shared row
+        -- groups, so no scan could skip a row group by time. Rows are kept, in time order.
+        CREATE TABLE rollups_300s ({_ROLLUP_COLUMNS});
+        CREATE TABLE rollups_3600s ({_ROLLUP_COLUMNS});
+        INSERT INTO rollups_300s SELECT * EXCLUDE (width_ms)
+            FROM rollups WHERE width_ms = 300000 ORDER BY bidx, series_id;
+        INSERT INTO rollups_3600s SELECT * EXCLUDE (width_ms)
+            FROM rollups WHERE width_ms = 3600000 ORDER BY bidx, series_id;
+        DROP TABLE rollups;
+        """,
+    ),
 ]
 
 

@@ -13,8 +13,11 @@ Only finite samples are aggregated. Stale markers are ignored; other NaNs and ±
 in `nonfinite` (a bucket with only such samples has a row with n = 0) so that queries can fall
 back to the raw samples, which give them PromQL's special-value semantics. Rollups are rebuilt
 in the same transaction that compacts a partition, so a crash leaves either the old partition
-and its old rollups or the new ones. The table is written sorted by (width, series, bucket) per
-partition, which DuckDB compresses and range-scans well.
+and its old rollups or the new ones. Each width has its own table (`table(width)`, migration 9),
+written partition after partition and sorted by (series, bucket) inside one: a table's row groups
+then cover few days each, so DuckDB's min/max zone maps skip every row group outside a query's
+time range (in one table of both widths, 1-hour and 5-minute bucket indexes shared row groups
+and no scan could skip any).
 
 The stored shape is smaller than `RollupRows` (migration 7): the bucket as its index
 `bucket / width` (it falls back at each series change by one partition's buckets, not by a day of
@@ -38,6 +41,13 @@ from opsmetrics.storage.duckdb import partitions as parts
 _MAX_SID = 2**32 - 1
 
 
+def table(width_ms: int) -> str:
+    """The table holding one width's buckets: `rollups_300s`, `rollups_3600s`."""
+    if width_ms not in ROLLUP_WIDTHS_MS:
+        raise ValueError(f"no rollups of width {width_ms} ms; widths are {ROLLUP_WIDTHS_MS}")
+    return f"rollups_{width_ms // 1000}s"
+
+
 def _unless_same(column: str, same_as: str) -> str:
     """NULL when `column` equals `same_as` exactly: finite and non-zero, so the bits agree."""
     return (
@@ -50,7 +60,7 @@ def _encoded_sql(width_ms: int) -> str:
     """The stored columns, in table order, from the aggregates (min_v, …, nonfinite) of a bucket."""
     w = int(width_ms)
     return (
-        f"{w}, series_id, bucket // {w}, {_unless_same('min_v', 'first_v')}, "
+        f"series_id, bucket // {w}, {_unless_same('min_v', 'first_v')}, "
         f"{_unless_same('max_v', 'last_v')}, sum_v, n, first_v, "
         "CASE WHEN n = 0 THEN 0 ELSE first_ts - bucket END, last_v, "
         "CASE WHEN n = 0 THEN 0 ELSE last_ts - bucket END, "
@@ -100,7 +110,7 @@ def _insert_sql(width_ms: int, lo: int, hi: int, source: str) -> str:
     interpolated is an integer we computed, or SQL we built)."""
     nan = "'NaN'::DOUBLE"
     return (
-        f"INSERT INTO rollups WITH live AS (SELECT series_id, ts, value, nan_bits, "
+        f"INSERT INTO {table(width_ms)} WITH live AS (SELECT series_id, ts, value, nan_bits, "
         f"{_bucket_sql(width_ms)} AS bucket FROM ({source}) "
         f"WHERE ts > {int(lo)} AND ts <= {int(hi)}), "
         f"agg AS (SELECT series_id, bucket, coalesce(min_v, {nan}) AS min_v, "
@@ -125,8 +135,8 @@ def rebuild(cur: duckdb.DuckDBPyConnection, start_ms: int, end_ms: int, now_ms: 
         lo = (start_ms - 1) // width * width  # start of the bucket holding ts = start
         hi = (end_ms - 2) // width * width + width  # end of the bucket holding ts = end - 1
         cur.execute(
-            "DELETE FROM rollups WHERE width_ms = ? AND bidx >= ? AND bidx < ?",
-            [width, lo // width, hi // width],
+            f"DELETE FROM {table(width)} WHERE bidx >= ? AND bidx < ?",
+            [lo // width, hi // width],
         )
         source = parts.range_source(cur, 0, _MAX_SID, lo + 1, hi)
         cur.execute(_insert_sql(width, lo, hi, source))
@@ -142,11 +152,15 @@ def backlog(cur: duckdb.DuckDBPyConnection) -> list[tuple[int, int]]:
 
 def drop_expired(cur: duckdb.DuckDBPyConnection, cutoff_ms: int) -> int:
     """Delete buckets that end at or before the cutoff; returns how many rows went."""
-    expired = "DELETE FROM rollups WHERE (bidx + 1) * width_ms <= ?"
-    rows = cur.execute(expired, [cutoff_ms]).fetchall()
+    dropped = 0
+    for width in ROLLUP_WIDTHS_MS:
+        # (bidx + 1) * width <= cutoff, as a bound on bidx so zone maps can skip row groups
+        expired = f"DELETE FROM {table(width)} WHERE bidx <= ?"
+        rows = cur.execute(expired, [cutoff_ms // width - 1]).fetchall()
+        dropped += int(rows[0][0]) if rows else 0
     cur.execute("DELETE FROM rollup_spans WHERE end_ms <= ?", [cutoff_ms])
     cur.execute("DELETE FROM rollup_backlog WHERE end_ms <= ?", [cutoff_ms])
-    return int(rows[0][0]) if rows else 0
+    return dropped
 
 
 def read(
@@ -157,18 +171,17 @@ def read(
     width_ms: int,
 ) -> RollupRows:
     """Buckets of `width_ms` whose start is in [start, end], sorted by (series, bucket)."""
-    if width_ms not in ROLLUP_WIDTHS_MS:
-        raise ValueError(f"no rollups of width {width_ms} ms; widths are {ROLLUP_WIDTHS_MS}")
+    source = table(width_ms)
     ids = np.unique(np.asarray(series_ids, dtype=np.int64))
     if not len(ids):
         return RollupRows.empty()
     cur.register("wanted_rollups", {"sid": ids.astype(np.uint32)})
     try:
         got = cur.execute(
-            f"SELECT {_decoded_sql(width_ms)} FROM rollups "
-            "WHERE width_ms = ? AND bidx >= ? AND bidx <= ? "
+            f"SELECT {_decoded_sql(width_ms)} FROM {source} "
+            "WHERE bidx >= ? AND bidx <= ? "
             "AND series_id IN (SELECT sid FROM wanted_rollups) ORDER BY series_id, bidx",
-            [width_ms, -(-start_ms // width_ms), end_ms // width_ms],
+            [-(-start_ms // width_ms), end_ms // width_ms],
         ).fetchnumpy()
     finally:
         cur.unregister("wanted_rollups")
