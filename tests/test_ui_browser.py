@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import json
 import re
 import warnings
 from collections.abc import Iterator
@@ -25,6 +26,7 @@ from opsmetrics.clock import FakeClock
 from opsmetrics.services import open_services
 from opsmetrics.settings import Settings
 from opsmetrics.web.app import create_app
+from opsmetrics.web.routers.ui import module_imports, relative_for
 from tests.server import ServerProcess
 from tests.ui_helpers import (
     CANVAS_PIXELS_JS,
@@ -39,14 +41,28 @@ from tests.ui_helpers import (
 pytestmark = pytest.mark.e2e
 CHROMIUM = chromium_path()
 DASHBOARDS = ["executive", "operations", "engineering"]
-#: Page → the least number of chart canvases it must draw.
+#: Page → the least number of chart canvases and of SVG sparklines it must draw.
 PAGES = {
-    "/": 5,
-    "/kpis/signups": 2,  # values chart + breakdown by dimension
-    "/kpis/checkout_conversion_rate": 1,
-    "/alerts": 0,
-    "/explore?query=sum%20by%20(service)%20(rate(http_requests_total%5B5m%5D))": 1,
+    "/": (0, 5),
+    "/kpis/signups": (2, 0),  # values chart + breakdown by dimension
+    "/kpis/checkout_conversion_rate": (1, 0),
+    "/alerts": (0, 0),
+    "/explore?query=sum%20by%20(service)%20(rate(http_requests_total%5B5m%5D))": (1, 0),
 }
+#: Every sparkline on the page: its label and the coordinate pairs of its drawn line(s).
+SPARKLINES_JS = """
+() => [...document.querySelectorAll('.spark')].map((box) => ({
+  label: box.getAttribute('aria-label') || '',
+  role: box.getAttribute('role'),
+  pairs: [...box.querySelectorAll('svg path.spark-line')]
+    .map((p) => (p.getAttribute('d').match(/-?[0-9.]+ -?[0-9.]+/g) || []).length)
+    .reduce((a, b) => a + b, 0),
+  widget: box.closest('[data-widget]')?.dataset.widget ?? null,
+}))
+"""
+TREND_LABEL = re.compile(
+    r"trend: (?:(?:rising|falling|flat), from .+ to .+ \((?P<n>\d+) points\)|a single value, .+)$"
+)
 
 
 @pytest.fixture(scope="module")
@@ -97,6 +113,22 @@ def _drawn_canvases(page: Page) -> list[int]:
     return counts
 
 
+def _sparklines(page: Page) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = page.evaluate(SPARKLINES_JS)
+    return found
+
+
+def _assert_drawn_sparklines(sparks: list[dict[str, Any]], least_points: int = 1) -> None:
+    """Every sparkline says its trend in words and drew a point for every value it names
+    (a KPI with one value in the range draws a dot)."""
+    unlabelled = [s for s in sparks if s["role"] != "img" or not TREND_LABEL.search(s["label"])]
+    assert unlabelled == [], unlabelled
+    for spark in sparks:
+        named = TREND_LABEL.search(spark["label"])
+        values = int(named["n"]) if named and named["n"] else 1
+        assert spark["pairs"] == values >= least_points, spark
+
+
 def _slug(path: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", urlparse(path).path.lower()).strip("-") or "overview"
 
@@ -106,11 +138,15 @@ def test_page_loads_and_draws(ui_server: ServerProcess, page: Page, path: str) -
     watch = _visit(page, ui_server.url + path)
     page.wait_for_load_state("networkidle")
     counts = _drawn_canvases(page)
+    sparks = _sparklines(page)
     screenshot(page, _slug(path))
     assert watch.problems == []
     assert page.locator("#page-error").is_hidden()
-    assert len(counts) >= PAGES[path]
+    least_canvases, least_sparks = PAGES[path]
+    assert len(counts) >= least_canvases
     assert all(n > 0 for n in counts), counts
+    assert len(sparks) >= least_sparks
+    _assert_drawn_sparklines(sparks)
 
 
 #: The widget ids of trend charts none of whose series has a value.
@@ -139,6 +175,12 @@ def test_example_dashboard_renders_every_widget(
     # Every trend chart drew some series with values, not just axes.
     empty = page.evaluate(EMPTY_TRENDS_JS)
     assert empty == [], f"trend charts without values: {empty}"
+    # Every metric card drew its sparkline (inline SVG, no chart instance of its own).
+    widgets = [w for s in definition["sections"] for w in s["widgets"]]
+    cards = [w["id"] for w in widgets if w["type"] == "metric_card"]
+    sparks = _sparklines(page)
+    assert cards and sorted(s["widget"] for s in sparks) == sorted(cards)
+    _assert_drawn_sparklines(sparks, least_points=2)
 
 
 def test_unknown_dashboard_is_a_404_page(ui_server: ServerProcess, page: Page) -> None:
@@ -160,6 +202,13 @@ TREND_X_JS = """
 """
 
 
+#: The ECharts instance id of every chart box, by widget.
+CHART_IDS_JS = """
+() => [...document.querySelectorAll('.widget .chart')].map((el) =>
+  [el.closest('.widget').dataset.widget, echarts.getInstanceByDom(el)?.id ?? null])
+"""
+
+
 def _trend_xs(page: Page) -> list[list[float]]:
     xs: list[list[float]] = page.evaluate(TREND_X_JS)
     return xs
@@ -172,10 +221,15 @@ def test_time_range_picker_changes_the_data(ui_server: ServerProcess, page: Page
         page.goto(base)
     definition = httpx.get(f"{ui_server.url}/api/v1/dashboards/executive").json()["data"]
     assert _data_start(default.value.url) == f"now-{int(definition['time_range']) // 86400}d"
+    requested: list[str] = []
+    page.on("request", lambda r: requested.append(r.url) if "/api/" in r.url else None)
     with page.expect_response(lambda r: "/data?" in r.url) as first:
         page.goto(base + "?from=now-7d&to=now")
     wait_loaded(page)
+    # The definition comes with the page: one API request, for the data, asked once.
+    assert len(requested) == 1 and "/api/v1/dashboards/executive/data?" in requested[0], requested
     before = _trend_xs(page)
+    charts_before = page.evaluate(CHART_IDS_JS)
     with page.expect_response(lambda r: "/data?" in r.url) as second:
         page.get_by_role("button", name="Last 1 hour").click()
     page.wait_for_function("() => !document.getElementById('dashboard').ariaBusy")
@@ -188,12 +242,32 @@ def test_time_range_picker_changes_the_data(ui_server: ServerProcess, page: Page
     expect(page.get_by_role("button", name="Last 7 days")).to_have_attribute(pressed, "false")
     after = _trend_xs(page)
     assert len(after) == len(before) > 0
+    # The charts were updated in place (the same ECharts instances), not made anew.
+    assert page.evaluate(CHART_IDS_JS) == charts_before
     pairs = [(b, a) for b, a in zip(before, after, strict=True) if a and b]
     assert pairs
     # Every drawn trend now starts later (a shorter range ending now).
     assert all(min(a) > min(b) for b, a in pairs), pairs
     # Links keep the range.
     assert "from=now-1h" in (page.locator("a.brand").get_attribute("href") or "")
+
+
+def test_custom_range_form_appears_on_opening(ui_server: ServerProcess, page: Page) -> None:
+    _visit(page, f"{ui_server.url}/dashboards/operations?from=now-6h&to=now")
+    # Made on first opening only (date inputs are costly): closed, there is no form.
+    assert page.locator("form.range-custom").count() == 0
+    page.locator("summary", has_text="Custom").click()
+    form = page.locator("form.range-custom")
+    expect(form).to_be_visible()
+    assert form.locator("input[name=from]").input_value()  # filled with the current range
+    form.locator("input[name=from]").fill("2026-01-01T00:00")
+    form.locator("input[name=to]").fill("2026-01-02T00:00")
+    with page.expect_response(lambda r: "/data?" in r.url) as answer:
+        form.get_by_role("button", name="Apply").click()
+    # The local times, sent as RFC 3339 (UTC) and kept in the URL.
+    expected = page.evaluate("new Date('2026-01-01T00:00').toISOString()")
+    assert _data_start(answer.value.url) == expected
+    assert parse_qs(urlparse(page.url).query)["from"] == [expected]
 
 
 def test_alert_can_be_acknowledged_from_the_page(ui_server: ServerProcess, page: Page) -> None:
@@ -301,6 +375,40 @@ def test_pages_need_a_read_token_by_header_or_cookie(
     assert by_header.status_code == 200 and 'data-dashboard="executive"' in by_header.text
 
 
+def test_dashboard_page_carries_its_definition_and_preloads_its_modules(
+    client: tuple[Client, dict[Scope, str]],
+) -> None:
+    http, secrets = client
+    auth = {"Authorization": f"Bearer {secrets[Scope.READ]}"}
+    page = http.get("/dashboards/executive", headers=auth).text
+    api = http.get("/api/v1/dashboards/executive", headers=auth).json()["data"]
+    embedded = re.search(
+        r'<script type="application/json" id="dashboard-definition">(.*?)</script>', page, re.S
+    )
+    assert embedded is not None and json.loads(embedded.group(1)) == api
+    # The early data request asks for the dashboard's own range by default.
+    assert '|| "now-30d"' in page and api["time_range"] == 30 * 86400
+    preloaded = set(re.findall(r'<link rel="modulepreload" href="/static/js/([^"]+)">', page))
+    # Every module the page imports, also indirectly (format.js through charts.js).
+    assert {"api.js", "charts.js", "widgets.js", "format.js", "spark.js"} <= preloaded
+    for module in preloaded:
+        assert http.get(f"/static/js/{module}").status_code == 200, module
+    # The chart library runs after the page's module; pages without charts leave it out.
+    assert page.index("pages/dashboard.js") < page.index('defer id="echarts-script"')
+    assert "echarts.min.js" not in http.get("/alerts", headers=auth).text
+
+
+def test_relative_for_and_module_imports() -> None:
+    assert relative_for(30 * 86400) == "now-30d"
+    assert relative_for(21600.0) == "now-6h"
+    assert relative_for(90 * 60) == "now-90m"
+    assert relative_for(90) == "now-90s"
+    assert relative_for(None) == "now-24h"
+    imports = module_imports("pages/overview.js")
+    assert "spark.js" in imports and "format.js" in imports and "charts.js" not in imports
+    assert module_imports("pages/no-such-page.js") == ()
+
+
 def test_unknown_kpi_page_is_404_and_static_files_are_cached(
     client: tuple[Client, dict[Scope, str]],
 ) -> None:
@@ -345,11 +453,14 @@ async (payloads) => {
     const { card, draw } = renderWidget({ id: type, type, width: 6 }, payload);
     grid.append(card);
     draw();
-    const chart = card.querySelector('.chart, .spark');
+    const chart = card.querySelector('.chart');
     const instance = chart && echarts.getInstanceByDom(chart);
+    const line = card.querySelector('.spark svg path.spark-line');
     out[type] = {
       text: card.innerText,
       series: instance ? instance.getOption().series.length : 0,
+      spark: line ? (line.getAttribute('d').match(/-?[0-9.]+ -?[0-9.]+/g) || []).length : 0,
+      sparkLabel: card.querySelector('.spark')?.getAttribute('aria-label') ?? null,
     };
   }
   out.errored = renderWidget({ id: 'x', type: 'bar' }, { type: 'bar', error: 'boom: bad query' })
@@ -367,10 +478,16 @@ def test_every_widget_type_renders_a_contract_payload(ui_server: ServerProcess, 
     counts = _drawn_canvases(page)
     screenshot(page, "widgets-contract")
     assert watch.problems == []
-    assert all(n > 0 for n in counts) and len(counts) >= 7, counts
+    # trend, gauge, funnel, cohort, bar, scatter (the metric card's sparkline is an SVG)
+    assert all(n > 0 for n in counts) and len(counts) >= 6, counts
     # trend: value + previous + 3 forecast layers + anomalies
     assert drawn["trend_chart"]["series"] == 6
     assert "On target" in drawn["metric_card"]["text"]
+    points = payloads["metric_card"]["sparkline"]
+    assert drawn["metric_card"]["spark"] == len(points)  # one line through every point
+    assert drawn["metric_card"]["series"] == 0  # no chart instance for a sparkline
+    assert TREND_LABEL.search(drawn["metric_card"]["sparkLabel"]), drawn["metric_card"]
+    assert "trend: rising, from" in drawn["metric_card"]["sparkLabel"]
     assert "Warning: below 99.9 %" in drawn["gauge"]["text"]
     assert "Critical: down" in drawn["status_grid"]["text"]
     assert "Slower pages convert less." in drawn["scatter"]["text"]

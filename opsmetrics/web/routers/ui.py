@@ -8,8 +8,12 @@ Static files live under /static with cache headers; nothing is loaded from the n
 
 from __future__ import annotations
 
-from pathlib import Path
+import posixpath
+import re
+from functools import cache
+from pathlib import Path, PurePosixPath
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import HTMLResponse
@@ -20,6 +24,7 @@ from starlette.types import Scope as AsgiScope
 from opsmetrics import __version__
 from opsmetrics.auth import Scope
 from opsmetrics.errors import AuthenticationError, NotFoundError, PermissionDeniedError
+from opsmetrics.query.dashboards import dashboard_json
 from opsmetrics.web.deps import services
 
 HERE = Path(__file__).resolve().parent.parent
@@ -29,6 +34,8 @@ TOKEN_COOKIE = "opsmetrics_token"
 #: Vendored files never change for a given name; our own modules may change between releases.
 VENDOR_MAX_AGE = 7 * 24 * 3600
 APP_MAX_AGE = 300
+#: What JavaScript's encodeURIComponent leaves as it is, besides letters, digits and `_.-~`.
+URI_SAFE = "!*'()"
 
 router = APIRouter(tags=["ui"], include_in_schema=False)
 
@@ -60,11 +67,33 @@ async def dashboard(request: Request, name: str) -> Response:
     denied = _denied(request)
     if denied is not None:
         return denied
+    svc = services(request)
     try:
-        found = services(request).dashboards.get(name)
+        found = svc.dashboards.get(name)
     except NotFoundError as exc:
         return _not_found(request, exc.message)
-    return _page(request, "dashboard.html", found.title, "dashboard", {"dashboard": name})
+    # The definition goes into the page (as GET /api/v1/dashboards/{name} answers it), so the
+    # module can ask for the data at once instead of after a second round trip.
+    definition = dashboard_json(found, svc.catalog)
+    extra = {
+        "dashboard": name,
+        "definition": definition,
+        "data_path": f"/api/v1/dashboards/{quote(name, safe=URI_SAFE)}/data",
+        "default_from": relative_for(definition.get("time_range")),
+    }
+    return _page(request, "dashboard.html", found.title, "dashboard", extra)
+
+
+def relative_for(seconds: float | None) -> str:
+    """`now-<duration>` for a range in seconds, in the words range.js `relativeFor` uses
+    (2592000 → now-30d); the UI's own default (24 hours) without one."""
+    if not seconds:
+        return "now-24h"
+    ms = seconds * 1000
+    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000)):
+        if ms % size == 0:
+            return f"now-{int(ms // size)}{unit}"
+    return f"now-{seconds:g}s"
 
 
 @router.get("/kpis/{name}", response_class=HTMLResponse)
@@ -97,7 +126,30 @@ def _page(
     if denied is not None:
         return denied
     context = {"title": title, "page": page, "version": __version__, **(extra or {})}
+    context["modules"] = module_imports(f"pages/{page}.js")
     return TEMPLATES.TemplateResponse(request, template, context)
+
+
+_IMPORT = re.compile(r"""^\s*import\s+(?:[^"';]*?\sfrom\s+)?["'](\.{1,2}/[^"']+)["']""", re.M)
+
+
+@cache
+def module_imports(entry: str) -> tuple[str, ...]:
+    """Every module `entry` (a path under static/js) imports, directly or not, as paths under
+    static/js, for `<link rel="modulepreload">`: the browser then fetches them all at once."""
+    found: list[str] = []
+    todo = [entry]
+    while todo:
+        current = PurePosixPath(todo.pop())
+        file = STATIC_DIR / "js" / current
+        if not file.is_file():
+            continue
+        for spec in _IMPORT.findall(file.read_text(encoding="utf-8")):
+            path = posixpath.normpath(str(current.parent / spec))
+            if path not in found and path != entry:
+                found.append(path)
+                todo.append(path)
+    return tuple(found)
 
 
 def _denied(request: Request) -> Response | None:

@@ -26,15 +26,25 @@ async function decode(response) {
   return body;
 }
 
-/** GET a JSON API path; returns the body's `data` (or the whole body when it has none). */
-export async function getJSON(path, params = {}) {
+/** The URL for an API path and its query parameters (empty ones left out). */
+export function apiURL(path, params = {}) {
   const url = new URL(path, window.location.origin);
   for (const [key, value] of Object.entries(params)) {
     if (value === undefined || value === null || value === "") continue;
     for (const v of Array.isArray(value) ? value : [value]) url.searchParams.append(key, v);
   }
-  const body = await decode(await fetch(url, { headers: headers() }));
+  return url;
+}
+
+/** The body's `data` (or the whole body) of a fetch() answer; API errors as ApiError. */
+export async function readJSON(response) {
+  const body = await decode(await response);
   return body && "data" in body ? body.data : body;
+}
+
+/** GET a JSON API path; returns the body's `data` (or the whole body when it has none). */
+export async function getJSON(path, params = {}) {
+  return readJSON(fetch(apiURL(path, params), { headers: headers() }));
 }
 
 /** POST a JSON body; returns the decoded answer's `data` (or the body). */

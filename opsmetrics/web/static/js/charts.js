@@ -30,15 +30,69 @@ function base(c) {
   };
 }
 
-/** Draw `build()` (an option) into `element`; redrawn on resize and theme change. */
-export function draw(element, build) {
-  if (!element || typeof echarts === "undefined") return null;
+// ECharts is a deferred classic script (base.html) that runs after the page's module: the
+// module starts its API requests first, and draws wait for the library here.
+let library = null;
+
+/** Resolves once the ECharts script has run (or failed to load: then draws are skipped). */
+export function ready() {
+  if (!library) {
+    library = typeof echarts !== "undefined" ? Promise.resolve() : new Promise((resolve) => {
+      const script = document.getElementById("echarts-script");
+      if (!script) { resolve(); return; }
+      script.addEventListener("load", resolve, { once: true });
+      script.addEventListener("error", resolve, { once: true });
+    });
+  }
+  return library;
+}
+
+function watchSize(element, chart) {
+  let width = element.clientWidth;
+  let height = element.clientHeight;
+  new ResizeObserver(() => {
+    // The first call only reports the size the chart was drawn at: no second render.
+    if (element.clientWidth === width && element.clientHeight === height) return;
+    width = element.clientWidth;
+    height = element.clientHeight;
+    chart.resize();
+  }).observe(element);
+}
+
+const reused = new WeakMap(); // new chart box → the drawn box that took its place
+
+/**
+ * Put the drawn chart box `old` (from a previous render) in place of the new, empty `box`, so
+ * that drawing into `box` updates the existing chart (setOption) rather than making a new one.
+ * False when `old` holds no chart.
+ */
+export function reuse(box, old) {
+  if (!old || !charts.has(old) || old.className !== box.className) return false;
+  for (const name of ["role", "aria-label"]) {
+    if (box.hasAttribute(name)) old.setAttribute(name, box.getAttribute(name));
+  }
+  box.replaceWith(old);
+  reused.set(box, old);
+  return true;
+}
+
+/**
+ * Draw `build()` (an option) into `element`; redrawn on resize and theme change. Before ECharts
+ * has loaded the draw is queued (see `ready()`) and null returned.
+ */
+export function draw(target, build) {
+  const element = reused.get(target) ?? target;
+  if (!element) return null;
+  if (typeof echarts === "undefined") {
+    ready().then(() => typeof echarts !== "undefined" && element.isConnected && draw(element, build));
+    return null;
+  }
   let entry = charts.get(element);
   if (!entry) {
     const chart = echarts.init(element, null, { renderer: "canvas" });
     entry = { chart, build };
     charts.set(element, entry);
-    new ResizeObserver(() => chart.resize()).observe(element);
+    watchSize(element, chart);
   }
   entry.build = build;
   entry.chart.setOption(build(), true);
@@ -209,28 +263,6 @@ export function trendOption(payload, opts = {}) {
   };
 }
 
-/** True when some value has no value beside it: a line alone would not show it. */
-function isolated(points) {
-  return points.some((p, i) => p[1] != null && points[i - 1]?.[1] == null && points[i + 1]?.[1] == null);
-}
-
-export function sparkOption(points, unit, opts = {}) {
-  const c = colors();
-  const symbols = isolated(points || []);
-  return {
-    animation: false,
-    grid: { left: 2, right: 2, top: 4, bottom: 4 },
-    xAxis: { type: "time", show: false },
-    yAxis: { type: "value", show: false, scale: true },
-    tooltip: { trigger: "axis", valueFormatter: (v) => formatValue(v, unit, opts) },
-    series: [line("value", points || [], {
-      showSymbol: symbols, symbolSize: 4,
-      lineStyle: { color: c.palette[0], width: 1.5 }, itemStyle: { color: c.palette[0] },
-      areaStyle: { color: c.palette[0], opacity: 0.12 },
-    })],
-  };
-}
-
 export function gaugeOption(p) {
   const c = colors();
   const min = p.min ?? 0;
@@ -321,8 +353,11 @@ export function barOption(p) {
 export function scatterOption(p) {
   const c = colors();
   const points = p.points || [];
+  // Large mode draws the points as one shape rather than one element each: hundreds of points
+  // (a point per interval) otherwise cost a few hundred milliseconds.
   const series = [{ type: "scatter", name: `${p.y?.name} vs ${p.x?.name}`, data: points,
-    symbolSize: 7, itemStyle: { color: c.palette[0], opacity: 0.75 } }];
+    symbolSize: 7, itemStyle: { color: c.palette[0], opacity: 0.75 },
+    large: true, largeThreshold: 200 }];
   const r = p.regression;
   if (r && points.length) {
     const xs = points.map((q) => q[0]);

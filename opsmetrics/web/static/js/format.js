@@ -1,16 +1,26 @@
 // Value formatting by KPI unit, in one place: percent, currency, count, ms, ratio, score…
 const STATUS_TEXT = { ok: "On target", warning: "Warning", critical: "Critical", unknown: "No data" };
 
+// Making an Intl formatter costs far more than using one: one per set of options, kept.
+const formatters = new Map();
+
+function formatter(options) {
+  const key = JSON.stringify(options);
+  let found = formatters.get(key);
+  if (!found) {
+    found = new Intl.NumberFormat(undefined, options);
+    formatters.set(key, found);
+  }
+  return found;
+}
+
 function number(value, digits) {
-  return new Intl.NumberFormat(undefined, {
-    maximumFractionDigits: digits, minimumFractionDigits: 0,
-  }).format(value);
+  return formatter({ maximumFractionDigits: digits, minimumFractionDigits: 0 }).format(value);
 }
 
 function compact(value, digits = 1) {
   if (Math.abs(value) < 10000) return number(value, Math.abs(value) < 10 ? 2 : digits);
-  return new Intl.NumberFormat(undefined, { notation: "compact", maximumFractionDigits: digits })
-    .format(value);
+  return formatter({ notation: "compact", maximumFractionDigits: digits }).format(value);
 }
 
 function duration(ms) {
@@ -41,7 +51,7 @@ const FORMATTERS = {
     const digits = o.decimals ?? (Math.abs(v) >= 1000 ? 0 : 2);
     if (!o.currency) return compact(v, digits);
     const notation = Math.abs(v) >= 1e6 ? "compact" : "standard";
-    return new Intl.NumberFormat(undefined, {
+    return formatter({
       style: "currency", currency: o.currency, notation, maximumFractionDigits: digits,
       minimumFractionDigits: 0,
     }).format(v);
@@ -85,19 +95,22 @@ export function statusBadge(status, text) {
   return el;
 }
 
+let timeFormat = null; // made on first use: a date formatter loads time zone data
+
 export function formatTime(ms) {
   if (ms === null || ms === undefined) return "–";
-  const d = new Date(ms);
-  return d.toLocaleString(undefined, {
+  timeFormat ??= new Intl.DateTimeFormat(undefined, {
     year: "numeric", month: "short", day: "numeric", hour: "2-digit", minute: "2-digit",
   });
+  return timeFormat.format(new Date(ms));
 }
+
 
 /** Axis labels: short, by unit, with enough digits to tell ticks apart. */
 export function axisFormatter(unit, options = {}) {
   return (v) => {
     if (Math.abs(v) >= 10000 && (unit === "currency" || unit === "count" || !FORMATTERS[unit])) {
-      const text = new Intl.NumberFormat(undefined, { notation: "compact", maximumSignificantDigits: 3 }).format(v);
+      const text = formatter({ notation: "compact", maximumSignificantDigits: 3 }).format(v);
       return unit === "currency" && options.currency ? `${text} ${options.currency}` : text;
     }
     return formatValue(v, unit, { ...options, decimals: undefined });

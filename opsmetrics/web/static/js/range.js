@@ -41,9 +41,9 @@ export function currentRange() {
 }
 
 /** An internal link with the current range (and nothing else) carried over. */
-export function withRange(href) {
+export function withRange(href, params = new URLSearchParams(window.location.search)) {
+  if (!params.has("from") && !params.has("to") && href.startsWith("/")) return href;
   const url = new URL(href, window.location.origin);
-  const params = new URLSearchParams(window.location.search);
   for (const key of ["from", "to"]) {
     if (params.has(key)) url.searchParams.set(key, params.get(key));
   }
@@ -51,9 +51,12 @@ export function withRange(href) {
 }
 
 export function refreshLinks(root = document) {
+  const params = new URLSearchParams(window.location.search);
   for (const a of root.querySelectorAll("a[data-keep-range]")) {
-    if (!a.dataset.base) a.dataset.base = a.getAttribute("href");
-    a.setAttribute("href", withRange(a.dataset.base));
+    const base = a.dataset.base || a.getAttribute("href");
+    if (!a.dataset.base) a.dataset.base = base;
+    const href = withRange(base, params);
+    if (a.getAttribute("href") !== href) a.setAttribute("href", href);
   }
 }
 
@@ -98,14 +101,23 @@ export function renderPicker(container) {
     button.addEventListener("click", () => setRange(`now-${key}`, "now"));
     container.append(button);
   }
-  container.append(customControls(range));
+  container.append(customControls());
 }
 
-function customControls(range) {
+/** "Custom": a closed <details>; its form (date inputs are costly to make) on first opening. */
+function customControls() {
   const details = document.createElement("details");
   details.className = "range-custom-wrap";
   const summary = document.createElement("summary");
   summary.textContent = "Custom";
+  details.append(summary);
+  details.addEventListener("toggle", () => {
+    if (details.open && !details.querySelector("form")) details.append(customForm(currentRange()));
+  });
+  return details;
+}
+
+function customForm(range) {
   const form = document.createElement("form");
   form.className = "range-custom";
   form.innerHTML = `
@@ -120,8 +132,7 @@ function customControls(range) {
     const to = new Date(form.elements.to.value).toISOString();
     setRange(from, to);
   });
-  details.append(summary, form);
-  return details;
+  return form;
 }
 
 window.addEventListener("popstate", () => {

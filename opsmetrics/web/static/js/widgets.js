@@ -4,6 +4,7 @@ import * as charts from "./charts.js";
 import { el } from "./common.js";
 import { formatChange, formatTime, formatValue, statusBadge } from "./format.js";
 import { withRange } from "./range.js";
+import { sparkline } from "./spark.js";
 
 const DEFAULT_WIDTH = {
   metric_card: 3, gauge: 3, trend_chart: 6, status_grid: 6, funnel: 6, cohort: 6, table: 6,
@@ -31,13 +32,15 @@ function metricCard(p, body) {
   if (p.target != null) {
     meta.append(el("span", { class: "muted" }, `Target ${p.target_formatted ?? formatValue(p.target, p.unit)}`));
   }
-  const spark = el("div", { class: "spark", role: "img", "aria-label": `${p.title} sparkline` });
-  body.append(value, meta, spark);
+  body.append(value, meta);
   if (!p.sparkline?.some((q) => q[1] != null)) {
-    spark.replaceWith(el("p", { class: "muted" }, "No trend in this range."));
+    body.append(el("p", { class: "muted" }, "No trend in this range."));
     return null;
   }
-  return () => { charts.draw(spark, () => charts.sparkOption(p.sparkline, p.unit)); };
+  const spark = el("div", { class: "spark" });
+  sparkline(spark, p.sparkline, { title: p.title, unit: p.unit });
+  body.append(spark);
+  return null;
 }
 
 function trendChart(p, body) {

@@ -1,5 +1,6 @@
-// /dashboards/{name}: the definition once, then the widgets' data for the chosen range.
-import { getJSON } from "../api.js";
+// /dashboards/{name}: the definition comes with the page (embedded JSON), so the widgets' data
+// is requested as soon as this module runs, before the chart library has been evaluated.
+import { apiURL, getJSON, readJSON } from "../api.js";
 import * as charts from "../charts.js";
 import { el, setupRefresh, showError } from "../common.js";
 import { currentRange, refreshLinks, relativeFor, renderPicker, setDefault } from "../range.js";
@@ -8,11 +9,40 @@ import { renderWidget } from "../widgets.js";
 const root = document.getElementById("dashboard");
 const name = root.dataset.dashboard;
 const path = `/api/v1/dashboards/${encodeURIComponent(name)}`;
-let definition = null;
 let loading = false;
+
+/** The definition the server embedded in the page; null when it is missing or unreadable. */
+function embedded() {
+  try {
+    return JSON.parse(document.getElementById("dashboard-definition")?.textContent || "null");
+  } catch {
+    return null;
+  }
+}
+
+function fetchData() {
+  const range = currentRange();
+  const params = { start: range.from, end: range.to };
+  // The page itself asked for the data while the modules loaded (dashboard.html): use that
+  // answer once, when it is for the same range.
+  const early = window.opsmetricsPrefetch;
+  window.opsmetricsPrefetch = null;
+  if (early && early.url === apiURL(`${path}/data`, params).href) return readJSON(early.response);
+  return getJSON(`${path}/data`, params);
+}
+
+/** Keep the drawn charts of a widget's previous card: a refresh then updates them in place. */
+function keepCharts(previous, card) {
+  if (!previous) return;
+  const old = previous.querySelectorAll(".chart");
+  const boxes = card.querySelectorAll(".chart");
+  if (old.length !== boxes.length) return;
+  boxes.forEach((box, i) => charts.reuse(box, old[i]));
+}
 
 function layout(def, data) {
   const widgets = data?.widgets || {};
+  const previous = new Map([...root.querySelectorAll(".widget")].map((c) => [c.dataset.widget, c]));
   const parts = [];
   const drawers = [];
   def.sections.forEach((section, i) => {
@@ -20,6 +50,7 @@ function layout(def, data) {
     const grid = el("div", { class: "grid" });
     for (const w of section.widgets) {
       const { card, draw } = renderWidget(w, widgets[w.id]);
+      keepCharts(previous.get(w.id), card);
       grid.append(card);
       drawers.push(draw);
     }
@@ -28,20 +59,21 @@ function layout(def, data) {
   root.replaceChildren(...parts);
   root.dataset.start = String(data?.range?.start ?? "");
   root.dataset.end = String(data?.range?.end ?? "");
+  refreshLinks(root);
   for (const draw of drawers) draw();
   charts.sweep();
-  refreshLinks(root);
 }
 
-async function load() {
+/** Show `pending` (the data request) once it answers; body[data-loaded] when all is drawn. */
+async function show(definition, pending) {
   if (loading) return;
   loading = true;
   root.setAttribute("aria-busy", "true");
   try {
-    const range = currentRange();
-    const data = await getJSON(`${path}/data`, { start: range.from, end: range.to });
+    const data = await pending;
     showError("");
     layout(definition, data);
+    await charts.ready(); // the queued chart draws run first
     document.body.dataset.loaded = String(Date.now());
   } catch (err) {
     showError(err.message);
@@ -51,22 +83,34 @@ async function load() {
   }
 }
 
-async function start() {
-  try {
-    definition = await getJSON(path);
-  } catch (err) {
-    root.replaceChildren();
-    showError(err.message);
-    return;
-  }
+function header(definition) {
   document.getElementById("dashboard-title").textContent = definition.title || name;
   document.title = `${definition.title || name} · opsmetrics`;
   document.getElementById("dashboard-description").textContent = definition.description || "";
-  if (definition.time_range) setDefault(relativeFor(definition.time_range));
+}
+
+async function start() {
+  let definition = embedded();
+  if (definition?.time_range) setDefault(relativeFor(definition.time_range));
+  let pending = definition ? fetchData() : null;
+  pending?.catch(() => {}); // handled in show(); no unhandled rejection meanwhile
+  if (!definition) {
+    try {
+      definition = await getJSON(path);
+    } catch (err) {
+      root.replaceChildren();
+      showError(err.message);
+      return;
+    }
+    if (definition.time_range) setDefault(relativeFor(definition.time_range));
+    pending = fetchData();
+  }
+  header(definition);
   renderPicker(document.getElementById("range-picker"));
-  setupRefresh(definition.refresh || 0, load);
-  window.addEventListener("rangechange", load);
-  await load();
+  const reload = () => { if (!loading) show(definition, fetchData()); };
+  setupRefresh(definition.refresh || 0, reload);
+  window.addEventListener("rangechange", reload);
+  await show(definition, pending);
 }
 
 start();

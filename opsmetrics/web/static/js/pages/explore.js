@@ -52,7 +52,12 @@ async function run() {
   }
   tableBox.replaceChildren(results[1].status === "fulfilled"
     ? instantTable(results[1].value) : el("p", { class: "muted" }, "No result."));
-  document.body.dataset.loaded = String(Date.now());
+  markLoaded();
+}
+
+/** body[data-loaded] once the (deferred) chart library has run and queued draws are done. */
+function markLoaded() {
+  charts.ready().then(() => { document.body.dataset.loaded = String(Date.now()); });
 }
 
 form.addEventListener("submit", (event) => { event.preventDefault(); run(); });
@@ -61,4 +66,4 @@ input.addEventListener("keydown", (event) => {
 });
 window.addEventListener("rangechange", run);
 const initial = new URLSearchParams(window.location.search).get("query");
-if (initial) { input.value = initial; run(); } else { document.body.dataset.loaded = String(Date.now()); }
+if (initial) { input.value = initial; run(); } else { markLoaded(); }

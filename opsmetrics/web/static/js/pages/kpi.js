@@ -149,6 +149,7 @@ async function load() {
   const results = await Promise.allSettled(jobs);
   showError(results.filter((r) => r.status === "rejected").map((r) => r.reason.message).join("\n"));
   refreshLinks(root);
+  await charts.ready(); // the chart library is deferred: draws queued until it has run
   document.body.dataset.loaded = String(Date.now());
 }
 

@@ -1,9 +1,9 @@
 // /: every KPI by level with status, owner, value against target and a small trend; dashboards.
 import { getJSON } from "../api.js";
-import * as charts from "../charts.js";
 import { el, setupRefresh, showError } from "../common.js";
 import { formatValue, kpiStatusText, statusBadge } from "../format.js";
 import { currentRange, grainFor, withRange } from "../range.js";
+import { sparkline as drawSparkline } from "../spark.js";
 
 const LEVELS = [["strategic", "Strategic"], ["tactical", "Tactical"], ["operational", "Operational"]];
 const PARALLEL = 4;
@@ -17,7 +17,7 @@ function tile(kpi) {
   const value = kpi.current?.value ?? null;
   const target = kpi.current?.target ?? (typeof kpi.target === "number" ? kpi.target : null);
   const href = withRange(`/kpis/${encodeURIComponent(kpi.name)}`);
-  const spark = el("div", { class: "spark", role: "img", "aria-label": `${kpi.title || kpi.name} trend` });
+  const spark = el("div", { class: "spark", role: "img", "aria-label": `${kpi.title || kpi.name} trend (loading)` });
   const card = el("article", { class: "card kpi-tile", "data-kpi": kpi.name },
     el("h3", { class: "card-title" }, el("a", { href, "data-keep-range": true }, kpi.title || kpi.name)),
     el("div", { class: "metric-value" }, formatValue(value, kpi.unit, opts(kpi))),
@@ -30,7 +30,7 @@ function tile(kpi) {
   return { card, spark };
 }
 
-async function sparkline(kpi, box) {
+async function trend(kpi, box) {
   const range = currentRange();
   try {
     const series = await getJSON(`/api/v1/kpis/${encodeURIComponent(kpi.name)}/series`, {
@@ -42,7 +42,7 @@ async function sparkline(kpi, box) {
       box.replaceWith(el("p", { class: "muted" }, "No values in this range."));
       return;
     }
-    charts.draw(box, () => charts.sparkOption(points, kpi.unit, opts(kpi)));
+    drawSparkline(box, points, { title: kpi.title || kpi.name, unit: kpi.unit, opts: opts(kpi) });
   } catch (err) {
     box.replaceWith(el("p", { class: "muted" }, `Trend unavailable: ${err.message}`));
   }
@@ -71,13 +71,12 @@ async function loadKpis() {
     for (const kpi of list) {
       const { card, spark } = tile(kpi);
       box.append(card);
-      jobs.push(() => sparkline(kpi, spark));
+      jobs.push(() => trend(kpi, spark));
     }
     parts.push(el("section", { "aria-label": `${label} KPIs`, "data-level": level },
       el("h2", {}, `${label} (${list.length})`), box));
   }
   levelsBox.replaceChildren(...(parts.length ? parts : [el("p", { class: "muted" }, "No KPIs defined.")]));
-  charts.sweep();
   await pool(jobs, PARALLEL);
 }
 
