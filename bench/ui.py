@@ -4,20 +4,22 @@ Run: .venv/bin/python bench/ui.py                (30 days of demo history, 20 lo
 Quick: .venv/bin/python bench/ui.py --days 3 --loads 5 --out /tmp/b.md
 
 Loads `--days` of the demo simulator's history (`load_history`, 60 s steps, SystemClock) into a
-temporary data directory with the example config, runs maintenance (compaction, rollups), then
-starts the real server (`python -m opsmetrics serve`) on a free loopback port. For each example
-dashboard (executive, operations, engineering) it loads `/api/v1/dashboards/{name}/data` with
-the dashboard's default range ending now: one cold load, then `--loads` timed loads one after
-the other; the figure is the wall time per request on loopback (p50, p95, max). Widgets that
-answer with an error are counted. With Debian's Chromium (`/usr/bin/chromium`) and Playwright,
-it then opens `/dashboards/{name}` `--page-loads` times in headless Chromium (a fresh page each
-time) and times navigation start → the page's `body[data-loaded]` (every widget drawn; the UI
-sets it after the data answer is rendered). Writes the `## Dashboards` section of BENCHMARKS.md.
+temporary data directory with the example config and runs maintenance (compaction, rollups).
+Then, on a real server (`python -m opsmetrics serve`, free loopback port) started for it, Debian's
+Chromium (`/usr/bin/chromium`, Playwright, headless) opens `/dashboards/{name}` of each example
+dashboard (executive, operations, engineering) 1 + `--page-loads` times, each in a fresh browser
+context, and times navigation start → the page's `body[data-loaded]` (every widget drawn); the
+first visit finds the server's data cold. On a second server (cold again) it loads
+`/api/v1/dashboards/{name}/data` with the dashboard's default range ending now: one cold load,
+then `--loads` timed loads one after the other; the figure is the wall time per request on
+loopback (p50, p95, max). Widgets that answer with an error are counted. Writes the
+`## Dashboards` section of BENCHMARKS.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import platform
 import re
@@ -27,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +46,7 @@ from opsmetrics.settings import Settings  # noqa: E402
 from tests.server import free_port  # noqa: E402
 
 GOAL_MS = 300.0
+PAGE_GOAL_MS = 1500.0
 DASHBOARDS = ("executive", "operations", "engineering")
 
 
@@ -74,6 +78,17 @@ def start_server(data_dir: Path, port: int, logs: Path) -> subprocess.Popen[byte
         time.sleep(0.2)
     proc.kill()
     raise RuntimeError("server did not become ready")
+
+
+@contextlib.contextmanager
+def running_server(data_dir: Path, logs: Path) -> Iterator[str]:
+    port = free_port()
+    proc = start_server(data_dir, port, logs)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 def time_dashboard(client: httpx.Client, name: str, loads: int) -> dict[str, Any]:
@@ -108,7 +123,9 @@ def time_pages(base_url: str, loads: int) -> dict[str, dict[str, float]]:
         try:
             for name in DASHBOARDS:
                 times = []
-                for _ in range(loads + 1):  # the first load warms the browser's cache
+                # The first visit finds the server's data cold and the browser's cache empty;
+                # the others are what a reload or a second viewer sees.
+                for _ in range(loads + 1):
                     context = browser.new_context(viewport={"width": 1400, "height": 1000})
                     page = context.new_page()
                     started = time.perf_counter()
@@ -116,7 +133,11 @@ def time_pages(base_url: str, loads: int) -> dict[str, dict[str, float]]:
                     page.wait_for_selector("body[data-loaded]", state="attached", timeout=120_000)
                     times.append((time.perf_counter() - started) * 1000)
                     context.close()
-                out[name] = {"median": statistics.median(times[1:]), "max": max(times[1:])}
+                out[name] = {
+                    "first": times[0],
+                    "median": statistics.median(times[1:]),
+                    "max": max(times[1:]),
+                }
         finally:
             browser.close()
     return out
@@ -134,7 +155,8 @@ def section(
         f"{args.page_loads}`{' (on a data dir loaded before)' if args.data else ''}. "
         f"Measured {time.strftime('%Y-%m-%d', time.gmtime())}, {os.cpu_count()} CPUs, "
         f"Python {platform.python_version()}, load average at start "
-        f"{args.load_at_start:.1f} (other jobs shared the machine).",
+        f"{args.load_at_start:.1f}"
+        f"{' (other jobs shared the machine)' if args.load_at_start >= 1 else ''}.",
         "",
         f"Data: {args.days} days of the demo simulator (60 s steps, compacted), the example "
         "config. Each figure is the wall time of `GET /api/v1/dashboards/{name}/data` (every "
@@ -159,13 +181,21 @@ def section(
     if pages:
         lines += [
             "",
-            f"Headless Chromium (Debian's), {args.page_loads} fresh pages per dashboard after one "
-            "warm-up: navigation → every widget drawn (`body[data-loaded]`).",
+            "Headless Chromium (Debian's), navigation → every widget drawn "
+            "(`body[data-loaded]`), in a browser context of its own each time (no HTTP cache). "
+            "First visit: the first page of each dashboard on a server started for the browser, "
+            "so its data is computed cold; then "
+            f"{args.page_loads} more visits (median and max), whose data the server shares. "
+            f"Goal: {PAGE_GOAL_MS / 1000:.1f} s.",
             "",
-            "| dashboard | median (ms) | max (ms) |",
-            "|---|---|---|",
+            "| dashboard | first visit (ms) | median (ms) | max (ms) | goal |",
+            "|---|---|---|---|---|",
         ]
-        lines += [f"| {n} | {t['median']:.0f} | {t['max']:.0f} |" for n, t in pages.items()]
+        lines += [
+            f"| {n} | {t['first']:.0f} | {t['median']:.0f} | {t['max']:.0f} | "
+            f"{'met' if max(t['first'], t['max']) < PAGE_GOAL_MS else '**missed**'} |"
+            for n, t in pages.items()
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -193,16 +223,14 @@ def main() -> None:
         data_dir = args.data or Path(tmp) / "data"
         load_s = 0.0 if args.data else load_data(data_dir, args.days)
         print(f"loaded {args.days} days in {load_s:.1f} s", flush=True)
-        port = free_port()
-        proc = start_server(data_dir, port, Path(tmp))
-        try:
-            base_url = f"http://127.0.0.1:{port}"
-            with httpx.Client(base_url=base_url, timeout=120) as client:
-                rows = [time_dashboard(client, name, args.loads) for name in DASHBOARDS]
+        # A server of its own for the browser, so that its first visits find the data cold.
+        with running_server(data_dir, Path(tmp)) as base_url:
             pages = time_pages(base_url, args.page_loads)
-        finally:
-            proc.kill()
-            proc.wait()
+        with (
+            running_server(data_dir, Path(tmp)) as base_url,
+            httpx.Client(base_url=base_url, timeout=120) as client,
+        ):
+            rows = [time_dashboard(client, name, args.loads) for name in DASHBOARDS]
     text = section(rows, args, pages)
     print(text)
     write_section(args.out, text)

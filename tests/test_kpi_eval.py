@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from datetime import datetime
+from typing import Any
 
 import pytest
 
@@ -286,6 +287,30 @@ def test_compare_previous(kpis: KpiEvaluator) -> None:
     got = kpis.series("orders", D0, D3, compare=Compare.PREVIOUS)
     assert [p.compare for p in got.points] == [0, 2, 1]
     assert [p.change for p in got.points] == pytest.approx([None, -0.5, -1.0])
+
+
+def test_shared_values_compute_each_kpi_once_for_the_same_periods(kpis: KpiEvaluator) -> None:
+    """A caller's get-or-compute (a dashboard's memo) sees every KPI a formula reads, so revenue
+    and orders are computed once for aov, revenue and orders together, with the same values."""
+    kept: dict[Any, Any] = {}
+    computed: list[str] = []
+
+    def shared(key: Any, compute: Any) -> Any:
+        if key not in kept:
+            computed.append(key[1])
+            kept[key] = compute()
+        return kept[key]
+
+    aov = kpis.series("aov", D0, D3, shared=shared)
+    revenue = kpis.series("revenue", D0, D3, shared=shared)
+    orders = kpis.series("orders", D0, D3, compare=Compare.PREVIOUS, shared=shared)
+    assert sorted(computed) == ["aov", "orders", "orders", "revenue"]  # orders: also the day before
+    assert [p.value for p in aov.points] == pytest.approx(values(kpis, "aov"))
+    assert [p.value for p in revenue.points] == pytest.approx(values(kpis, "revenue"))
+    assert [p.compare for p in orders.points] == [0, 2, 1]
+    by_plan = kpis.series("orders", D0, D3, by=["plan"], shared=shared)
+    assert computed[-1] == "orders"  # a breakdown is other values
+    assert len(by_plan.points) > len(orders.points)
 
 
 def test_compare_week_and_weekday_aligned_year(kpis: KpiEvaluator) -> None:

@@ -20,6 +20,7 @@ from opsmetrics.catalog.kpis import Catalog
 from opsmetrics.clock import Clock
 from opsmetrics.query.kpi import Compare, KpiEvaluator, KpiPoint, KpiSeries
 from opsmetrics.query.kpi import periods as cal
+from opsmetrics.query.kpi.model import Values
 from opsmetrics.query.promql.engine import evaluate_instant, evaluate_range
 from opsmetrics.query.promql.values import InstantVector, QueryError, Scalar, Value
 from opsmetrics.storage.base import Storage
@@ -137,6 +138,11 @@ class DashboardContext:
         key = (kind, tuple((p[0], p[1]) for p in points))
         return self.cached(key, compute)
 
+    def kpi_values(self, key: Any, compute: Callable[[], Values]) -> Values:
+        """A KPI's values for a list of periods, shared by every formula of the dashboard
+        that reads the KPI (revenue, orders and revenue / orders compute revenue once)."""
+        return self.cached(key, compute)
+
     def kpi_series(self, name: str, rng: TimeRange, by: tuple[str, ...] = ()) -> KpiSeries:
         """Values of the periods (the range's grain) overlapping the range; the key is the
         first and last period, so requests a few seconds apart share the answer."""
@@ -145,7 +151,9 @@ class DashboardContext:
         key = ("series", name, first, last, rng.grain, by)
         return self.cached(
             key,
-            lambda: self.evaluator.series(name, first, last + 1, grain=rng.grain, by=by),
+            lambda: self.evaluator.series(
+                name, first, last + 1, grain=rng.grain, by=by, shared=self.kpi_values
+            ),
         )
 
     def kpi_latest(self, name: str, compare: str, by: tuple[str, ...] = ()) -> list[KpiPoint]:
@@ -157,7 +165,9 @@ class DashboardContext:
         cmp = COMPARES.get(compare)
 
         def compute() -> list[KpiPoint]:
-            got = self.evaluator.series(name, start, start + 1, compare=cmp, by=by)
+            got = self.evaluator.series(
+                name, start, start + 1, compare=cmp, by=by, shared=self.kpi_values
+            )
             return got.points
 
         return self.cached(("latest", name, start, compare, by), compute)

@@ -17,7 +17,7 @@ from opsmetrics.errors import BadDataError
 from opsmetrics.query.events import check_tz
 from opsmetrics.query.kpi import periods as cal
 from opsmetrics.query.kpi.compare import compare_period
-from opsmetrics.query.kpi.context import EvalContext
+from opsmetrics.query.kpi.context import EvalContext, SharedValues
 from opsmetrics.query.kpi.formulas import compute
 from opsmetrics.query.kpi.freshness import newest_input_ms
 from opsmetrics.query.kpi.model import (
@@ -53,19 +53,29 @@ class KpiEvaluator:
         tz: str = "UTC",
         compare: Compare | None = None,
         by: Sequence[str] = (),
+        shared: SharedValues | None = None,
     ) -> KpiSeries:
-        """Values of the periods overlapping [start_ms, end_ms), sorted by (start, group)."""
+        """Values of the periods overlapping [start_ms, end_ms), sorted by (start, group).
+
+        `shared` (get-or-compute by key) lets a caller that evaluates many KPIs at once share
+        the values of a KPI that several formulas read (a dashboard: revenue, orders and
+        revenue / orders), for the time the caller keeps them."""
         kpi = self._catalog.get(name)
         grain = grain or kpi.grain
         check_tz(tz)
         _check_by(kpi, by)
-        ctx = EvalContext(self._storage, self._catalog, self._clock.now_ms(), grain, tz, tuple(by))
+        now = self._clock.now_ms()
+        ctx = EvalContext(self._storage, self._catalog, now, grain, tz, tuple(by), shared)
         periods = cal.periods(start_ms, end_ms, grain, tz)
-        values = compute(ctx, kpi.formula, periods, kpi.name)
+
+        def of(ps: Sequence[Period]) -> Values:
+            return ctx.kpi_values(name, ps, lambda: compute(ctx, kpi.formula, ps, name))
+
+        values = of(periods)
         compared = None
         if compare is not None:
             earlier = [compare_period(p, compare, grain, tz) for p in periods]
-            compared = _masked(compute(ctx, kpi.formula, earlier, kpi.name), earlier, ctx.now_ms)
+            compared = _masked(of(earlier), earlier, ctx.now_ms)
         points = _points(kpi, periods, _masked(values, periods, ctx.now_ms), compared, tz)
         freshness = newest_input_ms(self._storage, self._catalog, kpi)
         return KpiSeries(kpi, grain, tz, points, freshness, self._version(name))

@@ -50,7 +50,8 @@ def compute(ctx: EvalContext, f: Operand, periods: Sequence[Period], kpi: str) -
         return source(ctx, f, periods)
     match f:
         case KpiRef():
-            return compute(ctx, ctx.catalog.get(f.name).formula, periods, f.name)
+            formula = ctx.catalog.get(f.name).formula
+            return ctx.kpi_values(f.name, periods, lambda: compute(ctx, formula, periods, f.name))
         case ManualFormula():
             return sources.manual_values(ctx, kpi, periods)
         case RatioFormula():
