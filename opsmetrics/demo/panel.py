@@ -10,9 +10,9 @@ from rich.table import Table
 from opsmetrics.demo.incidents import LIVE_INCIDENT_DELAY_MS, Plan
 
 PAGES = (
-    ("/dashboards/executive", "revenue, MRR, conversion, NPS, CAC vs targets"),
-    ("/dashboards/operations", "latency, 5xx, CPU, memory, queues, deploys"),
-    ("/dashboards/engineering", "per-service detail"),
+    ("/dashboards/executive", "revenue, MRR, growth, conversion, NPS, churn vs targets"),
+    ("/dashboards/operations", "orders, the shop funnel, service health, queues, alerts"),
+    ("/dashboards/engineering", "p95/p99 latency, errors, throughput, CPU, memory, queues"),
     ("/alerts", "conversion, revenue, abandonment, onboarding"),
     ("/explore", "PromQL, and the funnel page_view → purchase"),
 )
