@@ -4,7 +4,6 @@ state and source, and rule group evaluations."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from opsmetrics.telemetry import Telemetry
 from tests.receivers import receiver
-from tests.server import ServerProcess
+from tests.server import ServerProcess, wait_until
 
 RULES = """
 groups:
@@ -56,16 +55,6 @@ def scrape(url: str) -> Samples:
 
 def value(samples: Samples, name: str, **labels: str) -> float | None:
     return samples.get((name, tuple(sorted(labels.items()))))
-
-
-def wait_until(check: Callable[[], Any], what: str, timeout_s: float = 30) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        got = check()
-        if got:
-            return got
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.mark.e2e

@@ -453,6 +453,29 @@ def test_rule_file_alerts_fire_with_their_labels(make: Make) -> None:
             "    min_volume: {count: 3}\n",
             "rules/kpi.yaml:5: alerts.a.min_volume: set one of `event`",
         ),
+        (
+            "alerts:\n  a:\n    metric: daily_revenue\n    condition: anomaly\n    threshold: -1\n",
+            "rules/kpi.yaml:5: alerts.a.threshold: ",
+        ),
+        (
+            "alerts:\n  a:\n    metric: daily_revenue\n    condition: anomaly\n"
+            "    direction: sideways\n",
+            "rules/kpi.yaml:5: alerts.a.direction: ",
+        ),
+        (
+            "alerts:\n  a:\n    metric: monthly_churn_rate\n    condition: anomaly\n",
+            "rules/kpi.yaml:2: monthly_churn_rate.a: KPI monthly_churn_rate has grain month",
+        ),
+        (
+            "alerts:\n  a:\n    metric: queue_depth\n    condition: anomaly\n",
+            "rules/kpi.yaml:2: alerts.a: an anomaly condition needs a KPI as `metric`",
+        ),
+        (
+            "alerts:\n  a:\n    metric: daily_revenue\n    condition: value < 5\n"
+            "    threshold: 3\n",
+            "rules/kpi.yaml:2: daily_revenue.a: `threshold` and `direction` are options of the "
+            "anomaly condition only",
+        ),
     ],
 )
 def test_rule_file_problems_carry_file_and_line(make: Make, rules: str, expected: str) -> None:
@@ -464,16 +487,23 @@ def test_rule_file_problems_carry_file_and_line(make: Make, rules: str, expected
     assert any(expected in p for p in problems), problems
 
 
-def test_kpi_alert_problems_carry_file_and_line(make: Make) -> None:
+def signups_kpi_problems(make: Make, alert: str) -> list[str]:
+    """`opsmetrics validate` problems of a signups KPI (in kpis/more.yaml) with `alert` as its
+    one alert (a flow mapping over two lines, so its options sit on line 9)."""
     env = make(SEED_KPIS)
     config = env.svc.settings.config_dir or Path()
     (config / "kpis" / "more.yaml").write_text(
         "- name: signups\n  title: Signups\n  owner: growth\n  unit: count\n"
         "  direction: higher_is_better\n  event: {name: signup}\n"
-        "  alerts:\n    - {name: Drop, condition: change, below: -10%,\n"
-        "       compare: yesterday}\n"
+        f"  alerts:\n    - {alert}\n"
     )
-    problems = validate_config_dir(config)
+    return validate_config_dir(config)
+
+
+def test_kpi_alert_problems_carry_file_and_line(make: Make) -> None:
+    problems = signups_kpi_problems(
+        make, "{name: Drop, condition: change, below: -10%,\n       compare: yesterday}"
+    )
     assert any(
         "more.yaml:9: signups.alerts[0].compare: 'yesterday' is not one of" in p for p in problems
     ), problems
@@ -685,53 +715,9 @@ def test_anomaly_without_history_is_silent(make: Make) -> None:
     assert env.at(env.manager(), T0 + 30 * HOUR + MIN) == {}
 
 
-@pytest.mark.parametrize(
-    ("rules", "expected"),
-    [
-        (
-            "alerts:\n  a:\n    metric: daily_revenue\n    condition: anomaly\n    threshold: -1\n",
-            "rules/kpi.yaml:5: alerts.a.threshold: ",
-        ),
-        (
-            "alerts:\n  a:\n    metric: daily_revenue\n    condition: anomaly\n"
-            "    direction: sideways\n",
-            "rules/kpi.yaml:5: alerts.a.direction: ",
-        ),
-        (
-            "alerts:\n  a:\n    metric: monthly_churn_rate\n    condition: anomaly\n",
-            "rules/kpi.yaml:2: monthly_churn_rate.a: KPI monthly_churn_rate has grain month",
-        ),
-        (
-            "alerts:\n  a:\n    metric: queue_depth\n    condition: anomaly\n",
-            "rules/kpi.yaml:2: alerts.a: an anomaly condition needs a KPI as `metric`",
-        ),
-        (
-            "alerts:\n  a:\n    metric: daily_revenue\n    condition: value < 5\n"
-            "    threshold: 3\n",
-            "rules/kpi.yaml:2: daily_revenue.a: `threshold` and `direction` are options of the "
-            "anomaly condition only",
-        ),
-    ],
-)
-def test_anomaly_rule_problems_carry_file_and_line(make: Make, rules: str, expected: str) -> None:
-    env = make(SEED_KPIS)
-    config = env.svc.settings.config_dir or Path()
-    (config / "rules").mkdir()
-    (config / "rules" / "kpi.yaml").write_text(rules)
-    problems = validate_config_dir(config)
-    assert any(expected in p for p in problems), problems
-
-
 def test_anomaly_kpi_alert_option_problem_carries_file_and_line(make: Make) -> None:
-    env = make(SEED_KPIS)
-    config = env.svc.settings.config_dir or Path()
-    (config / "kpis" / "more.yaml").write_text(
-        "- name: signups\n  title: Signups\n  owner: growth\n  unit: count\n"
-        "  direction: higher_is_better\n  event: {name: signup}\n"
-        "  alerts:\n    - {name: Odd, condition: anomaly,\n"
-        "       direction: down}\n"
-    )
-    problems = validate_config_dir(config)
+    alert = "{name: Odd, condition: anomaly,\n       direction: down}"
+    problems = signups_kpi_problems(make, alert)
     assert any(
         "more.yaml:9: signups.alerts[0].direction: 'down' is not one of" in p for p in problems
     ), problems

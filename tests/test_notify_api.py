@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from tests.receivers import receiver
-from tests.server import ServerProcess
+from tests.server import ServerProcess, wait_until
 
 RULES = """
 groups:
@@ -34,16 +34,6 @@ routes:
     group_wait: 0s
     group_interval: 1s
 """
-
-
-def wait_until(check: Callable[[], Any], what: str, timeout_s: float = 30) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.mark.e2e

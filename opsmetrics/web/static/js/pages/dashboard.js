@@ -11,15 +11,6 @@ const name = root.dataset.dashboard;
 const path = `/api/v1/dashboards/${encodeURIComponent(name)}`;
 let loading = false;
 
-/** The definition the server embedded in the page; null when it is missing or unreadable. */
-function embedded() {
-  try {
-    return JSON.parse(document.getElementById("dashboard-definition")?.textContent || "null");
-  } catch {
-    return null;
-  }
-}
-
 function fetchData() {
   const range = currentRange();
   const params = { start: range.from, end: range.to };
@@ -83,29 +74,12 @@ async function show(definition, pending) {
   }
 }
 
-function header(definition) {
-  document.getElementById("dashboard-title").textContent = definition.title || name;
-  document.title = `${definition.title || name} · opsmetrics`;
-  document.getElementById("dashboard-description").textContent = definition.description || "";
-}
-
 async function start() {
-  let definition = embedded();
-  if (definition?.time_range) setDefault(relativeFor(definition.time_range));
-  let pending = definition ? fetchData() : null;
-  pending?.catch(() => {}); // handled in show(); no unhandled rejection meanwhile
-  if (!definition) {
-    try {
-      definition = await getJSON(path);
-    } catch (err) {
-      root.replaceChildren();
-      showError(err.message);
-      return;
-    }
-    if (definition.time_range) setDefault(relativeFor(definition.time_range));
-    pending = fetchData();
-  }
-  header(definition);
+  // The server renders the title and embeds the definition (GET /api/v1/dashboards/{name}).
+  const definition = JSON.parse(document.getElementById("dashboard-definition").textContent);
+  if (definition.time_range) setDefault(relativeFor(definition.time_range));
+  const pending = fetchData();
+  pending.catch(() => {}); // handled in show(); no unhandled rejection meanwhile
   renderPicker(document.getElementById("range-picker"));
   const reload = () => { if (!loading) show(definition, fetchData()); };
   setupRefresh(definition.refresh || 0, reload);
