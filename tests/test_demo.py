@@ -448,7 +448,9 @@ def test_the_demo_command_posts_live_traffic_through_the_http_api(tmp_path: Path
         body = httpx.get(url + "/api/v1/query", params=query).json()
         assert float(body["data"]["result"][0]["value"][1]) > 0
         printed = log.read_text()
-        assert "/dashboards/executive" in printed and "checkout latency incident" in printed
+        # The story's live line is always there; past incidents only when one of them falls
+        # inside the day of history, which depends on the time of day the test runs.
+        assert "/dashboards/executive" in printed and "next checkout incident" in printed
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)
