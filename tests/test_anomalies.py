@@ -116,6 +116,29 @@ def test_a_daily_series_falls_back_to_previous_days_then_uses_weekdays() -> None
     assert "(past weeks)" in report.anomalies[0].explanation
 
 
+@pytest.mark.parametrize(
+    ("end", "day"),
+    [
+        (T0 + 13 * DAY_MS + 23 * HOUR_MS, "Sunday"),  # the spike at 22:00, the week's last hours
+        (T0 + 12 * DAY_MS + 14 * HOUR_MS, "Saturday"),
+        (T0 + 14 * DAY_MS + 14 * HOUR_MS, "Monday"),
+    ],
+)
+def test_a_two_week_old_series_has_a_baseline_on_weekends_too(end: int, day: str) -> None:
+    # A weekend point had one earlier weekend day in six, so with one past week it had only two
+    # references and no baseline: a spike on a Saturday or Sunday went unflagged.
+    n = 14 * 24
+    ts = end - (n - 1 - np.arange(n)) * HOUR_MS
+    values = 100 + 30 * np.sin(2 * np.pi * np.arange(n) / 24)
+    values[-2] = 400.0
+    series = Series(ts.astype(np.int64), values, "orders_per_hour", "", HOUR_MS)
+    report = detect(series, with_change_points=False)
+    assert [a.ts for a in report.anomalies] == [int(ts[-2])]
+    assert day in report.anomalies[0].explanation
+    flagged, score, _ = is_anomalous_now(series, int(ts[-2]))
+    assert flagged and score > DEFAULT_THRESHOLD
+
+
 # --- the demo's planted story --------------------------------------------------------------
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:

@@ -4,7 +4,10 @@ For each point the reference set is the points within ±30 min of the same time 
 previous `weeks` weeks (median and MAD, robust to earlier anomalies). While there are fewer
 than `pool_below_weeks` such weeks, the same time of day on the previous `days` days of the same
 kind (weekday/weekend) joins the pool; with no past week at all those days alone are the
-reference (at least `min_days`), and with less the point has no baseline (NaN). Slots are hours in
+reference (at least `min_days`), and with less the point has no baseline (NaN). A weekend point has
+at most one earlier weekend day in six, so where the pool would still hold fewer than
+MIN_REFERENCES values it reaches back two weeks for days of its kind (not the weekly slot, which
+is already in it). Slots are hours in
 UTC, or the step itself when the step is longer than an hour (a daily series compares
 Tuesdays with Tuesdays, and falls back to the previous days).
 """
@@ -56,9 +59,7 @@ def seasonal_baseline(
     if len(young) and step < WEEK_MS:
         # Few weeks: pool the same time on previous days of the same kind, so one bad week
         # (an incident in the only reference week) cannot become the baseline.
-        lag = max(1, DAY_MS // step)
-        day_rows = _stack(values, lag, days, offsets, young)
-        _same_kind_of_day(day_rows, series.ts, young, lag, offsets)
+        day_rows = _day_pool(series, rows[:, young], young, days, offsets)
         has_week = week_count[young] >= min_weeks
         enough = has_week | (_cycles_present(day_rows, len(offsets)) >= min_days)
         pooled = _stats(np.vstack([rows[:, young], day_rows]), enough)
@@ -70,14 +71,60 @@ def seasonal_baseline(
     return Baseline(expected, _floored(scale, expected, values), level.astype(np.int64))
 
 
+def _day_pool(
+    series: Series, week_rows: Float64Array, young: Int64Array, days: int, offsets: list[int]
+) -> Float64Array:
+    """References from earlier days of the same kind for the `young` points.
+
+    The previous `days` days first; where they and the weekly slot give fewer than
+    MIN_REFERENCES values (a weekend has one earlier weekend day in six), the same kind of day
+    up to two weeks back joins.
+    """
+    values, ts, step = series.values, series.ts, series.step_ms
+    lag = max(1, DAY_MS // step)
+    rows = _days_of_the_same_kind(values, ts, young, lag, days, offsets)
+    short = (~np.isnan(np.vstack([week_rows, rows]))).sum(axis=0) < MIN_REFERENCES
+    if not short.any():
+        return rows
+    far = _days_of_the_same_kind(values, ts, young, lag, _far_days(days, lag, step), offsets)
+    far[:, ~short] = np.nan
+    return np.vstack([rows, far])
+
+
+def _far_days(days: int, lag: int, step: int) -> list[int]:
+    """Cycles past the first `days` back to two weeks, skipping those on the weekly slot."""
+    reach = 2 * WEEK_MS // (lag * step)
+    return [j for j in range(days + 1, reach) if (j * lag * step) % WEEK_MS]
+
+
+def _days_of_the_same_kind(
+    values: Float64Array,
+    ts: Int64Array,
+    idx: Int64Array,
+    lag: int,
+    days: int | list[int],
+    offsets: list[int],
+) -> Float64Array:
+    """The same time on earlier days (`days` back, or those cycles) of the same kind only."""
+    cycles = list(range(1, days + 1)) if isinstance(days, int) else days
+    rows = _stack(values, lag, cycles, offsets, idx)
+    _same_kind_of_day(rows, ts, idx, lag, cycles, offsets)
+    return rows
+
+
 def _same_kind_of_day(
-    rows: Float64Array, ts: Int64Array, idx: Int64Array, lag: int, offsets: list[int]
+    rows: Float64Array,
+    ts: Int64Array,
+    idx: Int64Array,
+    lag: int,
+    cycles: list[int],
+    offsets: list[int],
 ) -> None:
     """Blank references from the other kind of day (weekday vs weekend) in place."""
     weekend = ((ts // DAY_MS) + 3) % 7 >= 5
     for r in range(rows.shape[0]):
         j, o = divmod(r, len(offsets))
-        src = idx - (j + 1) * lag + offsets[o]
+        src = idx - cycles[j] * lag + offsets[o]
         ok = src >= 0
         differs = np.zeros(len(idx), dtype=bool)
         differs[ok] = weekend[src[ok]] != weekend[idx[ok]]
@@ -110,16 +157,24 @@ def _offsets(step_ms: int) -> list[int]:
 
 
 def _stack(
-    values: Float64Array, lag: int, back: int, offsets: list[int], rows: Int64Array | None = None
+    values: Float64Array,
+    lag: int,
+    back: int | list[int],
+    offsets: list[int],
+    rows: Int64Array | None = None,
 ) -> Float64Array:
-    """Rows = (cycle j, offset o): the value at i − j·lag + o for each point i (NaN outside)."""
+    """Rows = (cycle j, offset o): the value at i − j·lag + o for each point i (NaN outside).
+
+    `back` is how many cycles (1…back), or the cycles themselves.
+    """
     idx = np.arange(len(values)) if rows is None else rows
-    out = np.full((back * len(offsets), len(idx)), np.nan)
-    for j in range(1, back + 1):
+    cycles = list(range(1, back + 1)) if isinstance(back, int) else back
+    out = np.full((len(cycles) * len(offsets), len(idx)), np.nan)
+    for n, j in enumerate(cycles):
         for k, o in enumerate(offsets):
             src = idx - j * lag + o
             ok = (src >= 0) & (src < idx)
-            out[(j - 1) * len(offsets) + k, ok] = values[src[ok]]
+            out[n * len(offsets) + k, ok] = values[src[ok]]
     return out
 
 
