@@ -7,7 +7,6 @@ calls go through the FUNCTIONS registry that opsmetrics.query.promql.functions f
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Callable
 from typing import Any
@@ -18,11 +17,11 @@ import promql_parser as pp
 from opsmetrics.query.promql.aggregation import REDUCERS, aggregate, quantile_reducer
 from opsmetrics.query.promql.aggregation_select import count_values, limit_ratio, limitk, topk
 from opsmetrics.query.promql.binary import binary
+from opsmetrics.query.promql.functions import FUNCTIONS
 from opsmetrics.query.promql.nodes import duration_ms, parse_expr, unwrap_parens
 from opsmetrics.query.promql.rollup_eval import try_rollups
 from opsmetrics.query.promql.selection import instant_selector, range_selector, selector_times
 from opsmetrics.query.promql.values import (
-    FUNCTIONS,
     LOOKBACK_MS,
     CallInfo,
     EvalContext,
@@ -35,9 +34,6 @@ from opsmetrics.query.promql.values import (
 )
 from opsmetrics.query.promql.vectors import merge_same_labels, without_name
 from opsmetrics.storage.base import Storage
-
-with contextlib.suppress(ImportError):  # the function library registers itself on import
-    import opsmetrics.query.promql.functions  # noqa: F401
 
 __all__ = ["evaluate", "evaluate_instant", "evaluate_range", "parse_expr"]
 
