@@ -15,6 +15,8 @@ from typing import Any
 
 import httpx
 
+from opsmetrics.clock import ALLOW_FAKE_NOW_ENV, FAKE_NOW_ENV, pause
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -24,13 +26,13 @@ def free_port() -> int:
 
 def wait_until(check: Callable[[], Any], what: str, timeout_s: float = 30) -> Any:
     """`check()`'s first truthy answer, polled every 0.2 s; an AssertionError naming `what`
-    after `timeout_s`."""
+    after `timeout_s`. (`pause`, not time.sleep: see tests/README.md on libfaketime.)"""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         got = check()
         if got:
             return got
-        time.sleep(0.2)
+        pause(0.2)
     raise AssertionError(f"timed out waiting for {what}")
 
 
@@ -40,6 +42,8 @@ class ServerProcess:
     config_dir: Path | None = None
     env: dict[str, str] = field(default_factory=dict)
     port: int = field(default_factory=free_port)
+    #: The server's clock starts here (ms) instead of at the real time: OPSMETRICS_FAKE_NOW.
+    now_ms: int | None = None
     proc: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
 
@@ -63,6 +67,8 @@ class ServerProcess:
         if self.config_dir is not None:
             args += ["--config", str(self.config_dir)]
         env = {**os.environ, **self.env}
+        if self.now_ms is not None:
+            env |= {FAKE_NOW_ENV: str(self.now_ms / 1000), ALLOW_FAKE_NOW_ENV: "1"}
         self.log_path = self.data_dir.parent / f"server-{self.port}.log"
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -80,7 +86,7 @@ class ServerProcess:
                     return
             except httpx.HTTPError:
                 pass
-            time.sleep(0.1)
+            pause(0.1)
         raise RuntimeError(f"server did not become ready:\n{self.log()}")
 
     def log(self) -> str:

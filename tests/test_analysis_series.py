@@ -231,13 +231,18 @@ def test_bad_requests_are_400_bad_data_naming_the_field(
 
 
 # --- end to end -----------------------------------------------------------------------------
+#: Monday 2026-12-07 00:46 UTC: the spike falls on Sunday 22:00, whose weekend slot once had no
+#: baseline in a two-week-old series (tests/README.md, "clock").
+MONDAY_0046 = 1_796_604_360_000
+
+
 @pytest.mark.e2e
 def test_forecast_and_anomalies_through_the_real_server(tmp_path: Path) -> None:
     env = {"OPSMETRICS_SAMPLES_LATE_WINDOW": "30d"}
-    srv = ServerProcess(tmp_path / "data", env=env)
+    srv = ServerProcess(tmp_path / "data", env=env, now_ms=MONDAY_0046)
     try:
         srv.start(timeout=120)  # 2 shared cores: a busy machine starts slowly
-        now = int(time.time() * 1000) // HOUR_MS * HOUR_MS
+        now = MONDAY_0046 // HOUR_MS * HOUR_MS
         ts = [now - (24 * 14 - i) * HOUR_MS for i in range(24 * 14)]
         values = [100.0 + 30 * np.sin(2 * np.pi * i / 24) for i in range(len(ts))]
         values[-2] = 400.0  # a spike an hour ago

@@ -7,11 +7,11 @@ Not retried: any other 4xx — the receiver said the request itself is wrong.
 from __future__ import annotations
 
 import random
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from opsmetrics.alerting.notifiers.base import Batch, DeliveryResult, Notifier
+from opsmetrics.clock import pause
 
 
 @dataclass(frozen=True)
@@ -19,7 +19,7 @@ class RetryPolicy:
     max_retries: int = 5
     base_s: float = 0.5
     cap_s: float = 60.0
-    sleep: Callable[[float], None] = field(default=time.sleep, compare=False)
+    sleep: Callable[[float], None] = field(default=pause, compare=False)
 
     def delay(self, attempt: int, retry_after_s: float | None) -> float:
         """Seconds to wait after failed attempt number `attempt` (0-based)."""

@@ -16,7 +16,7 @@ from opsmetrics import __version__
 from opsmetrics.auth import Scope, TokenVerifier, new_token
 from opsmetrics.cli import analyze, importer, kpi, query
 from opsmetrics.cli import rules as rules_cli
-from opsmetrics.clock import SystemClock
+from opsmetrics.clock import SystemClock, clock_from_env
 from opsmetrics.errors import OpsMetricsError, UserError
 from opsmetrics.settings import Settings
 
@@ -67,7 +67,7 @@ def serve(
     from opsmetrics.cli.server import run_server
 
     s = settings(data_dir=data, config_dir=config, host=host, port=port)
-    run_server(s, SystemClock(), demo=False)
+    run_server(s, clock_from_env(os.environ), demo=False)
 
 
 @app.command()
@@ -90,7 +90,7 @@ def demo(
         host=host,
         port=port,
     )
-    run_server(s, SystemClock(), demo=True, demo_days=days)
+    run_server(s, clock_from_env(os.environ), demo=True, demo_days=days)
 
 
 @app.command()
