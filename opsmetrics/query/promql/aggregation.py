@@ -8,9 +8,9 @@ count_values live in aggregation_select.py.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import numpy as np
+import promql_parser as pp
 
 from opsmetrics.model import METRIC_NAME, Float64Array, Labels
 from opsmetrics.query.promql.values import BoolArray, InstantVector
@@ -19,18 +19,18 @@ from opsmetrics.query.promql.vectors import drop_labels, keep_labels
 Reducer = Callable[[Float64Array, BoolArray], Float64Array]
 
 
-def group_key_function(modifier: Any) -> Callable[[Labels], Labels]:
+def group_key_function(modifier: pp.AggModifier | None) -> Callable[[Labels], Labels]:
     """How a row's labels map to its group's labels under `by (…)`, `without (…)` or neither."""
     if modifier is None:
         return lambda labels: ()
     names = frozenset(modifier.labels)
-    if str(modifier.type).endswith("Without"):
+    if modifier.type == pp.AggModifierType.Without:
         dropped = names | {METRIC_NAME}
         return lambda labels: drop_labels(labels, dropped)
     return lambda labels: keep_labels(labels, names)
 
 
-def group_rows(vec: InstantVector, modifier: Any) -> dict[Labels, list[int]]:
+def group_rows(vec: InstantVector, modifier: pp.AggModifier | None) -> dict[Labels, list[int]]:
     key = group_key_function(modifier)
     groups: dict[Labels, list[int]] = {}
     for i, labels in enumerate(vec.labels):
@@ -38,7 +38,9 @@ def group_rows(vec: InstantVector, modifier: Any) -> dict[Labels, list[int]]:
     return groups
 
 
-def aggregate(vec: InstantVector, reducer: Reducer, modifier: Any) -> InstantVector:
+def aggregate(
+    vec: InstantVector, reducer: Reducer, modifier: pp.AggModifier | None
+) -> InstantVector:
     """One output row per group, computed by `reducer(values, present)` over the group's rows."""
     steps = vec.values.shape[1]
     groups = group_rows(vec, modifier)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import re
-from typing import Any
 
 import numpy as np
+import promql_parser as pp
 
 from opsmetrics.model import Float64Array, Int64Array, Labels
 from opsmetrics.query.promql.aggregation import group_key_function, group_rows
@@ -33,7 +33,9 @@ def _rank_rows(v: Float64Array, p: BoolArray, descending: bool) -> Int64Array:
     return rank
 
 
-def _pick(vec: InstantVector, modifier: Any, chosen: BoolArray, rank: Int64Array) -> InstantVector:
+def _pick(
+    vec: InstantVector, modifier: pp.AggModifier | None, chosen: BoolArray, rank: Int64Array
+) -> InstantVector:
     """Keep the chosen (row, step) cells, rows of one group ordered by rank on the first step."""
     rows = np.flatnonzero(chosen.any(axis=1))
     if vec.values.shape[1] == 1 and len(rows):
@@ -48,7 +50,9 @@ def _pick(vec: InstantVector, modifier: Any, chosen: BoolArray, rank: Int64Array
     )
 
 
-def topk(vec: InstantVector, param: Float64Array, modifier: Any, top: bool) -> InstantVector:
+def topk(
+    vec: InstantVector, param: Float64Array, modifier: pp.AggModifier | None, top: bool
+) -> InstantVector:
     k = k_param(param, len(vec))
     chosen = np.zeros_like(vec.present)
     rank = np.zeros(vec.present.shape, dtype=np.int64)
@@ -60,7 +64,9 @@ def topk(vec: InstantVector, param: Float64Array, modifier: Any, top: bool) -> I
     return _pick(vec, modifier, chosen, rank)
 
 
-def limitk(vec: InstantVector, param: Float64Array, modifier: Any) -> InstantVector:
+def limitk(
+    vec: InstantVector, param: Float64Array, modifier: pp.AggModifier | None
+) -> InstantVector:
     k = k_param(param, len(vec))
     chosen = np.zeros_like(vec.present)
     for rows in group_rows(vec, modifier).values():
@@ -96,7 +102,7 @@ def format_value(f: float) -> str:
     return np.format_float_positional(f, trim="-")
 
 
-def count_values(vec: InstantVector, label: str, modifier: Any) -> InstantVector:
+def count_values(vec: InstantVector, label: str, modifier: pp.AggModifier | None) -> InstantVector:
     if not _LABEL_NAME.match(label):
         raise QueryError(f"invalid label name {label!r}")
     key = group_key_function(modifier)

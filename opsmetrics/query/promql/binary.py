@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import numpy as np
+import promql_parser as pp
 
-from opsmetrics.model import METRIC_NAME, Float64Array, Labels
+from opsmetrics.model import METRIC_NAME, Float64Array, Int64Array, Labels
 from opsmetrics.query.promql.values import (
     BoolArray,
     InstantVector,
@@ -24,8 +24,7 @@ from opsmetrics.query.promql.vectors import (
     without_name,
 )
 
-Op = Callable[[Any, Any], Any]
-ARITHMETIC: dict[str, Op] = {
+ARITHMETIC: dict[str, np.ufunc] = {
     "+": np.add,
     "-": np.subtract,
     "*": np.multiply,
@@ -34,7 +33,7 @@ ARITHMETIC: dict[str, Op] = {
     "^": np.power,
     "atan2": np.arctan2,
 }
-COMPARISON: dict[str, Op] = {
+COMPARISON: dict[str, np.ufunc] = {
     "==": np.equal,
     "!=": np.not_equal,
     ">": np.greater,
@@ -44,9 +43,10 @@ COMPARISON: dict[str, Op] = {
 }
 SET_OPERATORS = frozenset({"and", "or", "unless"})
 Signature = Callable[[Labels], Labels]
+Cardinality = pp.VectorMatchCardinality
 
 
-def binary(op: str, lhs: Value, rhs: Value, modifier: Any) -> Value:
+def binary(op: str, lhs: Value, rhs: Value, modifier: pp.BinModifier | None) -> Value:
     return_bool = bool(modifier is not None and modifier.return_bool)
     with np.errstate(all="ignore"):
         if isinstance(lhs, Scalar) and isinstance(rhs, Scalar):
@@ -62,7 +62,9 @@ def binary(op: str, lhs: Value, rhs: Value, modifier: Any) -> Value:
     raise QueryError(f"binary operator {op!r} is not defined between these operand types")
 
 
-def _apply(op: str, left: Any, right: Any, return_bool: bool) -> tuple[Float64Array, BoolArray]:
+def _apply(
+    op: str, left: Float64Array, right: Float64Array, return_bool: bool
+) -> tuple[Float64Array, BoolArray]:
     """Values and keep-mask of `left op right` (a comparison keeps the left value)."""
     if op in ARITHMETIC:
         values = ARITHMETIC[op](left, right)
@@ -87,13 +89,13 @@ def vector_scalar(
     return merge_same_labels(out)
 
 
-def signature_function(modifier: Any) -> Signature:
+def signature_function(modifier: pp.BinModifier | None) -> Signature:
     """The labels two rows must share to match: `on (…)`, or all but `ignoring (…)` and name."""
     matching = None if modifier is None else modifier.matching
     if matching is None:
         return lambda labels: drop_labels(labels, frozenset({METRIC_NAME}))
     names = frozenset(matching.labels)
-    if str(matching.type).endswith("Include"):
+    if matching.type == pp.LabelModifierType.Include:
         return lambda labels: keep_labels(labels, names)
     return lambda labels: drop_labels(labels, names | {METRIC_NAME})
 
@@ -130,10 +132,14 @@ def _masks(rows: list[BoolArray], steps: int) -> BoolArray:
 
 
 def vector_vector(
-    op: str, lhs: InstantVector, rhs: InstantVector, modifier: Any, return_bool: bool
+    op: str,
+    lhs: InstantVector,
+    rhs: InstantVector,
+    modifier: pp.BinModifier | None,
+    return_bool: bool,
 ) -> InstantVector:
-    card = "OneToOne" if modifier is None else str(modifier.card).rsplit(".", 1)[-1]
-    swapped = card == "OneToMany"
+    card = Cardinality.OneToOne if modifier is None else modifier.card
+    swapped = card == Cardinality.OneToMany
     many, one = (rhs, lhs) if swapped else (lhs, rhs)
     sig = signature_function(modifier)
     one_rows = _one_side_rows(one, sig, "left" if swapped else "right")
@@ -174,23 +180,25 @@ def _one_side_rows(one: InstantVector, sig: Signature, side: str) -> dict[Labels
     return rows
 
 
-def _is_on(modifier: Any) -> bool:
+def _is_on(modifier: pp.BinModifier | None) -> bool:
     matching = None if modifier is None else modifier.matching
-    return matching is not None and str(matching.type).endswith("Include")
+    return matching is not None and matching.type == pp.LabelModifierType.Include
 
 
-def _result_labels(many: Labels, one: Labels, card: str, modifier: Any, drop_name: bool) -> Labels:
+def _result_labels(
+    many: Labels, one: Labels, card: Cardinality, modifier: pp.BinModifier | None, drop_name: bool
+) -> Labels:
     out = dict(many)
     if drop_name:
         out.pop(METRIC_NAME, None)
     matching = None if modifier is None else modifier.matching
-    if card == "OneToOne" and matching is not None:
+    if card == Cardinality.OneToOne and matching is not None:
         names = set(matching.labels)
         if _is_on(modifier):
             out = {k: v for k, v in out.items() if k in names}
         else:
             out = {k: v for k, v in out.items() if k not in names}
-    if card != "OneToOne":
+    if modifier is not None and card != Cardinality.OneToOne:
         one_map = dict(one)
         for name in modifier.group_labels or ():
             if one_map.get(name):
@@ -201,15 +209,15 @@ def _result_labels(many: Labels, one: Labels, card: str, modifier: Any, drop_nam
 
 
 def _check_unique_matches(
-    labels: list[Labels], sigs: list[Labels], present: BoolArray, card: str
+    labels: list[Labels], sigs: list[Labels], present: BoolArray, card: Cardinality
 ) -> None:
-    counts: dict[Any, Any] = {}
+    counts: dict[Labels | tuple[Labels, Labels], Int64Array] = {}
     for i, (ls, sg) in enumerate(zip(labels, sigs, strict=True)):
-        key = sg if card == "OneToOne" else (sg, ls)
+        key = sg if card == Cardinality.OneToOne else (sg, ls)
         counts[key] = counts[key] + present[i] if key in counts else present[i].astype(np.int64)
     if not any((c > 1).any() for c in counts.values()):
         return
-    if card == "OneToOne":
+    if card == Cardinality.OneToOne:
         raise QueryExecutionError(
             "multiple matches for labels: many-to-one matching must be explicit "
             "(group_left/group_right)"

@@ -8,8 +8,6 @@ calls go through the FUNCTIONS registry that opsmetrics.query.promql.functions f
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 import promql_parser as pp
@@ -18,7 +16,13 @@ from opsmetrics.query.promql.aggregation import REDUCERS, aggregate, quantile_re
 from opsmetrics.query.promql.aggregation_select import count_values, limit_ratio, limitk, topk
 from opsmetrics.query.promql.binary import binary
 from opsmetrics.query.promql.functions import FUNCTIONS
-from opsmetrics.query.promql.nodes import duration_ms, parse_expr, unwrap_parens
+from opsmetrics.query.promql.nodes import (
+    aggregate_param,
+    call_args,
+    duration_ms,
+    parse_expr,
+    unwrap_parens,
+)
 from opsmetrics.query.promql.rollup_eval import try_rollups
 from opsmetrics.query.promql.selection import instant_selector, range_selector, selector_times
 from opsmetrics.query.promql.values import (
@@ -104,28 +108,40 @@ def evaluate_instant(
     return evaluate(node, ctx)
 
 
-def evaluate(node: Any, ctx: EvalContext) -> Value:
+def evaluate(node: pp.Expr, ctx: EvalContext) -> Value:
     """Evaluate one AST node for every step of `ctx`."""
     ctx.check_deadline()
-    handler = _HANDLERS.get(type(node))
-    if handler is None:
-        raise QueryError(f"unsupported expression: {node}")
-    return handler(node, ctx)
+    match node:
+        case pp.ParenExpr():
+            return evaluate(node.expr, ctx)
+        case pp.UnaryExpr():
+            return _unary(node, ctx)
+        case pp.BinaryExpr():
+            return _binary(node, ctx)
+        case pp.AggregateExpr():
+            return _aggregate(node, ctx)
+        case pp.Call():
+            return _call(node, ctx)
+        case pp.SubqueryExpr():
+            return _subquery(node, ctx)
+    return _leaf(node, ctx)
 
 
-def _number(node: Any, ctx: EvalContext) -> Value:
-    return Scalar(np.full(len(ctx.steps), float(node.val)))
+def _leaf(node: pp.Expr, ctx: EvalContext) -> Value:
+    """Literals and selectors: the nodes with no sub-expression to evaluate first."""
+    match node:
+        case pp.NumberLiteral():
+            return Scalar(np.full(len(ctx.steps), float(node.val)))
+        case pp.StringLiteral():
+            return StringValue(str(node.val))
+        case pp.VectorSelector():
+            return instant_selector(node, ctx)
+        case pp.MatrixSelector():
+            return range_selector(node, ctx)
+    raise QueryError(f"unsupported expression: {node}")
 
 
-def _string(node: Any, ctx: EvalContext) -> Value:
-    return StringValue(str(node.val))
-
-
-def _paren(node: Any, ctx: EvalContext) -> Value:
-    return evaluate(node.expr, ctx)
-
-
-def _unary(node: Any, ctx: EvalContext) -> Value:
+def _unary(node: pp.UnaryExpr, ctx: EvalContext) -> Value:
     value = evaluate(node.expr, ctx)
     if isinstance(value, Scalar):
         return Scalar(-value.values)
@@ -134,21 +150,13 @@ def _unary(node: Any, ctx: EvalContext) -> Value:
     raise QueryError("unary minus is only defined for scalars and instant vectors")
 
 
-def _binary(node: Any, ctx: EvalContext) -> Value:
+def _binary(node: pp.BinaryExpr, ctx: EvalContext) -> Value:
     lhs = evaluate(node.lhs, ctx)
     rhs = evaluate(node.rhs, ctx)
     return binary(str(node.op), lhs, rhs, node.modifier)
 
 
-def _vector_selector(node: Any, ctx: EvalContext) -> Value:
-    return instant_selector(node, ctx)
-
-
-def _matrix_selector(node: Any, ctx: EvalContext) -> Value:
-    return range_selector(node, ctx)
-
-
-def _subquery(node: Any, ctx: EvalContext) -> Value:
+def _subquery(node: pp.SubqueryExpr, ctx: EvalContext) -> Value:
     """Evaluate the inner expression at absolute multiples of the subquery step."""
     range_ms = duration_ms(node.range)
     step = duration_ms(node.step) or DEFAULT_SUBQUERY_STEP_MS
@@ -186,12 +194,13 @@ def _subquery(node: Any, ctx: EvalContext) -> Value:
     return out
 
 
-def _aggregate(node: Any, ctx: EvalContext) -> Value:
+def _aggregate(node: pp.AggregateExpr, ctx: EvalContext) -> Value:
     op = str(node.op)
     vec = evaluate(node.expr, ctx)
     if not isinstance(vec, InstantVector):
         raise QueryError(f"expected instant vector in aggregation expression {op}")
-    param = None if node.param is None else evaluate(node.param, ctx)
+    param_expr = aggregate_param(node)
+    param = None if param_expr is None else evaluate(param_expr, ctx)
     with np.errstate(all="ignore"):
         if op in REDUCERS:
             return aggregate(vec, REDUCERS[op], node.modifier)
@@ -211,7 +220,7 @@ def _aggregate(node: Any, ctx: EvalContext) -> Value:
     raise QueryError(f"unsupported aggregation operator {op}")
 
 
-def _call(node: Any, ctx: EvalContext) -> Value:
+def _call(node: pp.Call, ctx: EvalContext) -> Value:
     name = node.func.name
     fdef = FUNCTIONS.get(name)
     if fdef is None:
@@ -219,7 +228,7 @@ def _call(node: Any, ctx: EvalContext) -> Value:
     served = try_rollups(node, ctx)
     if served is not None:
         return merge_same_labels(served)
-    arg_exprs = list(node.args)
+    arg_exprs = call_args(node)
     args = [_call_arg(expr, _arg_kind(fdef.arg_kinds, i), ctx) for i, expr in enumerate(arg_exprs)]
     _fill_defaults(name, fdef.arg_kinds, args, ctx)
     result = fdef.impl(args, CallInfo(name, arg_exprs), ctx)
@@ -232,7 +241,7 @@ def _arg_kind(kinds: tuple[str, ...], i: int) -> str:
     return kinds[min(i, len(kinds) - 1)] if kinds else "instant"
 
 
-def _call_arg(expr: Any, kind: str, ctx: EvalContext) -> Value:
+def _call_arg(expr: pp.Expr, kind: str, ctx: EvalContext) -> Value:
     value = evaluate(expr, ctx)
     if kind == "range" and not isinstance(value, RangeVector):
         raise QueryError(f"expected a range vector argument, got {unwrap_parens(expr)}")
@@ -249,17 +258,3 @@ def _fill_defaults(name: str, kinds: tuple[str, ...], args: list[Value], ctx: Ev
             )
         elif kind == "scalar" and name == "round":
             args.append(Scalar(np.ones(len(ctx.steps))))
-
-
-_HANDLERS: dict[type, Callable[[Any, EvalContext], Value]] = {
-    pp.NumberLiteral: _number,
-    pp.StringLiteral: _string,
-    pp.ParenExpr: _paren,
-    pp.UnaryExpr: _unary,
-    pp.BinaryExpr: _binary,
-    pp.VectorSelector: _vector_selector,
-    pp.MatrixSelector: _matrix_selector,
-    pp.SubqueryExpr: _subquery,
-    pp.AggregateExpr: _aggregate,
-    pp.Call: _call,
-}

@@ -1,12 +1,15 @@
-"""Reading promql_parser's AST: parsing, durations, `offset`, `@` and label matchers."""
+"""Reading promql_parser's AST: parsing, durations, `offset`, `@` and label matchers.
+
+The node classes are typed by the stubs that promql-parser ships (promql_parser/__init__.pyi);
+`call_args` and `aggregate_param` type the two children those stubs leave untyped.
+"""
 
 from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
-import promql_parser
+import promql_parser as pp
 
 from opsmetrics.model import METRIC_NAME, Matcher, MatchOp
 from opsmetrics.query.promql.values import QueryError
@@ -25,12 +28,28 @@ _AT_DEBUG = re.compile(
 )
 
 
-def parse_expr(text: str) -> Any:
+#: The nodes that carry `offset` and `@` modifiers.
+TimedNode = pp.VectorSelector | pp.SubqueryExpr
+
+
+def parse_expr(text: str) -> pp.Expr:
     """Parse a PromQL expression; a syntax error becomes a QueryError with the parser's text."""
     try:
-        return promql_parser.parse(text)
+        return pp.parse(text)
     except ValueError as exc:
         raise QueryError(f"parse error: {exc}") from None
+
+
+def call_args(node: pp.Call) -> list[pp.Expr]:
+    """The argument nodes of a function call."""
+    args: list[pp.Expr] = list(node.args)
+    return args
+
+
+def aggregate_param(node: pp.AggregateExpr) -> pp.Expr | None:
+    """The parameter node of `topk(k, …)`, `quantile(φ, …)`, `count_values("label", …)`."""
+    param: pp.Expr | None = node.param
+    return param
 
 
 def duration_ms(td: timedelta | None) -> int:
@@ -39,35 +58,36 @@ def duration_ms(td: timedelta | None) -> int:
     return td // _MS
 
 
-def offset_ms(node: Any) -> int:
+def offset_ms(node: TimedNode) -> int:
     return duration_ms(node.offset)
 
 
-def at_ms(node: Any, start_ms: int, end_ms: int) -> int | None:
+def at_ms(node: TimedNode, start_ms: int, end_ms: int) -> int | None:
     """The `@` timestamp of a selector or subquery node, with start()/end() resolved."""
     at = node.at
     if at is None:
         return None
-    kind = str(at.type)
-    if kind.endswith("Start"):
+    if at.type == pp.AtModifierType.Start:
         return start_ms
-    if kind.endswith("End"):
+    if at.type == pp.AtModifierType.End:
         return end_ms
     return _at_timestamp(node, at)
 
 
-def _at_timestamp(node: Any, at: Any) -> int:
+def _at_timestamp(node: TimedNode, at: pp.AtModifier) -> int:
     try:
-        moment: datetime = at.at
-        return (moment - _EPOCH) // _MS
+        moment = at.at
     except BaseException:  # noqa: B036 - the binding panics on timestamps before 1970
-        found = _AT_DEBUG.search(repr(node))
-        if found is None:
-            raise QueryError("cannot read the @ timestamp of the expression") from None
-        return int(found.group(1)) * 1000 + int(found.group(2)) // 1_000_000
+        moment = None
+    if moment is not None:
+        return (moment - _EPOCH) // _MS
+    found = _AT_DEBUG.search(repr(node))
+    if found is None:
+        raise QueryError("cannot read the @ timestamp of the expression")
+    return int(found.group(1)) * 1000 + int(found.group(2)) // 1_000_000
 
 
-def matcher_groups(selector: Any) -> list[list[Matcher]]:
+def matcher_groups(selector: pp.VectorSelector) -> list[list[Matcher]]:
     """The selector's matchers; several groups when it uses `or` inside the braces."""
     groups = selector.matchers.or_matchers or [selector.matchers.matchers]
     out = []
@@ -79,7 +99,7 @@ def matcher_groups(selector: Any) -> list[list[Matcher]]:
     return out
 
 
-def _matcher(m: Any) -> Matcher:
+def _matcher(m: pp.Matcher) -> Matcher:
     op = _MATCH_OPS[str(m.op)]
     value = scoped_flags(m.value) if op in (MatchOp.RE, MatchOp.NRE) else m.value
     try:
@@ -136,7 +156,7 @@ def _class_end(pattern: str, start: int) -> int:
     return min(i + 1, len(pattern))
 
 
-def unwrap_parens(node: Any) -> Any:
-    while isinstance(node, promql_parser.ParenExpr):
+def unwrap_parens(node: pp.Expr) -> pp.Expr:
+    while isinstance(node, pp.ParenExpr):
         node = node.expr
     return node

@@ -12,14 +12,13 @@ PromQL's special-value rules stay exact. docs/promql.md ("Rollups") lists the to
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import promql_parser as pp
 
 from opsmetrics.model import Int64Array, Labels, Series
 from opsmetrics.query.promql.functions._common import build_vector
-from opsmetrics.query.promql.nodes import duration_ms
+from opsmetrics.query.promql.nodes import call_args, duration_ms
 from opsmetrics.query.promql.rollup_windows import (
     BucketGrid,
     GridResult,
@@ -55,14 +54,14 @@ ROLLUP_FUNCTIONS = OVER_TIME | EXTRAPOLATED
 @dataclass(frozen=True, slots=True)
 class RollupPlan:
     name: str
-    selector: Any  # the promql_parser MatrixSelector
+    selector: pp.MatrixSelector
     width_ms: int
     range_ms: int
     ends: Int64Array  # window end per step
     covered: BoolArray  # steps whose whole window lies inside the rollup spans
 
 
-def try_rollups(node: Any, ctx: EvalContext) -> InstantVector | None:
+def try_rollups(node: pp.Call, ctx: EvalContext) -> InstantVector | None:
     """The call's value computed from rollups, or None when rollups cannot serve it."""
     plan = plan_call(node, ctx)
     if plan is None:
@@ -70,9 +69,9 @@ def try_rollups(node: Any, ctx: EvalContext) -> InstantVector | None:
     return _evaluate(plan, ctx)
 
 
-def plan_call(node: Any, ctx: EvalContext) -> RollupPlan | None:
+def plan_call(node: pp.Call, ctx: EvalContext) -> RollupPlan | None:
     name = node.func.name
-    args = list(node.args)
+    args = call_args(node)
     if not ctx.use_rollups or name not in ROLLUP_FUNCTIONS or len(args) != 1:
         return None
     selector = args[0]

@@ -6,23 +6,24 @@ whole arrays of timestamps.
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
+import promql_parser as pp
 
 from opsmetrics.model import Int64Array, Labels, SampleRows, Series, is_stale
-from opsmetrics.query.promql.nodes import at_ms, duration_ms, matcher_groups, offset_ms
+from opsmetrics.query.promql.nodes import TimedNode, at_ms, duration_ms, matcher_groups, offset_ms
 from opsmetrics.query.promql.values import EvalContext, InstantVector, RangeVector
 
 
-def selector_times(node: Any, ctx: EvalContext) -> Int64Array:
+def selector_times(node: TimedNode, ctx: EvalContext) -> Int64Array:
     """The timestamp each step reads at: the step (or the `@` time) minus the offset."""
     at = at_ms(node, ctx.start_ms, ctx.end_ms)
     base = ctx.steps if at is None else np.full(len(ctx.steps), at, dtype=np.int64)
     return base - offset_ms(node)
 
 
-def select_matching(node: Any, ctx: EvalContext, start: int, end: int) -> list[Series]:
+def select_matching(
+    node: pp.VectorSelector, ctx: EvalContext, start: int, end: int
+) -> list[Series]:
     """Series matching the selector with samples in [start, end], sorted by labels."""
     found: dict[int, Series] = {}
     for matchers in matcher_groups(node):
@@ -32,7 +33,7 @@ def select_matching(node: Any, ctx: EvalContext, start: int, end: int) -> list[S
 
 
 def _load(
-    node: Any, ctx: EvalContext, start: int, end: int
+    node: pp.VectorSelector, ctx: EvalContext, start: int, end: int
 ) -> tuple[list[Series], SampleRows, Int64Array]:
     """Matching series, their samples in [start, end], and each series' row offsets."""
     series = select_matching(node, ctx, start, end)
@@ -46,7 +47,7 @@ def _load(
     return series, rows, np.stack([lo, hi]) if len(ids) else np.zeros((2, 0), np.int64)
 
 
-def instant_selector(node: Any, ctx: EvalContext) -> InstantVector:
+def instant_selector(node: pp.VectorSelector, ctx: EvalContext) -> InstantVector:
     """Each series' newest sample in (t - lookback, t]; a stale marker there means absent."""
     times = selector_times(node, ctx)
     n = len(times)
@@ -76,7 +77,7 @@ def instant_selector(node: Any, ctx: EvalContext) -> InstantVector:
     return InstantVector(labels, np.stack(values), np.stack(present), np.stack(sample_ts))
 
 
-def range_selector(node: Any, ctx: EvalContext) -> RangeVector:
+def range_selector(node: pp.MatrixSelector, ctx: EvalContext) -> RangeVector:
     """Raw points of a matrix selector; step j's window is (end_j - range, end_j]."""
     vs = node.vector_selector
     range_ms = duration_ms(node.range)

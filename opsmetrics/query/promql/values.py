@@ -9,10 +9,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import promql_parser as pp
 
 from opsmetrics.errors import BadDataError, UserError
 from opsmetrics.model import METRIC_NAME, Float64Array, Int64Array, Labels
@@ -138,7 +138,7 @@ class CallInfo:
     """What a function implementation may need beyond its evaluated arguments."""
 
     name: str
-    arg_exprs: Sequence[Any]  # the promql_parser AST nodes of the arguments
+    arg_exprs: Sequence[pp.Expr]
 
 
 FunctionImpl = Callable[[list[Value], CallInfo, EvalContext], Value]

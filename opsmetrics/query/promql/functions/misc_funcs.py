@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
-from typing import Any
 
 import numpy as np
+import promql_parser as pp
 
 from opsmetrics.model import METRIC_NAME, Float64Array, Labels
 from opsmetrics.query.promql.functions._common import (
@@ -26,17 +26,18 @@ from opsmetrics.query.promql.values import (
 )
 
 
-def absent_labels(expr: Any) -> Labels:
+def absent_labels(expr: pp.Expr) -> Labels:
     """Labels for absent(): equality matchers of a plain selector, minus names matched twice."""
-    selector = getattr(expr, "vector_selector", expr)
-    matchers = getattr(getattr(selector, "matchers", None), "matchers", None)
-    if matchers is None or type(expr).__name__ not in ("VectorSelector", "MatrixSelector"):
+    if isinstance(expr, pp.MatrixSelector):
+        expr = expr.vector_selector
+    if not isinstance(expr, pp.VectorSelector):
         return ()
+    matchers = expr.matchers.matchers
     seen = Counter(m.name for m in matchers)
     pairs = {
         m.name: m.value
         for m in matchers
-        if str(m.op).endswith(".Equal") and m.name != METRIC_NAME and seen[m.name] == 1
+        if m.op == pp.MatchOp.Equal and m.name != METRIC_NAME and seen[m.name] == 1
     }
     return tuple(sorted((k, v) for k, v in pairs.items() if v != ""))
 
