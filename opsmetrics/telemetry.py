@@ -109,6 +109,26 @@ class Telemetry:
             ["group"],
             registry=r,
         )
+        # Prometheus's own names, so its dashboards and runbooks work here; `rule_group` is
+        # "<file>;<group>" for rule groups and the rule's id for KPI alert rules.
+        self.rule_group_last_duration = Gauge(
+            "prometheus_rule_group_last_duration_seconds",
+            "Seconds the group's last evaluation took",
+            ["rule_group"],
+            registry=r,
+        )
+        self.rule_group_iterations_missed = Counter(
+            "prometheus_rule_group_iterations_missed",
+            "Evaluations of the group skipped because an earlier one ran late",
+            ["rule_group"],
+            registry=r,
+        )
+        self.rule_group_last_samples = Gauge(
+            "prometheus_rule_group_last_evaluation_samples",
+            "Samples the group's rules produced in its last evaluation",
+            ["rule_group"],
+            registry=r,
+        )
 
     def notified(self, channel: str, delivered: bool, attempts: int, seconds: float) -> None:
         """Count one finished delivery of `attempts` attempts."""
@@ -116,6 +136,17 @@ class Telemetry:
         if attempts > 1:
             self.notifications.labels(channel, "retried").inc(attempts - 1)
         self.notification_seconds.labels(channel).observe(seconds)
+
+    def rule_group_evaluated(
+        self, group: str, key: str, *, seconds: float, samples: int, failures: int, missed: int
+    ) -> None:
+        """Count one evaluation of a rule group (`group` its name, `key` its rule_group)."""
+        self.rule_evaluation_seconds.labels(group).observe(seconds)
+        if failures:
+            self.rule_evaluation_failures.labels(group).inc(failures)
+        self.rule_group_last_duration.labels(key).set(seconds)
+        self.rule_group_last_samples.labels(key).set(samples)
+        self.rule_group_iterations_missed.labels(key).inc(missed)
 
     def watch_alerts(self, **sources: Callable[[], Sequence[_Stated]]) -> None:
         """Export `opsmetrics_alerts{state, source}` from each source's active alerts; a later

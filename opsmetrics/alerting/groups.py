@@ -1,8 +1,8 @@
-"""The rule-group scheduler: each group on its interval, its rules in order, as Prometheus does.
+"""Prometheus rule groups: each group on its interval, its rules in order, as Prometheus does.
 
-A group is evaluated at aligned timestamps: multiples of its interval shifted by a hash of the
-group (file and name), so groups spread over the interval and restarts keep the same grid.
-When evaluations fall behind, missed ticks are skipped. Each recording rule's result is written
+The groups run on the rule-group scheduler (schedule.py) with Prometheus's aligned ticks:
+multiples of the interval shifted by a hash of the group (file and name), so groups spread over
+the interval and restarts keep the same grid. Each recording rule's result is written
 through the write pipeline before the next rule runs, so later rules can read it. A series a
 rule produced last time but not this time gets a stale marker.
 
@@ -17,38 +17,25 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import threading
 import time
 from dataclasses import dataclass, field, replace
 from enum import Enum
 
-import numpy as np
-
-from opsmetrics.alerting.evaluator import Evaluator, default_evaluator, vector_rows
-from opsmetrics.alerting.model import ALERT_NAME, Alert, AlertHub, AlertState
-from opsmetrics.alerting.rule_alerts import FOR_STATE_METRIC, AlertingRule, RuleAlert
-from opsmetrics.alerting.schedule import DueLoop
+from opsmetrics.alerting.alert_state import DEFAULT_OUTAGE_TOLERANCE_MS, restored_active_at
+from opsmetrics.alerting.evaluator import Evaluator, default_evaluator, vector_rows, write_rows
+from opsmetrics.alerting.model import Alert, AlertHub, AlertState
+from opsmetrics.alerting.rule_alerts import AlertingRule, RuleAlert
+from opsmetrics.alerting.schedule import AlignedTicks, GroupResult, GroupScheduler
 from opsmetrics.catalog.rules import Rule, RuleGroup, RuleType
 from opsmetrics.clock import Clock
 from opsmetrics.errors import OpsMetricsError, UserError
-from opsmetrics.ingest.decoded import DecodedSamples
-from opsmetrics.ingest.pipeline import Ingestor, WriteRequest
-from opsmetrics.model import (
-    METRIC_NAME,
-    STALE_NAN,
-    Labels,
-    Matcher,
-    MatchOp,
-    SampleBatchBuilder,
-    is_stale,
-)
+from opsmetrics.ingest.pipeline import Ingestor
+from opsmetrics.model import METRIC_NAME, Labels
 from opsmetrics.storage.base import Storage
 from opsmetrics.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
 SOURCE = "rules"
-#: How far back a restart looks for ALERTS_FOR_STATE (Settings.alert_outage_tolerance_ms).
-DEFAULT_OUTAGE_TOLERANCE_MS = 3_600_000
 
 
 class Health(Enum):
@@ -91,10 +78,13 @@ def group_offset_ms(group: RuleGroup) -> int:
     return int.from_bytes(digest, "big") % group.interval_ms
 
 
+def group_ticks(group: RuleGroup) -> AlignedTicks:
+    return AlignedTicks(group.interval_ms, group_offset_ms(group))
+
+
 def aligned_at_or_before(group: RuleGroup, t_ms: int) -> int:
     """The group's newest evaluation timestamp that is not after t (Prometheus EvalTimestamp)."""
-    offset = group_offset_ms(group)
-    return (t_ms - offset) // group.interval_ms * group.interval_ms + offset
+    return group_ticks(group).tick_at_or_before(t_ms)
 
 
 class RecordingError(UserError):
@@ -105,14 +95,22 @@ class RecordingError(UserError):
 
 @dataclass(slots=True)
 class _GroupRun:
-    """A group's schedule; per rule, the series it wrote last time and its alerts."""
+    """A group's status; per rule, the series it wrote last time and its alerts."""
 
     group: RuleGroup
-    next_ms: int
     status: GroupStatus
     previous: list[set[Labels]] = field(default_factory=list)
     alerting: list[AlertingRule | None] = field(default_factory=list)
     restored: bool = False
+
+    @classmethod
+    def of(cls, group: RuleGroup) -> _GroupRun:
+        status = GroupStatus(group, tuple(RuleStatus(r) for r in group.rules))
+        alerting = [
+            AlertingRule(r, rule_id(group, r)) if r.type is RuleType.ALERTING else None
+            for r in group.rules
+        ]
+        return cls(group, status, [set() for _ in group.rules], alerting)
 
 
 def rule_id(group: RuleGroup, rule: Rule) -> str:
@@ -134,83 +132,57 @@ class RuleManager:
         telemetry: Telemetry | None = None,
     ) -> None:
         self._storage = storage
-        self._telemetry = telemetry
         self._ingestor = ingestor
-        self._clock = clock
         self._evaluate = evaluator or default_evaluator()
         self._hub = hub
         self._outage_tolerance_ms = outage_tolerance_ms
-        now = clock.now_ms()
-        self._runs = [self._new_run(g, now) for g in groups]
-        self._lock = threading.RLock()  # a sink may ask for active alerts while we send
-        self._loop = DueLoop("opsmetrics-rules", clock, self.evaluate_due, self._next_due_ms)
-
-    @staticmethod
-    def _new_run(group: RuleGroup, now_ms: int) -> _GroupRun:
-        # As Prometheus: the first evaluation is at the first aligned tick after start.
-        first = aligned_at_or_before(group, now_ms) + group.interval_ms
-        status = GroupStatus(group, tuple(RuleStatus(r) for r in group.rules))
-        alerting = [
-            AlertingRule(r, rule_id(group, r)) if r.type is RuleType.ALERTING else None
-            for r in group.rules
-        ]
-        return _GroupRun(group, first, status, [set() for _ in group.rules], alerting)
+        self._runs = [_GroupRun.of(g) for g in groups]
+        self._scheduler = GroupScheduler(
+            "opsmetrics-rules", clock, self._evaluate_group, telemetry=telemetry
+        )
+        for run in self._runs:
+            key = f"{run.group.file};{run.group.name}"
+            self._scheduler.add(run, group_ticks(run.group), run.group.name, key)
 
     # --- running --------------------------------------------------------------------------
-    def _next_due_ms(self) -> int:
-        return min(r.next_ms for r in self._runs)
-
     async def start(self) -> None:
-        if self._runs:
-            await self._loop.start()
+        await self._scheduler.start()
 
     async def stop(self) -> None:
-        await self._loop.stop()
+        await self._scheduler.stop()
 
     def evaluate_due(self) -> int:
         """Evaluate every group whose next tick has come; returns how many were evaluated."""
-        with self._lock:
-            now = self._clock.now_ms()
-            due = [r for r in self._runs if r.next_ms <= now]
-            for run in due:
-                at = aligned_at_or_before(run.group, now)  # skips missed ticks
-                run.next_ms = at + run.group.interval_ms
-                self._evaluate_group(run, at)
-            return len(due)
+        return len(self._scheduler.evaluate_due())
 
     def evaluate_at(self, at_ms: int) -> None:
         """Evaluate every group, in order, at exactly `at_ms` (rule unit tests)."""
-        with self._lock:
-            for run in self._runs:
-                self._evaluate_group(run, at_ms)
+        self._scheduler.evaluate_at(at_ms)
 
     def status(self) -> list[GroupStatus]:
         return [r.status for r in self._runs]
 
     def active_alerts(self) -> list[Alert]:
         """AlertSource: pending and firing alerts of every alerting rule."""
-        with self._lock:
+        with self._scheduler.lock:
             return [a for run in self._runs for s in run.alerting if s for a in s.active_alerts()]
 
     # --- one group ------------------------------------------------------------------------
-    def _evaluate_group(self, run: _GroupRun, at_ms: int) -> None:
+    def _evaluate_group(self, run: _GroupRun, at_ms: int) -> GroupResult:
         started = time.perf_counter()
         statuses = []
         for i, rule_status in enumerate(run.status.rules):
             statuses.append(self._evaluate_rule(run, i, rule_status, at_ms))
         run.restored = True
         run.status = GroupStatus(run.group, tuple(statuses), at_ms, time.perf_counter() - started)
-        self._count(run.status)
         self._send(run, at_ms)
-
-    def _count(self, status: GroupStatus) -> None:
-        if self._telemetry is None:
-            return
-        name = status.group.name
-        self._telemetry.rule_evaluation_seconds.labels(name).observe(status.evaluation_s)
-        failed = sum(1 for r in status.rules if r.last_error)
-        if failed:
-            self._telemetry.rule_evaluation_failures.labels(name).inc(failed)
+        return GroupResult(
+            run.status.evaluation_s,
+            samples=sum(
+                len(p) for p, r in zip(run.previous, statuses, strict=True) if r.health is Health.OK
+            ),
+            failures=sum(1 for r in statuses if r.last_error),
+        )
 
     def _send(self, run: _GroupRun, at_ms: int) -> None:
         if self._hub is None:
@@ -250,28 +222,10 @@ class RuleManager:
             return self._record(run, rule, query_ms, result, run.previous[i])
         restored = None
         if not run.restored and rule.for_ms:
-            restored = self._for_state(rule, at_ms)
+            tolerance = self._outage_tolerance_ms
+            restored = restored_active_at(self._storage, rule.name, at_ms, tolerance)
         alerting.evaluate(result, at_ms, run.group.limit, restored)
         return self._write(alerting.series(), query_ms, run.previous[i])
-
-    def _for_state(self, rule: Rule, at_ms: int) -> dict[Labels, int]:
-        """activeAt (ms) per alert label set from the newest ALERTS_FOR_STATE samples."""
-        matchers = [
-            Matcher.of(METRIC_NAME, MatchOp.EQ, FOR_STATE_METRIC),
-            Matcher.of(ALERT_NAME, MatchOp.EQ, rule.name),
-        ]
-        series = self._storage.select_series(matchers)
-        if not series:
-            return {}
-        rows = self._storage.read_samples(
-            [s.id for s in series], at_ms - self._outage_tolerance_ms, at_ms
-        )
-        # Rows are sorted by (series, ts): a series' newest sample is its last row.
-        last = np.flatnonzero(np.diff(rows.series_ids, append=np.int64(-1)) != 0)
-        live = last[~is_stale(rows.values[last])]
-        newest = dict(zip(rows.series_ids[live].tolist(), rows.values[live].tolist(), strict=True))
-        labels_of = {s.id: tuple(p for p in s.labels if p[0] != METRIC_NAME) for s in series}
-        return {labels_of[sid]: int(value) * 1000 for sid, value in newest.items()}
 
     def _record(
         self,
@@ -291,15 +245,7 @@ class RuleManager:
         return self._write(rows, at_ms, previous)
 
     def _write(self, rows: dict[Labels, float], at_ms: int, previous: set[Labels]) -> set[Labels]:
-        builder = SampleBatchBuilder()
-        for labels, value in rows.items():
-            builder.add(labels, at_ms, value)
-        for labels in previous - rows.keys():
-            builder.add(labels, at_ms, STALE_NAN)
-        if len(builder):
-            request = WriteRequest(SOURCE, samples=DecodedSamples(builder.build()))
-            self._ingestor.submit(request).result()
-        return set(rows)
+        return write_rows(self._ingestor, SOURCE, rows, at_ms, previous)
 
 
 def recorded_rows(rule: Rule, rows: list[tuple[Labels, float]]) -> dict[Labels, float]:

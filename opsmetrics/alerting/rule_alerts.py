@@ -22,17 +22,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from opsmetrics.alerting.alert_state import RESOLVED_RETENTION_MS as RESOLVED_RETENTION_MS
+from opsmetrics.alerting.alert_state import AlertInstance, alert_series
 from opsmetrics.alerting.model import ALERT_NAME, Alert, AlertState
 from opsmetrics.alerting.templates import AlertData, expand
 from opsmetrics.catalog.rules import Rule
 from opsmetrics.errors import UserError
 from opsmetrics.model import METRIC_NAME, Labels
 
-ALERTS_METRIC = "ALERTS"
-FOR_STATE_METRIC = "ALERTS_FOR_STATE"
-ALERT_STATE = "alertstate"
-#: How long a resolved alert is kept (and re-sent as resolved), as Prometheus.
-RESOLVED_RETENTION_MS = 15 * 60_000
 #: Prometheus's --rules.alert.resend-delay default: a firing alert is re-sent at most this often.
 RESEND_DELAY_MS = 60_000
 GENERATOR_URL = "/alerts"
@@ -46,16 +43,10 @@ class AlertRuleError(UserError):
 
 
 @dataclass(slots=True)
-class RuleAlert:
-    """One alert of one rule, mutable as the state machine moves it."""
+class RuleAlert(AlertInstance):
+    """One alert of one Prometheus alerting rule, with what `keep_firing_for` and re-sending
+    need besides."""
 
-    labels: Labels
-    annotations: Labels
-    state: AlertState
-    value: float
-    active_at_ms: int
-    fired_at_ms: int | None = None
-    resolved_at_ms: int | None = None
     keep_firing_since_ms: int | None = None
     last_sent_ms: int | None = None
 
@@ -167,13 +158,7 @@ class AlertingRule:
     # --- views --------------------------------------------------------------------------------
     def series(self) -> dict[Labels, float]:
         """ALERTS and ALERTS_FOR_STATE rows of the pending and firing alerts."""
-        out: dict[Labels, float] = {}
-        for alert in self.live():
-            state = (ALERT_STATE, alert.state.value)
-            out[tuple(sorted((*alert.labels, (METRIC_NAME, ALERTS_METRIC), state)))] = 1.0
-            for_state = tuple(sorted((*alert.labels, (METRIC_NAME, FOR_STATE_METRIC))))
-            out[for_state] = float(alert.active_at_ms // 1000)
-        return out
+        return alert_series(self.live())
 
     def live(self) -> list[RuleAlert]:
         """Pending and firing alerts, by labels."""
@@ -197,18 +182,7 @@ class AlertingRule:
         return out
 
     def to_alert(self, alert: RuleAlert) -> Alert:
-        return Alert(
-            labels=alert.labels,
-            annotations=alert.annotations,
-            state=alert.state,
-            value=alert.value,
-            active_at_ms=alert.active_at_ms,
-            fired_at_ms=alert.fired_at_ms,
-            resolved_at_ms=alert.resolved_at_ms,
-            source="rule",
-            rule_id=self.rule_id,
-            generator_url=GENERATOR_URL,
-        )
+        return alert.to_alert("rule", self.rule_id, GENERATOR_URL)
 
 
 _INACTIVE = AlertState.INACTIVE
