@@ -1,4 +1,4 @@
-"""Dashboard widget payloads (query/dashboards.py) on a small data set written through the real
+"""Dashboard widget payloads (dashboards/data.py) on a small data set written through the real
 ingestor with a FakeClock, checked against the services they are built on (KPI evaluator,
 PromQL engine) and against counts worked out by hand from the events written."""
 
@@ -13,10 +13,10 @@ import pytest
 
 from opsmetrics.alerting.model import Alert, AlertHub, AlertState
 from opsmetrics.clock import FakeClock
+from opsmetrics.dashboards.data import DashboardData
 from opsmetrics.ingest.decoded import DecodedSamples
 from opsmetrics.ingest.pipeline import WriteRequest
 from opsmetrics.model import Annotation, Event, SampleBatchBuilder
-from opsmetrics.query.dashboards import DashboardData
 from opsmetrics.query.kpi import KpiEvaluator
 from opsmetrics.query.promql.engine import evaluate_range
 from opsmetrics.services import Services, open_services
@@ -342,7 +342,7 @@ def test_experiment_panel_is_the_readout(svc: Services, payload: dict[str, Any])
 
 def test_forecast_band_follows_the_complete_points(svc: Services, payload: dict[str, Any]) -> None:
     from opsmetrics.analysis.forecast import forecast
-    from opsmetrics.query.dashboard_analysis import as_series, complete
+    from opsmetrics.dashboards.analysis import as_series, complete
 
     chart = payload["widgets"]["forecast"]
     points = chart["series"][0]["points"]
@@ -362,7 +362,7 @@ def test_forecast_band_follows_the_complete_points(svc: Services, payload: dict[
 def test_memo_shares_within_ttl_recomputes_after_and_forgets_failures() -> None:
     from concurrent.futures import ThreadPoolExecutor
 
-    from opsmetrics.query.dashboard_context import Memo
+    from opsmetrics.dashboards.context import Memo
 
     clock = FakeClock(NOW)
     memo = Memo(clock)

@@ -18,15 +18,15 @@ from opsmetrics.catalog.dashboard_schema import (
 )
 from opsmetrics.catalog.dashboard_schema import Thresholds as WidgetThresholds
 from opsmetrics.catalog.kpi_model import Direction, KpiDefinition, Thresholds
-from opsmetrics.errors import BadDataError
-from opsmetrics.query.dashboard_context import DashboardContext
-from opsmetrics.query.dashboard_format import (
+from opsmetrics.dashboards.context import DashboardContext
+from opsmetrics.dashboards.format import (
     Format,
     direction_of,
     number,
     status_text,
     threshold_status,
 )
+from opsmetrics.errors import BadDataError
 from opsmetrics.query.kpi import KpiPoint, Status
 
 Payload = dict[str, Any]
@@ -131,7 +131,7 @@ def query_value(ctx: DashboardContext, expr: str, at_ms: int) -> float | None:
 
 
 def query_sparkline(ctx: DashboardContext, expr: str, rng: Any) -> list[list[Any]]:
-    from opsmetrics.query.dashboard_context import vector_points
+    from opsmetrics.dashboards.context import vector_points
 
     vector = ctx.promql_range(expr, rng)
     if not vector.labels:

@@ -16,10 +16,10 @@ import numpy as np
 
 from opsmetrics.catalog.dashboard_schema import Axis, BarWidget, QueryRef, ScatterWidget, TrendChart
 from opsmetrics.catalog.kpi_model import Direction
-from opsmetrics.query.dashboard_analysis import anomalies_of, complete, forecast_of
-from opsmetrics.query.dashboard_context import DAY, DashboardContext, TimeRange, vector_points
-from opsmetrics.query.dashboard_format import Format, number
-from opsmetrics.query.dashboard_kpi import kpi_link
+from opsmetrics.dashboards.analysis import anomalies_of, complete, forecast_of
+from opsmetrics.dashboards.context import DAY, DashboardContext, TimeRange, vector_points
+from opsmetrics.dashboards.format import Format, number
+from opsmetrics.dashboards.kpi import kpi_link
 from opsmetrics.query.promql.values import InstantVector
 
 Payload = dict[str, Any]

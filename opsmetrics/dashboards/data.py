@@ -17,16 +17,16 @@ from opsmetrics.catalog.dashboard_schema import DEFAULT_WIDTH
 from opsmetrics.catalog.dashboards import Dashboard
 from opsmetrics.catalog.kpis import Catalog
 from opsmetrics.clock import Clock
-from opsmetrics.errors import BadDataError, OpsMetricsError
-from opsmetrics.query import dashboard_charts as charts
-from opsmetrics.query import dashboard_kpi as values
-from opsmetrics.query import dashboard_widgets as others
-from opsmetrics.query.dashboard_context import (
+from opsmetrics.dashboards import charts
+from opsmetrics.dashboards import kpi as values
+from opsmetrics.dashboards import widgets as others
+from opsmetrics.dashboards.context import (
     AlertLister,
     DashboardContext,
     Memo,
     TimeRange,
 )
+from opsmetrics.errors import BadDataError, OpsMetricsError
 from opsmetrics.query.kpi import KpiEvaluator
 from opsmetrics.storage.base import Storage
 

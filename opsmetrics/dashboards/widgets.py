@@ -17,9 +17,9 @@ from opsmetrics.catalog.dashboard_schema import (
     TextWidget,
 )
 from opsmetrics.catalog.dashboards import conversion_steps
+from opsmetrics.dashboards.context import DashboardContext
 from opsmetrics.errors import BadDataError, NotFoundError
 from opsmetrics.query import events as ev
-from opsmetrics.query.dashboard_context import DashboardContext
 
 Payload = dict[str, Any]
 _SEVERITY_ORDER = {"critical": 0, "page": 0, "warning": 1, "info": 2}

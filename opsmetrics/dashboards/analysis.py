@@ -16,8 +16,8 @@ import numpy as np
 from opsmetrics.analysis.anomalies import Anomaly, detect
 from opsmetrics.analysis.forecast import forecast
 from opsmetrics.analysis.series import Series
+from opsmetrics.dashboards.context import TimeRange
 from opsmetrics.errors import OpsMetricsError
-from opsmetrics.query.dashboard_context import TimeRange
 
 log = logging.getLogger(__name__)
 Points = list[list[Any]]

@@ -1,0 +1,1 @@
+"""Dashboard data: a catalog dashboard evaluated into the JSON its page draws."""
