@@ -219,6 +219,26 @@ def test_groups_run_on_aligned_ticks_offset_per_group(svc: Services, clock: Fake
     assert m.status()[0].last_evaluation_ms == first + 5 * MIN
 
 
+def test_group_evaluations_show_prometheus_rule_group_metrics(
+    svc: Services, clock: FakeClock
+) -> None:
+    groups = parse_rule_file(RULES, "rules/api.yaml")
+    m = RuleManager(groups, svc.storage, svc.ingestor, clock, telemetry=svc.telemetry)
+    write_up(svc, NOW, {("api", "a:1"): 1, ("db", "d:1"): 0})
+    first = aligned_at_or_before(api_group(m), NOW) + MIN
+    clock.set(first)
+    m.evaluate_due()
+    clock.set(first + 3 * MIN)  # two ticks of `api` missed
+    m.evaluate_due()
+    got = svc.telemetry.registry.get_sample_value
+    key = {"rule_group": "rules/api.yaml;api"}
+    assert got("prometheus_rule_group_iterations_missed_total", key) == 2
+    # job:up:sum and its double for two jobs; ApiDown's ALERTS and ALERTS_FOR_STATE for db
+    assert got("prometheus_rule_group_last_evaluation_samples", key) == 6
+    duration = got("prometheus_rule_group_last_duration_seconds", key)
+    assert duration is not None and duration > 0
+
+
 def test_recording_rules_write_series_in_order(svc: Services, clock: FakeClock) -> None:
     m = manager(svc, clock)
     first = aligned_at_or_before(api_group(m), NOW) + MIN

@@ -4,9 +4,12 @@ Each rule's instances (one for a KPI; one per series when a rule file's metric i
 inactive → pending → firing → resolved like Prometheus alerts, with `for`, plus hysteresis: a
 firing alert resolves only when its measure is back past the line by `clear_margin`, or has
 been back past it for `clear_for`. Outside a rule's active time intervals (or inside a mute
-interval) the rule pauses: pending alerts are dropped, firing ones resolve. After each pass the
-firing and recently resolved alerts go to the hub; `ALERTS` and `ALERTS_FOR_STATE` are written
-through the ingestor so a restart can restore when pending alerts became active.
+interval) the rule pauses: pending alerts are dropped, firing ones resolve.
+
+Each rule is a group of one on the rule-group scheduler (schedule.py), due at once and then
+every `interval`. After each pass the firing and recently resolved alerts go to the hub;
+`ALERTS` and `ALERTS_FOR_STATE` are written through the ingestor so a restart can restore when
+pending alerts became active (alert_state.py).
 
 Benchmarks and tests: `KpiAlertManager(specs, storage, catalog, clock).evaluate_all()` runs
 every rule once at the clock's time (`kpi_alert_rules(catalog, config_dir)` loads the specs).
@@ -16,66 +19,57 @@ from __future__ import annotations
 
 import logging
 import math
-import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from opsmetrics.alerting import kpi_alert_text as text
+from opsmetrics.alerting.alert_state import (
+    DEFAULT_OUTAGE_TOLERANCE_MS,
+    RESOLVED_RETENTION_MS,
+    AlertInstance,
+    alert_series,
+    restored_active_at,
+)
+from opsmetrics.alerting.evaluator import write_rows
 from opsmetrics.alerting.kpi_conditions import Reading, Verdict, judge, read
 from opsmetrics.alerting.model import ALERT_NAME, SEVERITY, Alert, AlertHub, AlertState
-from opsmetrics.alerting.schedule import DueLoop
+from opsmetrics.alerting.schedule import GroupResult, GroupScheduler, ImmediateTicks
 from opsmetrics.catalog.kpi_alerts import Baseline, Condition, KpiAlertSpec
 from opsmetrics.catalog.kpi_lineage import Dependent
 from opsmetrics.catalog.kpi_model import KpiDefinition
 from opsmetrics.catalog.kpis import Catalog
 from opsmetrics.clock import Clock
 from opsmetrics.errors import OpsMetricsError
-from opsmetrics.ingest.decoded import DecodedSamples
-from opsmetrics.ingest.pipeline import Ingestor, WriteRequest
-from opsmetrics.model import (
-    METRIC_NAME,
-    STALE_NAN,
-    Labels,
-    Matcher,
-    MatchOp,
-    SampleBatchBuilder,
-    is_stale,
-)
+from opsmetrics.ingest.pipeline import Ingestor
+from opsmetrics.model import Labels
 from opsmetrics.storage.base import Storage
+from opsmetrics.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
 SOURCE = "kpi_alerts"
-#: Resolved alerts are sent again on every pass for this long (as Prometheus does).
-RESEND_RESOLVED_MS = 15 * 60_000
-ALERTS_METRIC = "ALERTS"
-FOR_STATE_METRIC = "ALERTS_FOR_STATE"
-#: How far back a restart looks for ALERTS_FOR_STATE (Settings.alert_outage_tolerance_ms).
-DEFAULT_OUTAGE_TOLERANCE_MS = 3_600_000
 
 
 @dataclass(slots=True)
-class _Instance:
-    labels: Labels
-    state: AlertState
-    active_at_ms: int
-    fired_at_ms: int | None = None
+class _Instance(AlertInstance):
+    """One alert of a KPI rule; `ok_since_ms` counts `clear_for` while it is back in range."""
+
     ok_since_ms: int | None = None
-    value: float = math.nan
-    annotations: Labels = ()
 
 
 @dataclass(slots=True)
 class RuleRun:
-    """A rule's schedule, its live instances and how its last evaluation went."""
+    """A rule's live instances and how its last evaluation went."""
 
     spec: KpiAlertSpec
-    next_ms: int
     instances: dict[Labels, _Instance] = field(default_factory=dict)
     last_error: str = ""
     last_evaluation_ms: int | None = None
     evaluation_s: float = 0.0
     restored: bool = False
+    #: During the first evaluation after start: activeAt per alert labels from ALERTS_FOR_STATE.
+    restore: dict[Labels, int] = field(default_factory=dict)
 
 
 class KpiAlertManager:
@@ -90,56 +84,46 @@ class KpiAlertManager:
         ingestor: Ingestor | None = None,
         hub: AlertHub | None = None,
         outage_tolerance_ms: int = DEFAULT_OUTAGE_TOLERANCE_MS,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self._outage_tolerance_ms = outage_tolerance_ms
         self._storage = storage
         self._catalog = catalog
-        self._clock = clock
         self._ingestor = ingestor
         self._hub = hub
-        now = clock.now_ms()
-        self._started_ms = now
-        self.runs = [RuleRun(s, now) for s in specs]
+        self._started_ms = clock.now_ms()
+        self.runs = [RuleRun(s) for s in specs]
         self._resolved: list[Alert] = []
         self._written: set[Labels] = set()
-        self._lock = threading.RLock()
-        self._loop = DueLoop("opsmetrics-kpi-alerts", clock, self.evaluate_due, self._next_due_ms)
+        self._scheduler = GroupScheduler(
+            "opsmetrics-kpi-alerts", clock, self._evaluate_rule, self._after_pass, telemetry
+        )
+        for run in self.runs:
+            ticks = ImmediateTicks(run.spec.interval_ms)
+            self._scheduler.add(run, ticks, run.spec.rule_id, run.spec.rule_id)
 
     # --- running --------------------------------------------------------------------------
-    def _next_due_ms(self) -> int:
-        return min(r.next_ms for r in self.runs)
-
     async def start(self) -> None:
-        if self.runs:
-            await self._loop.start()
+        await self._scheduler.start()
 
     async def stop(self) -> None:
-        await self._loop.stop()
+        await self._scheduler.stop()
 
     def evaluate_due(self) -> int:
         """Evaluate every rule whose time has come; returns how many were evaluated."""
-        with self._lock:
-            now = self._clock.now_ms()
-            due = [r for r in self.runs if r.next_ms <= now]
-            return self._evaluate(due, now)
+        return len(self._scheduler.evaluate_due())
 
     def evaluate_all(self) -> int:
         """Evaluate every rule once now, due or not (benchmarks, `opsmetrics` tests)."""
-        with self._lock:
-            return self._evaluate(self.runs, self._clock.now_ms())
+        return len(self._scheduler.evaluate_all())
 
-    def _evaluate(self, runs: list[RuleRun], now: int) -> int:
-        for run in runs:
-            run.next_ms = now + run.spec.interval_ms
-            self._evaluate_rule(run, now)
-        if runs:
-            self._write_series(now)
-            self._send(now)
-        return len(runs)
+    def _after_pass(self, runs: Sequence[RuleRun], now: int) -> None:
+        self._write_series(now)
+        self._send(now)
 
     # --- AlertSource ----------------------------------------------------------------------
     def active_alerts(self) -> list[Alert]:
-        with self._lock:
+        with self._scheduler.lock:
             return [self._alert(run, i) for run in self.runs for i in run.instances.values()]
 
     def dependents_of(self, kpi: str) -> list[Dependent]:
@@ -150,13 +134,13 @@ class KpiAlertManager:
 
     def to_send(self, now_ms: int) -> list[Alert]:
         """Firing alerts and the ones resolved in the last 15 minutes."""
-        with self._lock:
+        with self._scheduler.lock:
             active = self.active_alerts()
             live = {a.fingerprint for a in active}  # an alert that fired again is not resolved
             self._resolved = [
                 a
                 for a in self._resolved
-                if now_ms - (a.resolved_at_ms or 0) < RESEND_RESOLVED_MS
+                if now_ms - (a.resolved_at_ms or 0) < RESOLVED_RETENTION_MS
                 and a.fingerprint not in live
             ]
             firing = [a for a in active if a.state is AlertState.FIRING]
@@ -171,7 +155,7 @@ class KpiAlertManager:
             log.exception("sending KPI alerts failed")
 
     # --- one rule -------------------------------------------------------------------------
-    def _evaluate_rule(self, run: RuleRun, now: int) -> None:
+    def _evaluate_rule(self, run: RuleRun, now: int) -> GroupResult:
         started = time.perf_counter()
         spec = run.spec
         run.last_evaluation_ms = now
@@ -181,6 +165,7 @@ class KpiAlertManager:
             else:
                 kpi = self._catalog.get(spec.kpi) if spec.kpi is not None else None
                 readings = read(self._storage, self._catalog, spec, now, self._started_ms)
+                run.restore = self._restore(run, now)
                 self._apply(run, kpi, readings, now)
             run.last_error = ""
         except OpsMetricsError as exc:
@@ -189,8 +174,17 @@ class KpiAlertManager:
         except Exception as exc:  # one broken rule must not stop the others
             run.last_error = f"internal error: {exc}"
             log.exception("KPI alert %s (%s) failed", spec.name, spec.source)
-        run.restored = True
+        run.restored, run.restore = True, {}
         run.evaluation_s = time.perf_counter() - started
+        samples = 2 * len(run.instances)  # ALERTS and ALERTS_FOR_STATE
+        return GroupResult(run.evaluation_s, samples, failures=int(bool(run.last_error)))
+
+    def _restore(self, run: RuleRun, now: int) -> dict[Labels, int]:
+        """After a restart, pending alerts keep the activeAt they wrote to ALERTS_FOR_STATE."""
+        if run.restored or not run.spec.for_ms or self._ingestor is None:
+            return {}
+        tolerance = self._outage_tolerance_ms
+        return restored_active_at(self._storage, run.spec.name, now, tolerance)
 
     def _apply(
         self, run: RuleRun, kpi: KpiDefinition | None, readings: dict[Labels, Reading], now: int
@@ -220,8 +214,10 @@ class KpiAlertManager:
             return
         labels = _labels(run.spec, kpi, key, v.severity)
         if inst is None:
-            active_at = self._restored_active_at(run, labels, now)
-            inst = run.instances[key] = _Instance(labels, AlertState.PENDING, active_at)
+            active_at = min(now, run.restore.get(labels, now))
+            inst = run.instances[key] = _Instance(
+                labels, (), AlertState.PENDING, math.nan, active_at
+            )
         elif inst.labels != labels and inst.state is AlertState.FIRING:
             self._resolved.append(_resolved(self._alert(run, inst), now))  # severity changed
             inst.labels, inst.fired_at_ms = labels, now
@@ -264,53 +260,15 @@ class KpiAlertManager:
 
     def _alert(self, run: RuleRun, inst: _Instance) -> Alert:
         spec = run.spec
-        return Alert(
-            labels=inst.labels,
-            annotations=inst.annotations,
-            state=inst.state,
-            value=inst.value,
-            active_at_ms=inst.active_at_ms,
-            fired_at_ms=inst.fired_at_ms,
-            source="kpi",
-            rule_id=spec.rule_id,
-            generator_url=f"/kpis/{spec.kpi}" if spec.kpi is not None else "/explore",
-        )
+        url = f"/kpis/{spec.kpi}" if spec.kpi is not None else "/explore"
+        return inst.to_alert("kpi", spec.rule_id, url)
 
     # --- ALERTS series --------------------------------------------------------------------
     def _write_series(self, now: int) -> None:
         if self._ingestor is None:
             return
-        rows: dict[Labels, float] = {}
-        for run in self.runs:
-            for inst in run.instances.values():
-                state = (("alertstate", inst.state.value),)
-                rows[_series(ALERTS_METRIC, inst.labels + state)] = 1.0
-                rows[_series(FOR_STATE_METRIC, inst.labels)] = inst.active_at_ms / 1000
-        builder = SampleBatchBuilder()
-        for labels, value in rows.items():
-            builder.add(labels, now, value)
-        for labels in self._written - rows.keys():
-            builder.add(labels, now, STALE_NAN)
-        self._written = set(rows)
-        if len(builder):
-            request = WriteRequest(SOURCE, samples=DecodedSamples(builder.build()))
-            self._ingestor.submit(request).result()
-
-    def _restored_active_at(self, run: RuleRun, labels: Labels, now: int) -> int:
-        """After a restart, a pending alert keeps the activeAt it wrote to ALERTS_FOR_STATE,
-        when that series' newest sample (within the outage tolerance) is not a stale marker."""
-        if run.restored or not run.spec.for_ms or self._ingestor is None:
-            return now
-        matchers = [Matcher.of(n, MatchOp.EQ, v) for n, v in _series(FOR_STATE_METRIC, labels)]
-        series = [
-            s.id for s in self._storage.select_series(matchers) if len(s.labels) == len(matchers)
-        ]
-        if not series:
-            return now
-        rows = self._storage.read_samples(series[:1], now - self._outage_tolerance_ms, now)
-        if not len(rows.values) or is_stale(rows.values[-1:])[0]:
-            return now
-        return min(now, int(float(rows.values[-1]) * 1000))
+        rows = alert_series(i for run in self.runs for i in run.instances.values())
+        self._written = write_rows(self._ingestor, SOURCE, rows, now, self._written)
 
 
 def _paused(spec: KpiAlertSpec, now: int) -> bool:
@@ -350,10 +308,6 @@ def _annotations(spec: KpiAlertSpec, notes: dict[str, str]) -> Labels:
 
 def _resolved(alert: Alert, now: int) -> Alert:
     return replace(alert, state=AlertState.INACTIVE, resolved_at_ms=now)
-
-
-def _series(name: str, labels: Labels) -> Labels:
-    return tuple(sorted(((METRIC_NAME, name), *labels)))
 
 
 def benchmark_rules(catalog: Catalog, n: int) -> list[KpiAlertSpec]:

@@ -61,6 +61,7 @@ def create_app(services: Services) -> FastAPI:
         services.ingestor,
         alert_hub,
         outage_tolerance_ms=services.settings.alert_outage_tolerance_ms,
+        telemetry=services.telemetry,
     )
     alert_hub.add_source(kpi_alerts)
     services.telemetry.watch_alerts(rule=rule_manager.active_alerts, kpi=kpi_alerts.active_alerts)
