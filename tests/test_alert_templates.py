@@ -7,8 +7,8 @@ import math
 
 import pytest
 
-from opsmetrics.alerting.template_funcs import go_float
-from opsmetrics.alerting.templates import AlertData, TemplateError, expand, parse
+from opsmetrics.catalog.alert_template_funcs import go_float
+from opsmetrics.catalog.alert_templates import AlertData, TemplateError, expand, parse
 from opsmetrics.catalog.rules import parse_rule_file
 from opsmetrics.errors import ConfigError
 

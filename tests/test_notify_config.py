@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from opsmetrics.alerting.mute_windows import interval_contains
+from opsmetrics.catalog.mute_windows import interval_contains
 from opsmetrics.catalog.notify import load_notify, parse_notify
 from opsmetrics.catalog.validate import EXAMPLE_CONFIG, validate_config_dir
 from opsmetrics.errors import ConfigError

@@ -1,4 +1,4 @@
-"""Time intervals for KPI alert rules (alerting/timewindows.py): weekdays, times, days of the
+"""Time intervals for KPI alert rules (catalog/timewindows.py): weekdays, times, days of the
 month, months and IANA time zones, parsed from plain YAML as Alertmanager writes them."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from datetime import datetime
 import pytest
 import yaml
 
-from opsmetrics.alerting.timewindows import TimeInterval, parse_time_interval
+from opsmetrics.catalog.timewindows import TimeInterval, parse_time_interval
 
 
 def ms(text: str) -> int:

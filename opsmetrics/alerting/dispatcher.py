@@ -16,13 +16,13 @@ from typing import Any
 from opsmetrics.alerting.aggregation import Group, content_hash, make_batch
 from opsmetrics.alerting.delivery import RetryPolicy
 from opsmetrics.alerting.model import Alert, AlertSource, AlertState
-from opsmetrics.alerting.mute_windows import interval_contains
 from opsmetrics.alerting.notifiers import ChannelUnconfigured, Notifier, build_notifier
 from opsmetrics.alerting.notifiers.base import Batch
 from opsmetrics.alerting.outbox import Outbox
 from opsmetrics.alerting.quieting import Quieting
 from opsmetrics.alerting.routing import GroupKey, group_channels, group_key, routes_for
 from opsmetrics.alerting.silences import Inhibitions
+from opsmetrics.catalog.mute_windows import interval_contains
 from opsmetrics.catalog.notify import NotifyConfig, RouteSpec
 from opsmetrics.clock import Clock
 from opsmetrics.storage.alert_records import NotificationRecord

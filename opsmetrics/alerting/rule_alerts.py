@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from opsmetrics.alerting.alert_state import RESOLVED_RETENTION_MS as RESOLVED_RETENTION_MS
 from opsmetrics.alerting.alert_state import AlertInstance, alert_series
 from opsmetrics.alerting.model import ALERT_NAME, Alert, AlertState
-from opsmetrics.alerting.templates import AlertData, expand
+from opsmetrics.catalog.alert_templates import AlertData, expand
 from opsmetrics.catalog.rules import Rule
 from opsmetrics.errors import UserError
 from opsmetrics.model import METRIC_NAME, Labels

@@ -22,7 +22,7 @@ from pydantic import (
     model_validator,
 )
 
-from opsmetrics.alerting.timewindows import TimeInterval, parse_time_interval
+from opsmetrics.catalog.timewindows import TimeInterval, parse_time_interval
 from opsmetrics.catalog.yamlfile import read_yaml
 from opsmetrics.durations import config_duration_ms
 from opsmetrics.errors import ConfigError

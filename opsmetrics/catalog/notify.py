@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from opsmetrics.alerting.mute_windows import MONTHS, WEEKDAYS, Window, parse_range, parse_time
+from opsmetrics.catalog.mute_windows import MONTHS, WEEKDAYS, Window, parse_range, parse_time
 from opsmetrics.catalog.yamlfile import LinePath, parse_model, problem
 from opsmetrics.durations import parse_duration_ms
 from opsmetrics.errors import BadDataError, ConfigError

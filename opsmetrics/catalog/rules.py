@@ -181,8 +181,8 @@ def _rule_problems(rule: RuleModel) -> list[tuple[str, str]]:
 
 def _template_problems(rule: RuleModel) -> list[tuple[tuple[str, str], str]]:
     """Label and annotation templates of an alerting rule that do not parse."""
-    from opsmetrics.alerting.template_funcs import TemplateError
-    from opsmetrics.alerting.templates import parse
+    from opsmetrics.catalog.alert_template_funcs import TemplateError
+    from opsmetrics.catalog.alert_templates import parse
 
     if rule.alert is None:
         return []

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from opsmetrics.alerting.template_funcs import FUNCS, TemplateError, go_text, truthy
+from opsmetrics.catalog.alert_template_funcs import FUNCS, TemplateError, go_text, truthy
 
 _ACTION = re.compile(r"\{\{(-\s)?(.*?)(\s-)?\}\}", re.S)
 _TOKEN = re.compile(

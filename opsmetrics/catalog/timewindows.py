@@ -10,7 +10,7 @@ A `TimeInterval` is a list of windows and contains a moment if any window does; 
 contains it if every field it sets does (weekdays, times [start, end), days_of_month with
 negative days counting from the month's end, months), read in the window's `location`. The
 window itself (matching and range parsing) is the one the notification router uses:
-`opsmetrics.alerting.mute_windows.Window`.
+`opsmetrics.catalog.mute_windows.Window`.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from opsmetrics.alerting.mute_windows import (
+from opsmetrics.catalog.mute_windows import (
     MONTHS,
     WEEKDAYS,
     Window,
