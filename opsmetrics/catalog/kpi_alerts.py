@@ -12,16 +12,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
-import promql_parser
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    field_validator,
-    model_validator,
-)
+from pydantic import BeforeValidator, Field, field_validator, model_validator
 
+from opsmetrics.catalog.rule_fields import LabelMap, PromQL, RuleFieldsModel
 from opsmetrics.catalog.timewindows import TimeInterval, parse_time_interval
 from opsmetrics.catalog.yamlfile import read_yaml
 from opsmetrics.durations import config_duration_ms
@@ -73,27 +66,18 @@ def _number(value: object) -> object:
     return value
 
 
-def _promql(value: object) -> object:
-    if not isinstance(value, str) or not value.strip():
-        raise ValueError("must be a PromQL expression")
-    try:
-        promql_parser.parse(value)
-    except ValueError as exc:
-        raise ValueError(f"invalid PromQL {value!r}: {exc}") from None
-    return value
+def _alert_name(name: str) -> str:
+    if not _NAME.fullmatch(name):
+        raise ValueError(f"{name!r} is not a valid alert name; use letters, digits and _")
+    return name
 
 
 DurationMs = Annotated[int, BeforeValidator(_duration)]
 Number = Annotated[float, BeforeValidator(_number)]
-PromQL = Annotated[str, BeforeValidator(_promql)]
 Windows = list[dict[str, Any]]
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)
-
-
-class VolumeModel(_Model):
+class VolumeModel(RuleFieldsModel):
     """Evaluate only when `event` happened more than `count` times in the window, or the
     PromQL `promql` is above `value` at evaluation time."""
 
@@ -109,7 +93,7 @@ class VolumeModel(_Model):
         return self
 
 
-class _Common(_Model):
+class _Common(RuleFieldsModel):
     for_: DurationMs = Field(default=0, alias="for")
     interval: DurationMs | None = None
     window: DurationMs | None = None
@@ -119,7 +103,7 @@ class _Common(_Model):
     clear_for: DurationMs | None = None
     active_time_intervals: Windows = Field(default_factory=list)
     mute_time_intervals: Windows = Field(default_factory=list)
-    labels: dict[str, str] = Field(default_factory=dict)
+    labels: LabelMap = Field(default_factory=dict)
     annotations: dict[str, str] = Field(default_factory=dict)
     channels: list[str] = Field(default_factory=list)
 
@@ -127,14 +111,6 @@ class _Common(_Model):
     @classmethod
     def _windows(cls, value: Windows) -> Windows:
         parse_time_interval(value)
-        return value
-
-    @field_validator("labels")
-    @classmethod
-    def _labels(cls, value: dict[str, str]) -> dict[str, str]:
-        for name in value:
-            if not _NAME.fullmatch(name) or name == "__name__":
-                raise ValueError(f"{name!r} is not a valid label name")
         return value
 
     @field_validator("interval")
@@ -166,9 +142,7 @@ class KpiAlertModel(_Rule):
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
-        if not _NAME.fullmatch(value):
-            raise ValueError(f"{value!r} is not a valid alert name; use letters, digits and _")
-        return value
+        return _alert_name(value)
 
 
 class SeedAlertModel(_Rule):
@@ -190,15 +164,14 @@ class SeedAlertModel(_Rule):
         return value
 
 
-class AlertFileModel(_Model):
+class AlertFileModel(RuleFieldsModel):
     alerts: dict[str, SeedAlertModel]
 
     @field_validator("alerts")
     @classmethod
     def _names(cls, value: dict[str, SeedAlertModel]) -> dict[str, SeedAlertModel]:
         for name in value:
-            if not _NAME.fullmatch(name):
-                raise ValueError(f"{name!r} is not a valid alert name; use letters, digits and _")
+            _alert_name(name)
         return value
 
 

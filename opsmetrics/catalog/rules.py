@@ -25,10 +25,10 @@ from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
 
-import promql_parser
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import BeforeValidator, Field, field_validator
 
 from opsmetrics.catalog.kpi_alerts import is_alert_file
+from opsmetrics.catalog.rule_fields import LabelMap, PromQL, RuleFieldsModel
 from opsmetrics.catalog.yamlfile import LinePath, parse_model, problem
 from opsmetrics.durations import config_duration_ms
 from opsmetrics.errors import ConfigError
@@ -36,47 +36,19 @@ from opsmetrics.errors import ConfigError
 RULES_DIR = "rules"
 DEFAULT_INTERVAL_MS = 60_000
 _METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
-_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 
 
 def _duration(value: object) -> int:
     return config_duration_ms(value, "30s, 1m or 1h30m")
 
 
-def _label_map(value: object) -> object:
-    if isinstance(value, dict):
-        for name in value:
-            if not isinstance(name, str) or not _LABEL_NAME.fullmatch(name):
-                raise ValueError(f"{name!r} is not a valid label name")
-            if name == "__name__":
-                raise ValueError("'__name__' cannot be set here; name the series with `record`")
-    return value
-
-
-def _expr(value: object) -> object:
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        value = str(value)
-    if not isinstance(value, str) or not value.strip():
-        raise ValueError("must be a PromQL expression")
-    try:
-        promql_parser.parse(value)
-    except ValueError as exc:
-        raise ValueError(f"invalid PromQL {value!r}: {exc}") from None
-    return value
-
-
 DurationMs = Annotated[int, BeforeValidator(_duration)]
-LabelMap = Annotated[dict[str, str], BeforeValidator(_label_map)]
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)
-
-
-class RuleModel(_Model):
+class RuleModel(RuleFieldsModel):
     record: str | None = None
     alert: str | None = None
-    expr: Annotated[str, BeforeValidator(_expr)]
+    expr: PromQL
     for_: DurationMs | None = Field(default=None, alias="for")
     keep_firing_for: DurationMs | None = None
     labels: LabelMap = Field(default_factory=dict)
@@ -90,7 +62,7 @@ class RuleModel(_Model):
         return value
 
 
-class GroupModel(_Model):
+class GroupModel(RuleFieldsModel):
     name: str = Field(min_length=1)
     interval: DurationMs | None = None
     query_offset: DurationMs | None = None
@@ -99,7 +71,7 @@ class GroupModel(_Model):
     rules: list[RuleModel] = Field(default_factory=list)
 
 
-class RuleFileModel(_Model):
+class RuleFileModel(RuleFieldsModel):
     groups: list[GroupModel] = Field(default_factory=list)
 
 
