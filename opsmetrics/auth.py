@@ -2,31 +2,13 @@
 
 from __future__ import annotations
 
-import enum
 import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
 
 from opsmetrics.errors import AuthenticationError, PermissionDeniedError
-
-
-class Scope(enum.Enum):
-    INGEST = "ingest"
-    READ = "read"
-    ADMIN = "admin"
-
-    def allows(self, needed: Scope) -> bool:
-        return self is Scope.ADMIN or self is needed
-
-
-@dataclass(frozen=True, slots=True)
-class TokenRecord:
-    id: str
-    name: str
-    scope: Scope
-    hash: str
-    created_ms: int
+from opsmetrics.storage.token_records import Scope, TokenRecord
 
 
 @dataclass(frozen=True, slots=True)

@@ -141,10 +141,11 @@ def test_silence_and_ack_writes_need_admin_scope(tmp_path: Path) -> None:
 
     import httpx
 
-    from opsmetrics.auth import Scope, new_token
+    from opsmetrics.auth import new_token
     from opsmetrics.clock import FakeClock
     from opsmetrics.services import open_services
     from opsmetrics.settings import Settings
+    from opsmetrics.storage.token_records import Scope
     from opsmetrics.web.app import create_app
 
     services = open_services(Settings(data_dir=tmp_path / "data"), FakeClock())

@@ -20,11 +20,12 @@ import pytest
 from fastapi import FastAPI
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from opsmetrics.auth import Scope, new_token
+from opsmetrics.auth import new_token
 from opsmetrics.catalog.validate import EXAMPLE_CONFIG
 from opsmetrics.clock import FakeClock
 from opsmetrics.services import open_services
 from opsmetrics.settings import Settings
+from opsmetrics.storage.token_records import Scope
 from opsmetrics.web.app import create_app
 from opsmetrics.web.routers.ui import module_imports, relative_for
 from tests.server import ServerProcess

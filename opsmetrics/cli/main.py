@@ -13,12 +13,13 @@ import typer
 from rich.console import Console
 
 from opsmetrics import __version__
-from opsmetrics.auth import Scope, TokenVerifier, new_token
+from opsmetrics.auth import TokenVerifier, new_token
 from opsmetrics.cli import analyze, importer, kpi, query
 from opsmetrics.cli import rules as rules_cli
 from opsmetrics.clock import SystemClock, clock_from_env
 from opsmetrics.errors import OpsMetricsError, UserError
 from opsmetrics.settings import Settings
+from opsmetrics.storage.token_records import Scope
 
 app = typer.Typer(
     name="opsmetrics",

@@ -11,11 +11,12 @@ from typing import Any
 
 import msgspec
 
-from opsmetrics.auth import Scope, new_token
+from opsmetrics.auth import new_token
 from opsmetrics.client import RetryPolicy, Transport
 from opsmetrics.demo.simulator import Chunk
 from opsmetrics.model import METRIC_NAME, Annotation, Event, Labels
 from opsmetrics.services import Services
+from opsmetrics.storage.token_records import Scope
 
 JSON = "application/json"
 #: A tick is retried briefly; a lost tick is caught up by the next one.

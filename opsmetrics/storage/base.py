@@ -12,7 +12,6 @@ from typing import Protocol
 
 import numpy as np
 
-from opsmetrics.auth import TokenRecord
 from opsmetrics.model import (
     Annotation,
     Event,
@@ -49,6 +48,7 @@ from opsmetrics.storage.kpi_records import (
     StateQuery,
     StateRow,
 )
+from opsmetrics.storage.token_records import TokenRecord
 
 DAY_MS = 86_400_000
 #: Widths of the rollups kept for closed partitions: 5 minutes and 1 hour.

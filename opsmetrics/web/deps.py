@@ -6,9 +6,9 @@ from collections.abc import Awaitable, Callable
 
 from fastapi import Request
 
-from opsmetrics.auth import Scope
 from opsmetrics.errors import PayloadTooLargeError
 from opsmetrics.services import Services
+from opsmetrics.storage.token_records import Scope
 
 
 def services(request: Request) -> Services:

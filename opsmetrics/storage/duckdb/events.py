@@ -9,10 +9,10 @@ from typing import Any
 import duckdb
 import numpy as np
 
-from opsmetrics.auth import Scope, TokenRecord
 from opsmetrics.model import Annotation, Event
 from opsmetrics.storage.base import StoredEvent
 from opsmetrics.storage.duckdb.sql import scalar
+from opsmetrics.storage.token_records import Scope, TokenRecord
 
 CursorFactory = Callable[[], duckdb.DuckDBPyConnection]
 

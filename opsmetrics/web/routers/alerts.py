@@ -19,12 +19,12 @@ from fastapi.responses import JSONResponse
 from opsmetrics.alerting.dispatcher import Dispatcher
 from opsmetrics.alerting.model import Alert, AlertHub
 from opsmetrics.alerting.silences import Silence, parse_matchers
-from opsmetrics.auth import Scope
 from opsmetrics.catalog.notify import load_notify
 from opsmetrics.durations import parse_time_ms
 from opsmetrics.errors import BadDataError, NotFoundError
 from opsmetrics.services import Services
 from opsmetrics.storage.alert_records import NotificationFilter, NotificationRecord
+from opsmetrics.storage.token_records import Scope
 from opsmetrics.web.deps import read_body, require, services
 from opsmetrics.web.routers.rules import rfc3339
 

@@ -22,8 +22,8 @@ from fastapi import APIRouter, Depends, Request, Response
 from opsmetrics.analysis import anomalies, capacity, trend
 from opsmetrics.analysis.forecast import forecast
 from opsmetrics.analysis.series import DAY_MS, HOUR_MS, Series, fetch_series
-from opsmetrics.auth import Scope
 from opsmetrics.errors import BadDataError
+from opsmetrics.storage.token_records import Scope
 from opsmetrics.web.deps import read_body, require, services
 from opsmetrics.web.routers.read import (
     Params,

@@ -18,9 +18,9 @@ from fastapi import APIRouter, Depends, Request, Response
 from opsmetrics.analysis import abtest, power
 from opsmetrics.analysis.experiments import readout
 from opsmetrics.analysis.stats_api import correlation_request, experiment_summary
-from opsmetrics.auth import Scope
 from opsmetrics.catalog.experiments import get_experiment, load_experiments
 from opsmetrics.errors import BadDataError
+from opsmetrics.storage.token_records import Scope
 from opsmetrics.web.deps import require, services
 from opsmetrics.web.routers.read import success
 

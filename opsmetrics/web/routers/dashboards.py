@@ -13,10 +13,10 @@ import re
 
 from fastapi import APIRouter, Depends, Request, Response
 
-from opsmetrics.auth import Scope
 from opsmetrics.dashboards.data import DashboardData, dashboard_json, summary_json
 from opsmetrics.durations import parse_duration_ms
 from opsmetrics.errors import BadDataError
+from opsmetrics.storage.token_records import Scope
 from opsmetrics.web.deps import require, services
 from opsmetrics.web.kpi_metrics import kpi_values
 from opsmetrics.web.routers.read import Params, invalid_param, parse_prom_time_ms, success

@@ -17,9 +17,9 @@ from zoneinfo import ZoneInfo
 import msgspec
 from fastapi import APIRouter, Depends, Request, Response
 
-from opsmetrics.auth import Scope
 from opsmetrics.errors import BadDataError
 from opsmetrics.query import events as ev
+from opsmetrics.storage.token_records import Scope
 from opsmetrics.web.deps import require, services
 from opsmetrics.web.routers.read import Params, parse_prom_duration_ms, success, time_param
 

@@ -10,7 +10,6 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from opsmetrics.auth import Scope
 from opsmetrics.errors import UserError
 from opsmetrics.ingest.compression import decompress_body
 from opsmetrics.ingest.exposition import parse_exposition
@@ -24,6 +23,7 @@ from opsmetrics.ingest.otlp_response import encode_otlp_response
 from opsmetrics.ingest.pipeline import WriteRequest, WriteResult
 from opsmetrics.ingest.remote_write import LabelsCache, decode_remote_write
 from opsmetrics.services import Services
+from opsmetrics.storage.token_records import Scope
 from opsmetrics.web.deps import read_body, require, services
 
 router = APIRouter(dependencies=[Depends(require(Scope.INGEST))], tags=["ingest"])

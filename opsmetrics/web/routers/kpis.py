@@ -17,11 +17,11 @@ from zoneinfo import ZoneInfo
 import msgspec
 from fastapi import APIRouter, Depends, Request, Response
 
-from opsmetrics.auth import Scope
 from opsmetrics.catalog.kpi_model import Grain, KpiDefinition, ManualFormula
 from opsmetrics.errors import BadDataError
 from opsmetrics.query import events as ev
 from opsmetrics.query.kpi import Compare
+from opsmetrics.storage.token_records import Scope
 from opsmetrics.web import kpi_json
 from opsmetrics.web.deps import read_body, require, services
 from opsmetrics.web.kpi_metrics import kpi_values

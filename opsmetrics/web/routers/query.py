@@ -15,11 +15,11 @@ import numpy as np
 import promql_parser
 from fastapi import APIRouter, Depends, Request, Response
 
-from opsmetrics.auth import Scope
 from opsmetrics.errors import BadDataError
 from opsmetrics.model import Labels
 from opsmetrics.query.promql.engine import evaluate_instant, evaluate_range
 from opsmetrics.query.promql.values import InstantVector, RangeVector, Scalar, StringValue, Value
+from opsmetrics.storage.token_records import Scope
 from opsmetrics.web.deps import require, services
 from opsmetrics.web.routers.read import (
     Params,

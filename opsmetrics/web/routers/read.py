@@ -19,9 +19,9 @@ import msgspec
 import promql_parser
 from fastapi import APIRouter, Depends, Request, Response
 
-from opsmetrics.auth import Scope
 from opsmetrics.errors import BadDataError
 from opsmetrics.model import METRIC_NAME, Labels, Matcher, MatchOp
+from opsmetrics.storage.token_records import Scope
 from opsmetrics.web.deps import read_body, require, services
 
 T = TypeVar("T")

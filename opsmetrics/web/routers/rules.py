@@ -11,10 +11,10 @@ from fastapi.responses import JSONResponse
 
 from opsmetrics.alerting.groups import GroupStatus, RuleManager, RuleStatus
 from opsmetrics.alerting.rule_alerts import RuleAlert
-from opsmetrics.auth import Scope
 from opsmetrics.catalog.alert_template_funcs import go_special
 from opsmetrics.catalog.rules import RuleType
 from opsmetrics.errors import BadDataError
+from opsmetrics.storage.token_records import Scope
 from opsmetrics.web.deps import require
 
 router = APIRouter(dependencies=[Depends(require(Scope.READ))], tags=["rules"])

@@ -22,9 +22,9 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import Scope as AsgiScope
 
 from opsmetrics import __version__
-from opsmetrics.auth import Scope
 from opsmetrics.dashboards.data import dashboard_json
 from opsmetrics.errors import AuthenticationError, NotFoundError, PermissionDeniedError
+from opsmetrics.storage.token_records import Scope
 from opsmetrics.web.deps import services
 
 HERE = Path(__file__).resolve().parent.parent
