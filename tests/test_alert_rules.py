@@ -1,12 +1,11 @@
 """Alerting rules as Prometheus runs them: the state machine driven by a FakeClock over real
 DuckDB storage and the real write pipeline, ALERTS series, restore after a restart, the alert
-hub, the seed's business rules and /api/v1/rules."""
+hub, the seed's business rules and /api/v1/rules (its whole body against a golden file:
+tests/golden_files.py; `OPSMETRICS_UPDATE_GOLDEN=1` refreshes it)."""
 
 from __future__ import annotations
 
 import asyncio
-import json
-import os
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -26,6 +25,7 @@ from opsmetrics.model import METRIC_NAME, Labels, Matcher, MatchOp, SampleBatchB
 from opsmetrics.services import Services, open_services
 from opsmetrics.settings import Settings
 from opsmetrics.web.app import create_app
+from tests.golden_files import GOLDEN_DIR, assert_golden_json
 from tests.server import ServerProcess
 
 NOW = 1_700_000_000_000
@@ -446,7 +446,7 @@ def test_app_wires_the_rule_manager_into_the_hub(svc: Services) -> None:
 
 
 # --- golden: the whole /api/v1/rules body ---------------------------------------------------
-GOLDEN = Path(__file__).parent / "golden" / "rules" / "api_rules_alerting.json"
+GOLDEN = GOLDEN_DIR / "rules" / "api_rules_alerting.json"
 
 
 def _zero_timings(node: object) -> object:
@@ -466,11 +466,7 @@ def test_api_rules_body_matches_golden(svc: Services, clock: FakeClock) -> None:
     # a:1 kept firing (keepFiringSince), a:2 firing after 1m, a:3 pending: state "firing"
     run.step({"a:1": 1, "a:2": 0, "a:3": 0})
     body = _zero_timings(api_get(svc, run.manager, "/api/v1/rules").json())
-    rendered = json.dumps(body, indent=2, sort_keys=False) + "\n"
-    if os.environ.get("OPSMETRICS_UPDATE_GOLDEN") == "1":
-        GOLDEN.parent.mkdir(parents=True, exist_ok=True)
-        GOLDEN.write_text(rendered)
-    assert rendered == GOLDEN.read_text()
+    assert_golden_json(GOLDEN, body)
 
 
 # --- a real restart of the real server ------------------------------------------------------

@@ -2,17 +2,16 @@
 
 One in-process app over a real DuckDB store with a FakeClock (so that "now" and the fixed data
 set never move) answers a table of requests; each status and body is compared with
-tests/golden/api/<case>.json. Refresh them with `OPSMETRICS_UPDATE_GOLDEN=1 pytest
-tests/test_api_golden.py`, then review the diff by hand against Prometheus's semantics.
+tests/golden/api/<case>.json (tests/golden_files.py). Refresh them with
+`OPSMETRICS_UPDATE_GOLDEN=1 pytest tests/test_api_golden.py`, then review the diff by hand
+against Prometheus's semantics.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -26,10 +25,11 @@ from opsmetrics.clock import FakeClock
 from opsmetrics.services import Services, open_services
 from opsmetrics.settings import Settings
 from opsmetrics.web.app import create_app
+from tests.golden_files import GOLDEN_DIR as GOLDEN_ROOT
+from tests.golden_files import assert_golden_json, refreshing
 from tests.server import ServerProcess
 
-GOLDEN_DIR = Path(__file__).parent / "golden" / "api"
-UPDATE = os.environ.get("OPSMETRICS_UPDATE_GOLDEN") == "1"
+GOLDEN_DIR = GOLDEN_ROOT / "api"
 
 NOW_S = 1_767_225_600  # 2026-01-01T00:00:00Z, the FakeClock's "now"
 NOW = NOW_S * 1000
@@ -308,21 +308,10 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppClient]:
         services.close()
 
 
-def assert_golden(name: str, actual: dict[str, Any]) -> None:
-    """Compare with tests/golden/api/<name>.json, or write it when OPSMETRICS_UPDATE_GOLDEN=1."""
-    path = GOLDEN_DIR / f"{name}.json"
-    if UPDATE:
-        GOLDEN_DIR.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(actual, indent=2, ensure_ascii=False) + "\n")
-        return
-    assert path.exists(), f"{path} is missing; run with OPSMETRICS_UPDATE_GOLDEN=1 to create it"
-    assert actual == json.loads(path.read_text()), f"{name}: response differs from {path}"
-
-
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_api_matches_golden(client: AppClient, name: str, request: pytest.FixtureRequest) -> None:
     if name in PENDING:
-        if UPDATE:
+        if refreshing():
             pytest.skip("hand-written golden file, kept on refresh")
         request.applymarker(pytest.mark.xfail(reason=PENDING[name], strict=True))
     method, path, params = CASES[name]
@@ -336,7 +325,7 @@ def test_api_matches_golden(client: AppClient, name: str, request: pytest.Fixtur
         "status": response.status_code,
         "body": response.json(),
     }
-    assert_golden(name, record)
+    assert_golden_json(GOLDEN_DIR / f"{name}.json", record)
 
 
 def test_every_golden_file_has_a_case() -> None:

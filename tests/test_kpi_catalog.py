@@ -1,12 +1,12 @@
 """The KPI catalog: validation messages (golden files), loading, lineage, expressions, versions.
 
-Validation messages are compared with tests/golden/validate/<case>.txt. Refresh them with
-`OPSMETRICS_UPDATE_GOLDEN=1 pytest tests/test_kpi_catalog.py`, then review the diff by hand.
+Validation messages are compared with tests/golden/validate/<case>.txt (tests/golden_files.py).
+Refresh them with `OPSMETRICS_UPDATE_GOLDEN=1 pytest tests/test_kpi_catalog.py`, then review the
+diff by hand.
 """
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -51,9 +51,10 @@ from opsmetrics.catalog.validate import validate_config_dir
 from opsmetrics.clock import FakeClock
 from opsmetrics.errors import ConfigError, NotFoundError
 from opsmetrics.storage.duckdb import DuckDBStorage
+from tests.golden_files import GOLDEN_DIR as GOLDEN_ROOT
+from tests.golden_files import assert_golden
 
-GOLDEN_DIR = Path(__file__).parent / "golden" / "validate"
-UPDATE = os.environ.get("OPSMETRICS_UPDATE_GOLDEN") == "1"
+GOLDEN_DIR = GOLDEN_ROOT / "validate"
 
 HEAD = "  title: T\n  owner: team\n  unit: count\n  direction: higher_is_better\n"
 
@@ -193,24 +194,13 @@ def write_config(root: Path, files: dict[str, str]) -> Path:
     return config
 
 
-def assert_golden_text(name: str, actual: str) -> None:
-    """Compare with golden/validate/<name>.txt; OPSMETRICS_UPDATE_GOLDEN=1 rewrites it."""
-    path = GOLDEN_DIR / f"{name}.txt"
-    if UPDATE:
-        GOLDEN_DIR.mkdir(parents=True, exist_ok=True)
-        path.write_text(actual)
-        return
-    assert path.exists(), f"{path} is missing; run with OPSMETRICS_UPDATE_GOLDEN=1 to create it"
-    assert actual == path.read_text(), f"{name}: messages differ from {path}"
-
-
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_validate_messages_match_golden(tmp_path: Path, case: str) -> None:
     config = write_config(tmp_path, CASES[case])
     problems = validate_config_dir(config)
     assert problems, "every case has at least one problem"
     text = "\n".join(problems).replace(f"{tmp_path}/", "") + "\n"
-    assert_golden_text(case, text)
+    assert_golden(GOLDEN_DIR / f"{case}.txt", text)
 
 
 def test_every_golden_file_has_a_case() -> None:
