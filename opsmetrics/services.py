@@ -10,11 +10,11 @@ from opsmetrics.catalog.kpi_versions import record_versions
 from opsmetrics.catalog.kpis import Catalog, load_catalog
 from opsmetrics.catalog.retention import load_retention
 from opsmetrics.clock import Clock
-from opsmetrics.errors import ConfigError
 from opsmetrics.ingest.pipeline import Ingestor, maintenance_task
 from opsmetrics.settings import Settings
 from opsmetrics.storage.base import RetentionPolicy
 from opsmetrics.storage.duckdb import DuckDBStorage
+from opsmetrics.storage.open import open_storage
 from opsmetrics.telemetry import Telemetry
 
 
@@ -37,20 +37,6 @@ class Services:
     def close(self) -> None:
         self.ingestor.stop()
         self.storage.close()
-
-
-def open_storage(settings: Settings, clock: Clock) -> DuckDBStorage:
-    if settings.storage != "duckdb":
-        raise ConfigError(
-            f"OPSMETRICS_STORAGE={settings.storage!r}: only the embedded 'duckdb' backend is "
-            "available in this version"
-        )
-    return DuckDBStorage(
-        settings.data_dir,
-        now_ms=clock.now_ms(),
-        partition_ms=settings.partition_ms,
-        late_window_ms=settings.limits.samples_late_window_ms,
-    )
 
 
 def open_services(settings: Settings, clock: Clock) -> Services:

@@ -46,10 +46,12 @@ from opsmetrics.catalog.yamlfile import parse_model
 from opsmetrics.clock import FakeClock
 from opsmetrics.errors import ConfigError, OpsMetricsError
 from opsmetrics.ingest.decoded import DecodedSamples
-from opsmetrics.ingest.pipeline import WriteRequest
+from opsmetrics.ingest.pipeline import Ingestor, WriteRequest
 from opsmetrics.model import Labels, SampleBatchBuilder
-from opsmetrics.services import Services, open_services
 from opsmetrics.settings import Limits, Settings
+from opsmetrics.storage.base import Storage
+from opsmetrics.storage.open import open_storage
+from opsmetrics.telemetry import Telemetry
 
 _FAR = 10**15  # ingest limits that never reject a test's timestamps
 
@@ -158,18 +160,21 @@ def run_test_group(test: TestGroup, groups: list[RuleGroup], eval_interval_ms: i
     with tempfile.TemporaryDirectory(prefix="opsmetrics-rules-test-") as tmp:
         clock = FakeClock(0)
         limits = Limits(future_tolerance_ms=_FAR, samples_late_window_ms=_FAR)
-        services = open_services(Settings(data_dir=Path(tmp), limits=limits), clock)
+        storage = open_storage(Settings(data_dir=Path(tmp), limits=limits), clock)
+        ingestor = Ingestor(storage, clock, limits, Telemetry())
+        ingestor.start()
         try:
-            _write_inputs(services, test, test.interval or eval_interval_ms)
-            manager = RuleManager(groups, services.storage, services.ingestor, clock)
+            _write_inputs(ingestor, test, test.interval or eval_interval_ms)
+            manager = RuleManager(groups, storage, ingestor, clock)
             failures = _run_alert_tests(manager, clock, test, eval_interval_ms)
-            checked = [_check_expr(services, t) for t in test.promql_expr_test]
+            checked = [_check_expr(storage, t) for t in test.promql_expr_test]
             return failures + [f for f in checked if f]
         finally:
-            services.close()
+            ingestor.stop()
+            storage.close()
 
 
-def _write_inputs(services: Services, test: TestGroup, interval_ms: int) -> None:
+def _write_inputs(ingestor: Ingestor, test: TestGroup, interval_ms: int) -> None:
     builder = SampleBatchBuilder()
     for item in test.input_series:
         labels = parse_series(item.series)
@@ -178,7 +183,7 @@ def _write_inputs(services: Services, test: TestGroup, interval_ms: int) -> None
                 builder.add(labels, step * interval_ms, value)
     if len(builder):
         request = WriteRequest("rules-test", samples=DecodedSamples(builder.build()))
-        services.ingestor.write(request)
+        ingestor.write(request)
 
 
 def _run_alert_tests(
@@ -237,9 +242,9 @@ def _braces(pairs: Labels) -> str:
     return "{" + ", ".join(f'{k}="{v}"' for k, v in pairs) + "}"
 
 
-def _check_expr(services: Services, test: PromqlTest) -> str:
+def _check_expr(storage: Storage, test: PromqlTest) -> str:
     try:
-        value = default_evaluator()(services.storage, test.expr, test.eval_time)
+        value = default_evaluator()(storage, test.expr, test.eval_time)
         got = sorted(vector_rows(value))
     except OpsMetricsError as exc:
         when = format_duration(test.eval_time)

@@ -132,7 +132,7 @@ def token_create(
     data: DataOpt = None,
 ) -> None:
     """Create a bearer token (the server must be stopped: it owns the data file)."""
-    from opsmetrics.services import open_storage
+    from opsmetrics.storage.open import open_storage
 
     s = settings(data_dir=data)
     clock = SystemClock()
@@ -151,7 +151,7 @@ def token_create(
 @token_app.command("list")
 def token_list(data: DataOpt = None) -> None:
     """List tokens (ids, names and scopes; secrets are never stored)."""
-    from opsmetrics.services import open_storage
+    from opsmetrics.storage.open import open_storage
 
     storage = open_storage(settings(data_dir=data), SystemClock())
     try:
