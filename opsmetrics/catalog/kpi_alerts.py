@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
-from opsmetrics.catalog.rule_fields import LabelMap, PromQL, RuleFieldsModel
+from opsmetrics.catalog.config_fields import ConfigModel, LabelMap, PromQL
 from opsmetrics.catalog.timewindows import TimeInterval, parse_time_interval
 from opsmetrics.catalog.yamlfile import read_yaml
 from opsmetrics.durations import config_duration_ms
@@ -77,7 +77,7 @@ Number = Annotated[float, BeforeValidator(_number)]
 Windows = list[dict[str, Any]]
 
 
-class VolumeModel(RuleFieldsModel):
+class VolumeModel(ConfigModel):
     """Evaluate only when `event` happened more than `count` times in the window, or the
     PromQL `promql` is above `value` at evaluation time."""
 
@@ -93,7 +93,7 @@ class VolumeModel(RuleFieldsModel):
         return self
 
 
-class _Common(RuleFieldsModel):
+class _Common(ConfigModel):
     for_: DurationMs = Field(default=0, alias="for")
     interval: DurationMs | None = None
     window: DurationMs | None = None
@@ -164,7 +164,7 @@ class SeedAlertModel(_Rule):
         return value
 
 
-class AlertFileModel(RuleFieldsModel):
+class AlertFileModel(ConfigModel):
     alerts: dict[str, SeedAlertModel]
 
     @field_validator("alerts")

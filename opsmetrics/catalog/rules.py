@@ -27,8 +27,8 @@ from typing import Annotated, Any
 
 from pydantic import BeforeValidator, Field, field_validator
 
+from opsmetrics.catalog.config_fields import ConfigModel, LabelMap, PromQL
 from opsmetrics.catalog.kpi_alerts import is_alert_file
-from opsmetrics.catalog.rule_fields import LabelMap, PromQL, RuleFieldsModel
 from opsmetrics.catalog.yamlfile import LinePath, parse_model, problem
 from opsmetrics.durations import config_duration_ms
 from opsmetrics.errors import ConfigError
@@ -45,7 +45,7 @@ def _duration(value: object) -> int:
 DurationMs = Annotated[int, BeforeValidator(_duration)]
 
 
-class RuleModel(RuleFieldsModel):
+class RuleModel(ConfigModel):
     record: str | None = None
     alert: str | None = None
     expr: PromQL
@@ -62,7 +62,7 @@ class RuleModel(RuleFieldsModel):
         return value
 
 
-class GroupModel(RuleFieldsModel):
+class GroupModel(ConfigModel):
     name: str = Field(min_length=1)
     interval: DurationMs | None = None
     query_offset: DurationMs | None = None
@@ -71,7 +71,7 @@ class GroupModel(RuleFieldsModel):
     rules: list[RuleModel] = Field(default_factory=list)
 
 
-class RuleFileModel(RuleFieldsModel):
+class RuleFileModel(ConfigModel):
     groups: list[GroupModel] = Field(default_factory=list)
 
 

@@ -9,13 +9,13 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BeforeValidator, Field
 
+from opsmetrics.catalog.config_fields import ConfigModel, label_names
 from opsmetrics.catalog.yamlfile import LinePath, parse_model, problem
 from opsmetrics.durations import config_duration_ms
 from opsmetrics.errors import ConfigError
 
-_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 _TARGET = re.compile(r"(?:[^/\s:@?#\[\]]+|\[[0-9a-fA-F:.]+\])(?::\d{1,5})?")
 
 
@@ -38,29 +38,17 @@ def _target(value: object) -> object:
     return value
 
 
-def _label_names(value: object) -> object:
-    if isinstance(value, dict):
-        for name in value:
-            if not isinstance(name, str) or not _LABEL_NAME.fullmatch(name):
-                raise ValueError(f"{name!r} is not a valid label name")
-    return value
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)
-
-
-class StaticConfig(_Model):
+class StaticConfig(ConfigModel):
     targets: list[Annotated[str, BeforeValidator(_target)]]
-    labels: Annotated[dict[str, str], BeforeValidator(_label_names)] = Field(default_factory=dict)
+    labels: Annotated[dict[str, str], BeforeValidator(label_names)] = Field(default_factory=dict)
 
 
-class GlobalConfig(_Model):
+class GlobalConfig(ConfigModel):
     scrape_interval: DurationMs = 60_000
     scrape_timeout: DurationMs = 10_000
 
 
-class JobConfig(_Model):
+class JobConfig(ConfigModel):
     job_name: str = Field(min_length=1)
     scrape_interval: DurationMs | None = None
     scrape_timeout: DurationMs | None = None
@@ -75,7 +63,7 @@ class JobConfig(_Model):
     static_configs: list[StaticConfig] = Field(default_factory=list)
 
 
-class ScrapeConfig(_Model):
+class ScrapeConfig(ConfigModel):
     global_: GlobalConfig = Field(default_factory=GlobalConfig, alias="global")
     scrape_configs: list[JobConfig] = Field(default_factory=list)
 

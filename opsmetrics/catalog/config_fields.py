@@ -1,6 +1,7 @@
-"""The fields both kinds of rule file check alike: Prometheus rule groups (rules.py) and KPI alert
-rules (kpi_alerts.py) take PromQL expressions and label maps, and report their problems in the
-same words. Use them as pydantic types (`PromQL`, `LabelMap`) on a `RuleFieldsModel`."""
+"""The fields config files check alike, so they report problems in the same words: Prometheus
+rule groups (rules.py) and KPI alert rules (kpi_alerts.py) take PromQL expressions and label
+maps, scrape targets (scrape.py) label names. Use them as pydantic types (`PromQL`, `LabelMap`)
+on a `ConfigModel`."""
 
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict
 LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 
 
-class RuleFieldsModel(BaseModel):
-    """A rule file's record: unknown keys are errors, numbers may stand for strings."""
+class ConfigModel(BaseModel):
+    """A config file's record: unknown keys are errors, numbers may stand for strings."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)
 
@@ -32,15 +33,20 @@ def promql_expression(value: object) -> object:
     return value
 
 
-def label_map(value: object) -> object:
-    """Labels a rule adds: valid label names, and never `__name__` (the series' name)."""
+def label_names(value: object) -> object:
+    """A mapping whose keys are valid label names."""
     if isinstance(value, dict):
         for name in value:
             if not isinstance(name, str) or not LABEL_NAME.fullmatch(name):
                 raise ValueError(f"{name!r} is not a valid label name")
-            if name == "__name__":
-                raise ValueError("'__name__' names the series and cannot be set as a label")
     return value
+
+
+def label_map(value: object) -> object:
+    """Labels a rule adds: valid label names, and never `__name__` (the series' name)."""
+    if isinstance(value, dict) and "__name__" in value:
+        raise ValueError("'__name__' names the series and cannot be set as a label")
+    return label_names(value)
 
 
 PromQL = Annotated[str, BeforeValidator(promql_expression)]
