@@ -27,7 +27,9 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy
 
+# lint-imports: the layers contract in pyproject.toml (docs/architecture.md).
 check: lint typecheck
+	$(BIN)/lint-imports
 
 # The browser tests drive Debian's Chromium (never a downloaded browser build).
 chromium:
