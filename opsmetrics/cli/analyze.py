@@ -2,13 +2,13 @@
 
 Each command asks the running server (`--url`, like `opsmetrics query`), or with `--data DIR`
 reads a local data directory directly (the server must be stopped: it owns the file) by running
-the same API routes in process. The statistics commands (correlate, experiment, sample-size,
-ab) come from opsmetrics.cli.analyze_stats when it is installed.
+the routes' requests (opsmetrics.analysis.series_api) in process. The statistics commands
+(correlate, experiment, sample-size, ab) come from opsmetrics.cli.analyze_stats when it is
+installed.
 """
 
 from __future__ import annotations
 
-import asyncio
 import importlib
 import json
 import os
@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
+import msgspec
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -23,7 +24,6 @@ from rich.table import Table
 from opsmetrics.cli.importer import UrlOpt, quiet_http_log
 from opsmetrics.cli.kpi import JsonOpt, TokenOpt
 from opsmetrics.client.transport import DEFAULT_URL, RetryPolicy, Transport
-from opsmetrics.errors import UserError
 
 analyze_app = typer.Typer(
     help="Analyse a KPI or PromQL series: trend, anomalies, forecast, capacity, outlook.",
@@ -53,42 +53,38 @@ def _params(**given: Any) -> dict[str, str]:
     return {k: str(v) for k, v in given.items() if v is not None}
 
 
-def _get(path: str, params: dict[str, str], url: str, token: str | None, data: Path | None,
+def _get(name: str, params: dict[str, str], url: str, token: str | None, data: Path | None,
          config: Path | None) -> dict[str, Any]:  # fmt: skip
     if data is not None:
-        return _local(path, params, data, config)
+        return _local(name, params, data, config)
     quiet_http_log()
     transport = Transport(url, token, policy=RetryPolicy(max_retries=2, max_backoff=2.0))
     try:
-        return transport.get(path, params)
+        return transport.get(f"/api/v1/analysis/{name}", params)
     finally:
         transport.close()
 
 
-def _local(path: str, params: dict[str, str], data: Path, config: Path | None) -> dict[str, Any]:
-    """The same route, served in process over the local data directory."""
-    import httpx
-
+def _local(name: str, params: dict[str, str], data: Path, config: Path | None) -> dict[str, Any]:
+    """The route's request, run in process over the local data directory."""
+    from opsmetrics.analysis.series_api import REQUESTS
     from opsmetrics.clock import SystemClock
+    from opsmetrics.params import Params
     from opsmetrics.services import open_services
     from opsmetrics.settings import Settings
-    from opsmetrics.web.app import create_app
 
     settings = Settings.from_env(os.environ, data_dir=data, config_dir=config)
     services = open_services(settings, SystemClock())
-
-    async def send() -> httpx.Response:
-        transport = httpx.ASGITransport(app=create_app(services))
-        async with httpx.AsyncClient(transport=transport, base_url="http://local") as client:
-            return await client.get(path, params=params)
-
     try:
-        response = asyncio.run(send())
+        got = REQUESTS[name](
+            Params(list(params.items())), services.storage, services.catalog, services.clock
+        )
     finally:
         services.close()
-    body: dict[str, Any] = response.json()
-    if response.status_code >= 400:
-        raise UserError(str(body.get("error", response.text)))
+    # Through JSON and back, so that --json prints what the server would send.
+    body: dict[str, Any] = msgspec.json.decode(
+        msgspec.json.encode({"status": "success", "data": got})
+    )
     return body
 
 
@@ -126,7 +122,7 @@ def trend(
 ) -> None:  # fmt: skip
     """Growth rates (period over period, compound), slope, and the STL decomposition."""
     p = _params(kpi=kpi, query=query, view=view, start=start, end=end, step=step, season=season)
-    _emit(_get("/api/v1/analysis/trend", p, url, token, data, config), as_json, _trend_tables)
+    _emit(_get("trend", p, url, token, data, config), as_json, _trend_tables)
 
 
 def _trend_tables(d: dict[str, Any]) -> list[Any]:
@@ -159,7 +155,7 @@ def anomalies(
 ) -> None:  # fmt: skip
     """Points outside their seasonal band (hour-of-day × day-of-week), and level shifts."""
     p = _params(kpi=kpi, query=query, start=start, end=end, step=step, threshold=threshold)
-    _emit(_get("/api/v1/analysis/anomalies", p, url, token, data, config), as_json, _anomalies)
+    _emit(_get("anomalies", p, url, token, data, config), as_json, _anomalies)
 
 
 def _anomalies(d: dict[str, Any]) -> list[Any]:
@@ -186,7 +182,7 @@ def forecast(
     """Forecast with a prediction interval; the method is chosen by backtest (MASE shown)."""
     p = _params(kpi=kpi, query=query, start=start, end=end, step=step, horizon=horizon,
                 season=season)  # fmt: skip
-    _emit(_get("/api/v1/analysis/forecast", p, url, token, data, config), as_json, _forecast)
+    _emit(_get("forecast", p, url, token, data, config), as_json, _forecast)
 
 
 def _forecast(d: dict[str, Any]) -> list[Any]:
@@ -210,7 +206,7 @@ def capacity(
     """When the series will cross --limit, with an interval from the forecast's bounds."""
     p = _params(kpi=kpi, query=query, start=start, end=end, step=step, horizon=horizon,
                 season=season, limit=limit)  # fmt: skip
-    _emit(_get("/api/v1/analysis/capacity", p, url, token, data, config), as_json, _capacity)
+    _emit(_get("capacity", p, url, token, data, config), as_json, _capacity)
 
 
 def _capacity(d: dict[str, Any]) -> list[Any]:
@@ -235,7 +231,7 @@ def outlook(
 ) -> None:  # fmt: skip
     """The probability that the KPI meets its target by the end of this month or quarter."""
     p = _params(kpi=kpi, query=query, target=target, period=period, agg=agg)
-    _emit(_get("/api/v1/analysis/outlook", p, url, token, data, config), as_json, _outlook)
+    _emit(_get("outlook", p, url, token, data, config), as_json, _outlook)
 
 
 def _outlook(d: dict[str, Any]) -> list[Any]:

@@ -16,10 +16,11 @@ from fastapi import APIRouter, Depends, Request, Response
 from opsmetrics.dashboards.data import DashboardData, dashboard_json, summary_json
 from opsmetrics.durations import parse_duration_ms
 from opsmetrics.errors import BadDataError
+from opsmetrics.params import Params, invalid_param, parse_prom_time_ms
 from opsmetrics.storage.token_records import Scope
 from opsmetrics.web.deps import require, services
 from opsmetrics.web.kpi_metrics import kpi_values
-from opsmetrics.web.routers.read import Params, invalid_param, parse_prom_time_ms, success
+from opsmetrics.web.routers.read import success
 
 router = APIRouter(dependencies=[Depends(require(Scope.READ))], tags=["dashboards"])
 _RELATIVE = re.compile(r"now\s*(?:-\s*(\S+))?")

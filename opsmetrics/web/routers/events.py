@@ -18,10 +18,11 @@ import msgspec
 from fastapi import APIRouter, Depends, Request, Response
 
 from opsmetrics.errors import BadDataError
+from opsmetrics.params import Params, parse_prom_duration_ms, time_param
 from opsmetrics.query import events as ev
 from opsmetrics.storage.token_records import Scope
 from opsmetrics.web.deps import require, services
-from opsmetrics.web.routers.read import Params, parse_prom_duration_ms, success, time_param
+from opsmetrics.web.routers.read import success
 
 router = APIRouter(dependencies=[Depends(require(Scope.READ))], tags=["events"])
 DAY_MS = 86_400_000

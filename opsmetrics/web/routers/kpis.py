@@ -19,13 +19,14 @@ from fastapi import APIRouter, Depends, Request, Response
 
 from opsmetrics.catalog.kpi_model import Grain, KpiDefinition, ManualFormula
 from opsmetrics.errors import BadDataError
+from opsmetrics.params import Params, parse_prom_time_ms, time_param
 from opsmetrics.query import events as ev
 from opsmetrics.query.kpi import Compare
 from opsmetrics.storage.token_records import Scope
 from opsmetrics.web import kpi_json
 from opsmetrics.web.deps import read_body, require, services
 from opsmetrics.web.kpi_metrics import kpi_values
-from opsmetrics.web.routers.read import Params, parse_prom_time_ms, success, time_param
+from opsmetrics.web.routers.read import success
 
 router = APIRouter(tags=["kpis"])
 READ = [Depends(require(Scope.READ))]

@@ -17,22 +17,25 @@ from fastapi import APIRouter, Depends, Request, Response
 
 from opsmetrics.errors import BadDataError
 from opsmetrics.model import Labels
+from opsmetrics.params import (
+    Params,
+    invalid_param,
+    parse_prom_duration_ms,
+    parse_prom_time_ms,
+    time_param,
+)
 from opsmetrics.query.promql.engine import evaluate_instant, evaluate_range
 from opsmetrics.query.promql.values import InstantVector, RangeVector, Scalar, StringValue, Value
 from opsmetrics.storage.token_records import Scope
 from opsmetrics.web.deps import require, services
 from opsmetrics.web.routers.read import (
-    Params,
     format_ts,
     format_value,
     format_values,
-    invalid_param,
     limit_param,
     metric_json,
-    parse_prom_duration_ms,
-    parse_prom_time_ms,
+    request_params,
     success,
-    time_param,
     truncate,
 )
 
@@ -77,7 +80,7 @@ def _engine_options(params: Params) -> dict[str, Any]:
 @router.api_route("/api/v1/query", methods=["GET", "POST"], summary="Instant query")
 async def query(request: Request) -> Response:
     svc = services(request)
-    params = await Params.of(request)
+    params = await request_params(request)
     limit = limit_param(params)
     given = time_param(params, "time", None)
     at = svc.clock.now_ms() if given is None else given
@@ -130,7 +133,7 @@ def _check_range_type(expr: Any) -> None:
 @router.api_route("/api/v1/query_range", methods=["GET", "POST"], summary="Range query")
 async def query_range(request: Request) -> Response:
     svc = services(request)
-    params = await Params.of(request)
+    params = await request_params(request)
     limit = limit_param(params)
     start, end, step = _range_times(params)
     options = _engine_options(params)
@@ -143,7 +146,7 @@ async def query_range(request: Request) -> Response:
 
 @router.api_route("/api/v1/format_query", methods=["GET", "POST"], summary="Pretty-print PromQL")
 async def format_query(request: Request) -> Response:
-    params = await Params.of(request)
+    params = await request_params(request)
     expr = parse_query(params.get("query"))
     return success(expr.prettify())
 
@@ -152,7 +155,7 @@ async def format_query(request: Request) -> Response:
     "/api/v1/query_exemplars", methods=["GET", "POST"], summary="Exemplars (none are stored)"
 )
 async def query_exemplars(request: Request) -> Response:
-    params = await Params.of(request)
+    params = await request_params(request)
     start = time_param(params, "start", None)
     end = time_param(params, "end", None)
     if start is not None and end is not None and end < start:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable, Sequence
-from datetime import datetime
 from decimal import Decimal
 from typing import TypeVar
 from urllib.parse import parse_qsl
@@ -21,16 +20,13 @@ from fastapi import APIRouter, Depends, Request, Response
 
 from opsmetrics.errors import BadDataError
 from opsmetrics.model import METRIC_NAME, Labels, Matcher, MatchOp
+from opsmetrics.params import Params, invalid_param, time_param
 from opsmetrics.storage.token_records import Scope
 from opsmetrics.web.deps import read_body, require, services
 
 T = TypeVar("T")
 router = APIRouter(dependencies=[Depends(require(Scope.READ))], tags=["query"])
 TRUNCATED = "results truncated due to limit"
-_DURATION = re.compile(
-    r"(?:(\d+)y)?(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?(?:(\d+)ms)?"
-)
-_UNIT_MS = (31_536_000_000, 604_800_000, 86_400_000, 3_600_000, 60_000, 1000, 1)
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 _OPS = {
     "MatchOp.Equal": MatchOp.EQ,
@@ -40,80 +36,13 @@ _OPS = {
 }
 
 
-class Params:
+async def request_params(request: Request) -> Params:
     """Query parameters from the URL and, for POST, the form body (repeats kept)."""
-
-    def __init__(self, pairs: list[tuple[str, str]]) -> None:
-        self.pairs = pairs
-
-    @staticmethod
-    async def of(request: Request) -> Params:
-        pairs = list(request.query_params.multi_items())
-        if request.method == "POST":
-            body = await read_body(request, 1 << 20)
-            pairs += parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)
-        return Params(pairs)
-
-    def get(self, name: str) -> str:
-        """The first value of `name`, or "" (Go's Request.FormValue)."""
-        return next((v for k, v in self.pairs if k == name), "")
-
-    def all(self, name: str) -> list[str]:
-        return [v for k, v in self.pairs if k == name]
-
-
-def invalid_param(name: str, message: str) -> BadDataError:
-    return BadDataError(f'invalid parameter "{name}": {message}')
-
-
-def parse_prom_time_ms(text: str) -> int:
-    """Prometheus's parseTime: float Unix seconds (ms precision) or RFC 3339."""
-    try:
-        seconds = float(text)
-    except ValueError:
-        pass
-    else:
-        if math.isfinite(seconds):
-            return round(seconds * 1000)
-    if "T" in text:
-        try:
-            return _rfc3339_ms(text)
-        except ValueError:
-            pass
-    raise ValueError(f'cannot parse "{text}" to a valid timestamp')
-
-
-def _rfc3339_ms(text: str) -> int:
-    parsed = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
-    if parsed.tzinfo is None:
-        raise ValueError(text)
-    return round(parsed.timestamp() * 1000)
-
-
-def parse_prom_duration_ms(text: str) -> int:
-    """Prometheus's parseDuration: float seconds (may be negative) or `1h30m`, units in order."""
-    try:
-        seconds = float(text)
-    except ValueError:
-        pass
-    else:
-        if math.isfinite(seconds):
-            return round(seconds * 1000)
-    match = _DURATION.fullmatch(text)
-    if not text or match is None:
-        raise ValueError(f'cannot parse "{text}" to a valid duration')
-    return sum(int(g) * unit for g, unit in zip(match.groups(), _UNIT_MS, strict=True) if g)
-
-
-def time_param(params: Params, name: str, default_ms: int | None) -> int | None:
-    """An optional time parameter, as Prometheus's parseTimeParam words its errors."""
-    raw = params.get(name)
-    if raw == "":
-        return default_ms
-    try:
-        return parse_prom_time_ms(raw)
-    except ValueError as exc:
-        raise invalid_param(name, f"invalid time value for '{name}': {exc}") from None
+    pairs = list(request.query_params.multi_items())
+    if request.method == "POST":
+        body = await read_body(request, 1 << 20)
+        pairs += parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)
+    return Params(pairs)
 
 
 def limit_param(params: Params) -> int:
@@ -214,7 +143,7 @@ def truncate(items: Sequence[T], limit: int) -> tuple[list[T], list[str]]:
 
 @router.api_route("/api/v1/series", methods=["GET", "POST"], summary="Series by matchers")
 async def series(request: Request) -> Response:
-    params = await Params.of(request)
+    params = await request_params(request)
     if not params.all("match[]"):
         raise BadDataError("no match[] parameter provided")
     limit = limit_param(params)
@@ -229,7 +158,7 @@ async def series(request: Request) -> Response:
 
 @router.api_route("/api/v1/labels", methods=["GET", "POST"], summary="Label names")
 async def labels(request: Request) -> Response:
-    params = await Params.of(request)
+    params = await request_params(request)
     limit = limit_param(params)
     sets = _matcher_sets(params) or _all_series_if_windowed(params)
     if not sets:
@@ -253,7 +182,7 @@ def _all_series_if_windowed(params: Params) -> list[list[Matcher]]:
 async def label_values(request: Request, name: str) -> Response:
     if not _LABEL_NAME.fullmatch(name):
         raise BadDataError(f'invalid label name: "{name}"')
-    params = await Params.of(request)
+    params = await request_params(request)
     limit = limit_param(params)
     sets = _matcher_sets(params) or _all_series_if_windowed(params)
     if not sets:
@@ -268,7 +197,7 @@ async def label_values(request: Request, name: str) -> Response:
     "/api/v1/metadata", methods=["GET", "POST"], summary="Metric metadata (type, help, unit)"
 )
 async def metadata(request: Request) -> Response:
-    params = await Params.of(request)
+    params = await request_params(request)
     limit = _number(params, "limit")
     per_metric = _number(params, "limit_per_metric")
     items = sorted(
