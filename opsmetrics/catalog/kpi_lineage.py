@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 import re
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, assert_never
 
 import promql_parser
 
@@ -22,6 +22,7 @@ from opsmetrics.catalog.kpi_model import (
     ExprFormula,
     KpiRef,
     LibraryFormula,
+    ManualFormula,
     Operand,
     PromqlFormula,
     RatioFormula,
@@ -85,7 +86,18 @@ def _inputs(formula: Operand) -> list[LineageInput]:
     return _leaf_inputs(formula)
 
 
-def _leaf_inputs(formula: Operand) -> list[LineageInput]:
+_Leaf = (
+    PromqlFormula
+    | EventFormula
+    | StateFormula
+    | ExprFormula
+    | ConversionFormula
+    | SqlFormula
+    | ManualFormula
+)
+
+
+def _leaf_inputs(formula: _Leaf) -> list[LineageInput]:
     if isinstance(formula, PromqlFormula):
         return [LineageInput(InputKind.SERIES, s) for s in promql_selectors(formula.query)]
     if isinstance(formula, EventFormula | StateFormula):
@@ -98,7 +110,9 @@ def _leaf_inputs(formula: Operand) -> list[LineageInput]:
         return [LineageInput(InputKind.EVENT, name) for name in names]
     if isinstance(formula, SqlFormula):
         return [LineageInput(InputKind.VIEW, name) for name in sql_relations(formula.query)]
-    return [LineageInput(InputKind.MANUAL, "manual values")]
+    if isinstance(formula, ManualFormula):
+        return [LineageInput(InputKind.MANUAL, "manual values")]
+    assert_never(formula)
 
 
 def _expr_inputs(formula: ExprFormula) -> list[LineageInput]:

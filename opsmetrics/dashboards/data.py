@@ -11,9 +11,24 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, assert_never
 
-from opsmetrics.catalog.dashboard_schema import DEFAULT_WIDTH
+from opsmetrics.catalog.dashboard_schema import (
+    DEFAULT_WIDTH,
+    AlertListWidget,
+    BarWidget,
+    CohortWidget,
+    ExperimentWidget,
+    FunnelWidget,
+    Gauge,
+    MetricCard,
+    ScatterWidget,
+    StatusGrid,
+    TableWidget,
+    TextWidget,
+    TrendChart,
+    Widget,
+)
 from opsmetrics.catalog.dashboards import Dashboard
 from opsmetrics.catalog.kpis import Catalog
 from opsmetrics.clock import Clock
@@ -32,20 +47,6 @@ from opsmetrics.storage.base import Storage
 
 log = logging.getLogger(__name__)
 Payload = dict[str, Any]
-WIDGETS: dict[str, Callable[[DashboardContext, Any], Payload]] = {
-    "metric_card": values.metric_card,
-    "gauge": values.gauge,
-    "status_grid": values.status_grid,
-    "table": values.table,
-    "trend_chart": charts.trend_chart,
-    "bar": charts.bar,
-    "scatter": charts.scatter,
-    "funnel": others.funnel,
-    "cohort": others.cohort,
-    "alert_list": others.alert_list,
-    "text": others.text,
-    "experiment": others.experiment,
-}
 #: Widgets evaluated at once; DuckDB reads use one cursor per thread.
 WORKERS = 4
 
@@ -112,16 +113,79 @@ def _chosen(dashboard: Dashboard, widget_ids: Sequence[str] | None) -> list[tupl
     return [(wid, w) for wid, w in every if wid in widget_ids]
 
 
-def widget_payload(ctx: DashboardContext, widget: Any) -> Payload:
+def widget_payload(ctx: DashboardContext, widget: Widget) -> Payload:
     """One widget's payload, or `{type, title, error}` when it cannot be computed."""
     try:
-        return WIDGETS[widget.type](ctx, widget)
+        return _payload(ctx, widget)
     except OpsMetricsError as exc:
         return {"type": widget.type, "title": widget.title or "", "error": exc.message}
     except Exception as exc:  # one widget's bug must not take the dashboard down
         log.exception("dashboard widget %s failed", widget.type)
         message = f"internal error: {type(exc).__name__}: {exc}"
         return {"type": widget.type, "title": widget.title or "", "error": message}
+
+
+# Each match names every kind of its group, so mypy reports a widget kind added to
+# dashboard_schema.Widget without a payload (assert_never).
+KpiWidget = MetricCard | Gauge | StatusGrid | TableWidget
+ChartWidget = TrendChart | BarWidget | ScatterWidget
+OtherWidget = FunnelWidget | CohortWidget | AlertListWidget | TextWidget | ExperimentWidget
+
+
+def _payload(ctx: DashboardContext, w: Widget) -> Payload:
+    match w:
+        case MetricCard() | Gauge() | StatusGrid() | TableWidget():
+            return _kpi_payload(ctx, w)
+        case TrendChart() | BarWidget() | ScatterWidget():
+            return _chart_payload(ctx, w)
+        case (
+            FunnelWidget() | CohortWidget() | AlertListWidget() | TextWidget() | ExperimentWidget()
+        ):
+            return _other_payload(ctx, w)
+        case _:
+            assert_never(w)
+
+
+def _kpi_payload(ctx: DashboardContext, w: KpiWidget) -> Payload:
+    match w:
+        case MetricCard():
+            return values.metric_card(ctx, w)
+        case Gauge():
+            return values.gauge(ctx, w)
+        case StatusGrid():
+            return values.status_grid(ctx, w)
+        case TableWidget():
+            return values.table(ctx, w)
+        case _:
+            assert_never(w)
+
+
+def _chart_payload(ctx: DashboardContext, w: ChartWidget) -> Payload:
+    match w:
+        case TrendChart():
+            return charts.trend_chart(ctx, w)
+        case BarWidget():
+            return charts.bar(ctx, w)
+        case ScatterWidget():
+            return charts.scatter(ctx, w)
+        case _:
+            assert_never(w)
+
+
+def _other_payload(ctx: DashboardContext, w: OtherWidget) -> Payload:
+    match w:
+        case FunnelWidget():
+            return others.funnel(ctx, w)
+        case CohortWidget():
+            return others.cohort(ctx, w)
+        case AlertListWidget():
+            return others.alert_list(ctx, w)
+        case TextWidget():
+            return others.text(ctx, w)
+        case ExperimentWidget():
+            return others.experiment(ctx, w)
+        case _:
+            assert_never(w)
 
 
 # --- definitions as JSON --------------------------------------------------------------

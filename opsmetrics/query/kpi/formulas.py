@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import assert_never
 
 from opsmetrics.catalog.kpi_expr import Binary, BinaryOp, Expr, Name, Negate, Number
 from opsmetrics.catalog.kpi_library import LIBRARY
@@ -28,13 +28,6 @@ from opsmetrics.query.kpi import sources
 from opsmetrics.query.kpi.context import EvalContext
 from opsmetrics.query.kpi.model import Cell, Group, KpiQueryError, Period, Values
 
-_SOURCES: dict[type, Callable[[EvalContext, Any, Sequence[Period]], Values]] = {
-    EventFormula: sources.event_values,
-    PromqlFormula: sources.promql_values,
-    ConversionFormula: sources.conversion_values,
-    StateFormula: sources.state_values,
-    SqlFormula: sources.sql_values,
-}
 _OPS: dict[BinaryOp, Callable[[float, float], float | None]] = {
     BinaryOp.ADD: lambda a, b: a + b,
     BinaryOp.SUB: lambda a, b: a - b,
@@ -45,9 +38,26 @@ _OPS: dict[BinaryOp, Callable[[float, float], float | None]] = {
 
 def compute(ctx: EvalContext, f: Operand, periods: Sequence[Period], kpi: str) -> Values:
     """The values of formula `f` (of the KPI named `kpi`) for each period."""
-    source = _SOURCES.get(type(f))
-    if source is not None:
-        return source(ctx, f, periods)
+    match f:
+        case EventFormula():
+            return sources.event_values(ctx, f, periods)
+        case PromqlFormula():
+            return sources.promql_values(ctx, f, periods)
+        case ConversionFormula():
+            return sources.conversion_values(ctx, f, periods)
+        case StateFormula():
+            return sources.state_values(ctx, f, periods)
+        case SqlFormula():
+            return sources.sql_values(ctx, f, periods)
+        case _:  # a Derived formula; a kind in neither group does not type-check here
+            return _derived(ctx, f, periods, kpi)
+
+
+#: The formula kinds computed from other formulas' values (or typed in: manual).
+Derived = KpiRef | ManualFormula | RatioFormula | ExprFormula | CumulativeFormula | LibraryFormula
+
+
+def _derived(ctx: EvalContext, f: Derived, periods: Sequence[Period], kpi: str) -> Values:
     match f:
         case KpiRef():
             formula = ctx.catalog.get(f.name).formula
@@ -62,7 +72,8 @@ def compute(ctx: EvalContext, f: Operand, periods: Sequence[Period], kpi: str) -
             return cumulative_values(ctx, f, periods, kpi)
         case LibraryFormula():
             return compute(ctx, expand(f), periods, kpi)
-    raise KpiQueryError(f"cannot evaluate formula {f!r}")
+        case _:
+            assert_never(f)
 
 
 def expand(f: LibraryFormula) -> Operand:
@@ -147,6 +158,8 @@ def expr_values(
                     for g, (xs, ys) in _joined(left, right, n).items()
                 }
             )
+        case _:
+            assert_never(expr)
 
 
 def _neg(a: float, b: float) -> float:
