@@ -48,4 +48,4 @@ proto: setup
 		opsmetrics/ingest/proto/remote.proto opsmetrics/ingest/proto/otlp_view.proto
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .import_linter_cache .grimp_cache
