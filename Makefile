@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo serve test check lint typecheck bench proto clean chromium
+.PHONY: setup demo serve test check lint typecheck bench proto clean chromium faketime
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,7 @@ serve: setup
 lint: setup
 	$(BIN)/ruff check opsmetrics tests bench
 	$(BIN)/ruff format --check opsmetrics tests bench
+	$(BIN)/python tests/clock_lint.py
 
 typecheck: setup
 	$(BIN)/mypy
@@ -35,8 +36,13 @@ check: lint typecheck
 chromium:
 	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
 
-test: check chromium
+# The clock tests run again under libfaketime (Debian's faketime; tests/README.md).
+faketime:
+	command -v faketime >/dev/null || (apt-get update && apt-get install -y faketime)
+
+test: check chromium faketime
 	$(BIN)/pytest
+	bash tests/faketime_runs.sh
 
 bench: setup
 	$(BIN)/python bench/ingest.py

@@ -103,6 +103,7 @@ def scripted() -> Iterator[ScriptedServer]:
         thread.join()
 
 
+@pytest.mark.clock
 def test_429_and_5xx_are_retried_with_the_same_body(scripted: ScriptedServer) -> None:
     scripted.statuses = [503, 429, 500]
     transport = Transport(scripted.url, policy=RetryPolicy(max_retries=5, backoff=0.01))
@@ -184,6 +185,7 @@ def test_registry_exposition_labels_every_sample() -> None:
     assert "# TYPE jobs_done_total counter" in text
 
 
+@pytest.mark.clock
 @pytest.mark.e2e
 def test_events_and_annotations_are_stored_once(server: ServerProcess) -> None:
     with Client(server.url, batch_size=2, flush_interval=0.05) as client:
@@ -207,6 +209,7 @@ def test_events_and_annotations_are_stored_once(server: ServerProcess) -> None:
     )
 
 
+@pytest.mark.clock
 @pytest.mark.e2e
 def test_pushed_samples_read_back(server: ServerProcess) -> None:
     t = now_ms() - 10_000
@@ -222,6 +225,7 @@ def test_pushed_samples_read_back(server: ServerProcess) -> None:
     assert got == {"mail": [12.0, 14.5], "sms": [math.inf]}
 
 
+@pytest.mark.clock
 @pytest.mark.e2e
 def test_data_sent_before_the_server_is_up_arrives_exactly_once(tmp_path: Path) -> None:
     srv = ServerProcess(tmp_path / "data")  # its port is chosen, nothing listens yet
@@ -244,6 +248,7 @@ def test_data_sent_before_the_server_is_up_arrives_exactly_once(tmp_path: Path) 
         srv.kill()
 
 
+@pytest.mark.clock
 @pytest.mark.e2e
 def test_a_rejected_batch_is_reported_and_not_retried(server: ServerProcess) -> None:
     failures: list[DeliveryFailure] = []

@@ -220,6 +220,7 @@ def live(tmp_path: Path) -> Iterator[ServerProcess]:
         srv.kill()
 
 
+@pytest.mark.clock
 @pytest.mark.e2e
 def test_routes_list_show_and_data(live: ServerProcess) -> None:
     listed = httpx.get(live.url + "/api/v1/dashboards", timeout=10).json()
@@ -241,6 +242,7 @@ def test_routes_list_show_and_data(live: ServerProcess) -> None:
     assert data["widgets"]["s1w0"]["html"] == "<p><em>hello</em></p>\n"
 
 
+@pytest.mark.clock
 @pytest.mark.e2e
 def test_routes_widget_filter_and_errors(live: ServerProcess) -> None:
     got = httpx.get(live.url + "/api/v1/dashboards/shop/data",

@@ -255,6 +255,7 @@ def data_dir(tmp_path: Path) -> Iterator[Path]:
     yield tmp_path / "data"
 
 
+@pytest.mark.clock
 def test_acked_writes_survive_sigkill_exactly_once(data_dir: Path) -> None:
     rng = random.Random(SEED)
     base_ms = int(time.time() * 1000) - 90 * 60_000

@@ -27,6 +27,7 @@ def query(srv: ServerProcess, expr: str, **params: str) -> list[dict[str, object
     return list(body["data"]["result"])
 
 
+@pytest.mark.clock
 def test_json_samples_then_query(server: ServerProcess) -> None:
     t = now_ms() - 5000
     body = [
@@ -54,6 +55,7 @@ def test_json_samples_then_query(server: ServerProcess) -> None:
     assert values == ["eu", "us"]
 
 
+@pytest.mark.clock
 def test_ndjson_events_idempotent(server: ServerProcess) -> None:
     t = now_ms()
     lines = "\n".join(
@@ -86,6 +88,7 @@ def test_bad_json_is_400_in_prometheus_shape_and_counted(server: ServerProcess) 
     assert 'opsmetrics_ingest_rejected_total{reason="invalid_metric_name"} 1.0' in metrics
 
 
+@pytest.mark.clock
 def test_annotations(server: ServerProcess) -> None:
     r = httpx.post(
         server.url + "/api/v1/annotations",
@@ -157,6 +160,7 @@ def test_refuses_public_bind_without_tokens(tmp_path: Path) -> None:
     assert "no API tokens" in res.stderr
 
 
+@pytest.mark.clock
 def test_gzip_bodies_and_bombs(tmp_path: Path) -> None:
     import gzip
 

@@ -477,6 +477,7 @@ def live(tmp_path: Path) -> Iterator[tuple[ServerProcess, int]]:
         srv.kill()
 
 
+@pytest.mark.clock
 @pytest.mark.e2e
 def test_cli_list_show_and_values(live: tuple[ServerProcess, int]) -> None:
     srv, day = live
@@ -500,6 +501,7 @@ def test_cli_list_show_and_values(live: tuple[ServerProcess, int]) -> None:
     assert "orders by day (UTC)" in table.stdout and kpi_json.rfc3339(day) in table.stdout
 
 
+@pytest.mark.clock
 @pytest.mark.e2e
 def test_cli_unknown_kpi_suggests_a_name(live: tuple[ServerProcess, int]) -> None:
     srv, _ = live
