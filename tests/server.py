@@ -46,6 +46,8 @@ class ServerProcess:
     now_ms: int | None = None
     proc: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
+    #: time.monotonic() when the server first answered /readyz; `clock_ms` counts from here.
+    ready_at: float | None = None
 
     @property
     def url(self) -> str:
@@ -83,11 +85,19 @@ class ServerProcess:
                 raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log()}")
             try:
                 if httpx.get(self.url + "/readyz", timeout=1).status_code == 200:
+                    self.ready_at = time.monotonic()
                     return
             except httpx.HTTPError:
                 pass
             pause(0.1)
         raise RuntimeError(f"server did not become ready:\n{self.log()}")
+
+    def clock_ms(self) -> int:
+        """The server's clock now, for a server started with `now_ms`: that instant plus the
+        real (monotonic) time since it became ready. Its clock started a moment before it
+        answered /readyz, so this is at most that moment behind it, never ahead."""
+        assert self.now_ms is not None and self.ready_at is not None, "started with now_ms?"
+        return self.now_ms + int((time.monotonic() - self.ready_at) * 1000)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path else ""

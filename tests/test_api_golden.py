@@ -10,7 +10,6 @@ against Prometheus's semantics.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -334,9 +333,10 @@ def test_every_golden_file_has_a_case() -> None:
 
 
 @pytest.mark.e2e
-def test_cli_json_prints_the_api_response(server: ServerProcess) -> None:
+def test_cli_json_prints_the_api_response(fixed_server: ServerProcess) -> None:
     """`opsmetrics query --json` against a real server prints exactly what the API answers."""
-    t = (time.time_ns() // 1_000_000 // 1000 - 60) * 1000
+    server = fixed_server
+    t = server.now_ms - 60_000  # a whole second, a minute before the server's clock started
     with Client(server.url) as pusher:
         pusher.push([("up", {"job": "api"}, 1.0, t), ("up", {"job": "db"}, 0.0, t)])
     params = {"query": "sum(up)", "time": str(t / 1000)}
