@@ -9,6 +9,7 @@ from opsmetrics.clock import ALLOW_FAKE_NOW_ENV, FAKE_NOW_ENV
 from opsmetrics.settings import env_names
 
 ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs"
 
 
 def test_every_setting_is_documented() -> None:
@@ -23,6 +24,30 @@ def test_every_setting_is_documented() -> None:
         ALLOW_FAKE_NOW_ENV,
     }
     assert documented - client_and_test_only <= set(env_names())
+
+
+def _figures(text: str) -> list[str]:
+    """The decimal numbers between <!-- BENCHMARKS.md --> and <!-- /BENCHMARKS.md -->."""
+    blocks = re.findall(r"<!-- BENCHMARKS\.md -->(.*?)<!-- /BENCHMARKS\.md -->", text, re.S)
+    # ×1.35 and ±6 describe the data, not a measurement
+    return [n for block in blocks for n in re.findall(r"(?<![\w.×±])\d+\.\d+(?![\w.])", block)]
+
+
+def test_figures_quoted_from_benchmarks_match_it() -> None:
+    """A figure the docs quote from BENCHMARKS.md is there, as written or rounded from it."""
+    measured = [float(n) for n in re.findall(r"\d+\.\d+", (ROOT / "BENCHMARKS.md").read_text())]
+    quoted = {p.name: _figures(p.read_text()) for p in [ROOT / "README.md", *DOCS.glob("*.md")]}
+    assert sum(map(len, quoted.values())) >= 30, quoted  # the marked blocks are still there
+    stale = {
+        name: [n for n in numbers if not _is_rounding_of_one(n, measured)]
+        for name, numbers in quoted.items()
+    }
+    assert {k: v for k, v in stale.items() if v} == {}
+
+
+def _is_rounding_of_one(text: str, measured: list[float]) -> bool:
+    places = len(text.split(".")[1])
+    return any(round(m, places) == float(text) for m in measured)
 
 
 def test_readme_names_the_two_commands() -> None:
