@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import httpx
@@ -20,6 +19,7 @@ from opsmetrics.client.fileformats import (
     detect_format,
 )
 from opsmetrics.client.fileimport import ImportState, state_path
+from opsmetrics.clock import ALLOW_FAKE_NOW_ENV, FAKE_NOW_ENV
 from opsmetrics.model import Event
 from opsmetrics.storage.duckdb import DuckDBStorage
 from tests.server import ServerProcess
@@ -27,12 +27,16 @@ from tests.server import ServerProcess
 runner = CliRunner()
 
 
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
+def cli_clock(at_ms: int) -> dict[str, str]:
+    """The environment that starts the CLI's clock at `at_ms`, like a server's `now_ms`."""
+    return {FAKE_NOW_ENV: str(at_ms / 1000), ALLOW_FAKE_NOW_ENV: "1"}
 
 
-def run_import(srv: ServerProcess, path: Path, *args: str) -> str:
-    result = runner.invoke(app, ["import", str(path), "--url", srv.url, *args])
+def run_import(srv: ServerProcess, path: Path, *args: str, at_ms: int | None = None) -> str:
+    """Import `path`; the CLI's clock (which stamps samples that have no timestamp) starts at
+    `at_ms`, by default where the server's did: a moment in the server's past."""
+    env = cli_clock(srv.now_ms if at_ms is None else at_ms)
+    result = runner.invoke(app, ["import", str(path), "--url", srv.url, *args], env=env)
     assert result.exit_code == 0, (result.output, result.exception, srv.log())
     return result.stdout
 
@@ -40,7 +44,7 @@ def run_import(srv: ServerProcess, path: Path, *args: str) -> str:
 def stored_events(srv: ServerProcess) -> list[Event]:
     """Kill the server (it owns the file; a 2xx answer is durable) and read its DuckDB file."""
     srv.kill()
-    storage = DuckDBStorage(srv.data_dir, now_ms=now_ms())
+    storage = DuckDBStorage(srv.data_dir, now_ms=srv.clock_ms())
     try:
         return storage.read_events(None, 0, 2**62)
     finally:
@@ -48,7 +52,7 @@ def stored_events(srv: ServerProcess) -> list[Event]:
 
 
 def points(srv: ServerProcess, expr: str) -> dict[str, list[float]]:
-    params = {"query": f"{expr}[2h]", "time": str(now_ms() / 1000 + 1)}
+    params = {"query": f"{expr}[2h]", "time": str(srv.clock_ms() / 1000 + 1)}
     body = httpx.get(srv.url + "/api/v1/query", params=params).json()
     assert body["status"] == "success", body
     return {
@@ -59,8 +63,8 @@ def points(srv: ServerProcess, expr: str) -> dict[str, list[float]]:
     }
 
 
-def write_events_ndjson(path: Path, n: int) -> None:
-    t = now_ms() - 60_000
+def write_events_ndjson(path: Path, n: int, now_ms: int) -> None:
+    t = now_ms - 60_000
     lines = []
     for i in range(n):
         event: dict[str, object] = {"name": "purchase", "entity": f"u{i % 3}", "value": i}
@@ -107,9 +111,10 @@ def test_csv_chunks_keep_quoted_newlines_and_resume_by_offset(tmp_path: Path) ->
 
 # --- against a real server ----------------------------------------------------------------
 @pytest.mark.e2e
-def test_import_events_ndjson_exactly_once(server: ServerProcess, tmp_path: Path) -> None:
+def test_import_events_ndjson_exactly_once(fixed_server: ServerProcess, tmp_path: Path) -> None:
+    server = fixed_server
     path = tmp_path / "events.ndjson"
-    write_events_ndjson(path, 10)
+    write_events_ndjson(path, 10, server.now_ms)
     out = run_import(server, path, "--batch-size", "3")
     assert "imported 10 events" in out
     assert not state_path(path).exists()
@@ -121,8 +126,9 @@ def test_import_events_ndjson_exactly_once(server: ServerProcess, tmp_path: Path
 
 
 @pytest.mark.e2e
-def test_import_events_csv_with_props(server: ServerProcess, tmp_path: Path) -> None:
-    t = now_ms() - 60_000
+def test_import_events_csv_with_props(fixed_server: ServerProcess, tmp_path: Path) -> None:
+    server = fixed_server
+    t = server.now_ms - 60_000
     path = tmp_path / "events.csv"
     path.write_text(
         f"name,ts,entity,value,plan,source\nsignup,{t},u1,,pro,ads\npurchase,{t + 1},u1,1999,pro,\n"
@@ -137,8 +143,11 @@ def test_import_events_csv_with_props(server: ServerProcess, tmp_path: Path) -> 
 
 
 @pytest.mark.e2e
-def test_import_samples_json_and_prometheus_text(server: ServerProcess, tmp_path: Path) -> None:
-    t = now_ms() - 30_000
+def test_import_samples_json_and_prometheus_text(
+    fixed_server: ServerProcess, tmp_path: Path
+) -> None:
+    server = fixed_server
+    t = server.now_ms - 30_000
     samples = tmp_path / "samples.json"
     items: list[dict[str, object]] = [
         {"name": "temp", "labels": {"room": "a"}, "samples": [[t, 20.5], [t + 1000, 21]]}
@@ -161,10 +170,11 @@ def test_import_samples_json_and_prometheus_text(server: ServerProcess, tmp_path
 
 @pytest.mark.e2e
 def test_interrupted_import_resumes_without_duplicates(
-    server: ServerProcess, tmp_path: Path
+    fixed_server: ServerProcess, tmp_path: Path
 ) -> None:
+    server = fixed_server
     path = tmp_path / "events.ndjson"
-    write_events_ndjson(path, 10)
+    write_events_ndjson(path, 10, server.now_ms)
     out = run_import(server, path, "--batch-size", "3", "--max-batches", "2")
     assert "stopped early" in out and "6 events" in out
     state = msgspec.json.decode(state_path(path).read_bytes(), type=ImportState)
@@ -173,6 +183,7 @@ def test_interrupted_import_resumes_without_duplicates(
     state.offset, state.line = 0, 0
     state_path(path).write_bytes(msgspec.json.encode(state))
     server.kill()
+    server.now_ms = server.clock_ms() + 1000  # the restarted server's clock goes on, not back
     server.start()
     assert "imported 10 events" in run_import(server, path, "--batch-size", "3")
     events = stored_events(server)
@@ -180,24 +191,32 @@ def test_interrupted_import_resumes_without_duplicates(
 
 
 @pytest.mark.e2e
-def test_resumed_sample_import_keeps_its_timestamp(server: ServerProcess, tmp_path: Path) -> None:
+def test_resumed_sample_import_keeps_its_timestamp(
+    fixed_server: ServerProcess, tmp_path: Path
+) -> None:
+    server = fixed_server
+    started = server.now_ms - 60_000
     path = tmp_path / "now.ndjson"
     rows = [{"name": "stock", "labels": {"sku": str(i)}, "value": i} for i in range(4)]
     path.write_text("\n".join(msgspec.json.encode(r).decode() for r in rows) + "\n")
-    run_import(server, path, "--batch-size", "2", "--max-batches", "1")
+    run_import(server, path, "--batch-size", "2", "--max-batches", "1", at_ms=started)
     state = msgspec.json.decode(state_path(path).read_bytes(), type=ImportState)
     state.offset, state.line = 0, 0  # replay the acknowledged batch too
     state_path(path).write_bytes(msgspec.json.encode(state))
-    time.sleep(0.01)  # a later "now" must not matter: samples carry the import's timestamp
-    run_import(server, path, "--batch-size", "2", "--format", ImportFormat.SAMPLES_NDJSON.value)
+    # A later "now" must not matter: samples carry the import's timestamp. (Still in the
+    # server's past, so samples stamped with it would be counted below.)
+    args = ["--batch-size", "2", "--format", ImportFormat.SAMPLES_NDJSON.value]
+    run_import(server, path, *args, at_ms=started + 30_000)
     assert points(server, "stock") == {f"sku={i}": [float(i)] for i in range(4)}
 
 
 @pytest.mark.e2e
-def test_rejected_batch_names_the_lines(server: ServerProcess, tmp_path: Path) -> None:
+def test_rejected_batch_names_the_lines(fixed_server: ServerProcess, tmp_path: Path) -> None:
+    server = fixed_server
     path = tmp_path / "bad.ndjson"
     path.write_text('{"name": "ok", "entity": "u1"}\n{"name": "bad", "bogus": 1}\n')
-    result = runner.invoke(app, ["import", str(path), "--url", server.url, "--batch-size", "1"])
+    args = ["import", str(path), "--url", server.url, "--batch-size", "1"]
+    result = runner.invoke(app, args, env=cli_clock(server.now_ms))
     assert result.exit_code != 0
     assert f"{path}:2-2: 400" in str(result.exception)
     assert msgspec.json.decode(state_path(path).read_bytes(), type=ImportState).line == 1

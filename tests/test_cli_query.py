@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from typer.testing import CliRunner
 
@@ -33,8 +31,9 @@ def test_range_needs_start_end_and_step() -> None:
 
 
 @pytest.fixture
-def loaded(server: ServerProcess) -> tuple[ServerProcess, int]:
-    t = (time.time_ns() // 1_000_000 // 1000 - 60) * 1000
+def loaded(fixed_server: ServerProcess) -> tuple[ServerProcess, int]:
+    server = fixed_server
+    t = server.now_ms - 60_000  # a whole second, a minute before the server's clock started
     with Client(server.url) as client:
         client.push([("up", {"job": "api"}, 1.0, t), ("up", {"job": "api"}, 0.0, t + 15_000)])
         client.push([("up", {"job": "db"}, 1.0, t)])

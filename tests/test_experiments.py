@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import math
 import shutil
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,8 @@ from tests.server import ServerProcess
 
 DAY = 86_400_000
 NOW = 1_760_000_000_000
+#: The real server's clock starts here; its exposures began three days earlier, on a Friday.
+SERVED_NOW = 1_772_411_400_000  # Monday 2026-03-02 00:30 UTC
 DEMO = Path(__file__).parent.parent / "opsmetrics" / "demo" / "config"
 
 
@@ -179,7 +180,7 @@ def test_readout_without_exposures_is_empty_not_an_error(svc: Services) -> None:
 def live(tmp_path: Path) -> Iterator[ServerProcess]:
     config = tmp_path / "config"
     shutil.copytree(DEMO / "experiments", config / "experiments")
-    srv = ServerProcess(tmp_path / "data", config).start()
+    srv = ServerProcess(tmp_path / "data", config, now_ms=SERVED_NOW).start()
     try:
         yield srv
     finally:
@@ -261,7 +262,7 @@ def test_http_calculators_and_readout(live: ServerProcess) -> None:
     assert cdata["pearson"]["r"] == pytest.approx(sps.pearsonr(a, b).statistic)
     assert cdata["best_lag"]["steps"] == 2 and cdata["finding"]
 
-    now = int(time.time() * 1000)
+    now = SERVED_NOW
     events = []
     for u in range(400):
         variant = "treatment" if u % 2 else "control"
@@ -299,7 +300,7 @@ def test_http_correlation_of_promql_series_and_cli_readout(live: ServerProcess) 
 
     from opsmetrics.cli.analyze_stats import register
 
-    now = int(time.time() * 1000) // 15_000 * 15_000
+    now = SERVED_NOW // 15_000 * 15_000
     ts = [now - 50 * 60_000 + i * 15_000 for i in range(196)]
     rng = np.random.default_rng(9)
     a = rng.normal(0, 1, len(ts) + 3)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import time
 from pathlib import Path
 
 import cramjam
@@ -13,7 +12,7 @@ from google.protobuf import json_format
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2 as otlp_service
 
 from opsmetrics.ingest.proto import remote_pb2 as pb
-from tests.server import ServerProcess
+from tests.server import ServerProcess, wait_until
 
 pytestmark = pytest.mark.e2e
 RW_HEADERS = {
@@ -21,6 +20,8 @@ RW_HEADERS = {
     "content-encoding": "snappy",
     "x-prometheus-remote-write-version": "0.1.0",
 }
+#: The scraping server's (and its target's) clock starts here.
+SCRAPE_NOW = 1_780_272_420_000  # Monday 2026-06-01 00:07 UTC
 
 
 def write_request(ts_ms: int, value: float, job: str = "api") -> bytes:
@@ -40,8 +41,9 @@ def instant(srv: ServerProcess, expr: str, at_ms: int) -> list[dict[str, object]
     return list(r.json()["data"]["result"])
 
 
-def test_remote_write_semantics(server: ServerProcess) -> None:
-    t = int(time.time() * 1000) - 1000
+def test_remote_write_semantics(fixed_server: ServerProcess) -> None:
+    server = fixed_server
+    t = server.now_ms - 1000
     url = server.url + "/api/v1/write"
     r = httpx.post(url, content=write_request(t, 42.0), headers=RW_HEADERS)
     assert r.status_code == 204, r.text
@@ -100,8 +102,9 @@ def otlp_request(ts_ms: int) -> otlp_service.ExportMetricsServiceRequest:
     return json_format.ParseDict(body, otlp_service.ExportMetricsServiceRequest())
 
 
-def test_otlp_protobuf_json_and_partial_success(server: ServerProcess) -> None:
-    t = int(time.time() * 1000) - 1000
+def test_otlp_protobuf_json_and_partial_success(fixed_server: ServerProcess) -> None:
+    server = fixed_server
+    t = server.now_ms - 1000
     req = otlp_request(t)
     r = httpx.post(
         server.url + "/v1/metrics",
@@ -131,7 +134,8 @@ def test_otlp_protobuf_json_and_partial_success(server: ServerProcess) -> None:
 
 
 def test_scrapes_targets_from_scrape_yaml(tmp_path: Path) -> None:
-    target = ServerProcess(tmp_path / "target").start()  # any /metrics endpoint will do
+    # Any /metrics endpoint will do.
+    target = ServerProcess(tmp_path / "target", now_ms=SCRAPE_NOW).start()
     config = tmp_path / "config"
     config.mkdir()
     (config / "scrape.yaml").write_text(
@@ -140,17 +144,15 @@ def test_scrapes_targets_from_scrape_yaml(tmp_path: Path) -> None:
         "    scrape_interval: 1s\n"
         f"    static_configs: [{{targets: ['127.0.0.1:{target.port}']}}]\n"
     )
-    srv = ServerProcess(tmp_path / "data", config_dir=config).start()
+    srv = ServerProcess(tmp_path / "data", config_dir=config, now_ms=SCRAPE_NOW).start()
     try:
-        deadline = time.monotonic() + 20
-        got: list[dict[str, object]] = []
-        while time.monotonic() < deadline and not got:
-            time.sleep(0.5)
-            got = instant(srv, 'up{job="target"}', int(time.time() * 1000))
-        assert got and got[0]["value"][1] == "1"
+        got = wait_until(
+            lambda: instant(srv, 'up{job="target"}', srv.clock_ms()), "a scrape of the target", 20
+        )
+        assert got[0]["value"][1] == "1"
         assert got[0]["metric"]["instance"] == f"127.0.0.1:{target.port}"
         scraped = instant(
-            srv, 'opsmetrics_storage_rows{job="target",kind="series"}', int(time.time() * 1000)
+            srv, 'opsmetrics_storage_rows{job="target",kind="series"}', srv.clock_ms()
         )
         assert len(scraped) == 1
     finally:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import math
 import random
-import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -29,7 +28,7 @@ from opsmetrics.query.promql.engine import evaluate_instant
 from opsmetrics.query.promql.values import InstantVector
 from opsmetrics.services import Services, open_services
 from opsmetrics.settings import Limits, Settings
-from tests.server import ServerProcess
+from tests.server import ServerProcess, wait_until
 
 MIN = 60_000
 HOUR = 60 * MIN
@@ -567,15 +566,22 @@ def test_forecast_fires_before_the_line_is_crossed(make: Make) -> None:
 
 
 # --- end to end --------------------------------------------------------------------------
+#: The served test's server starts its clock here.
+SERVED_NOW = 1_793_578_800_000  # Monday 2026-11-02 00:20 UTC
+
+
 def _kpi_alerts(
-    srv: ServerProcess, deadline: float, want: Callable[[list[dict[str, Any]]], bool]
+    srv: ServerProcess, want: Callable[[list[dict[str, Any]]], bool], what: str
 ) -> list[dict[str, Any]]:
-    while True:
+    """The `orders` KPI's alerts, polled until `want(them)`."""
+
+    def check() -> tuple[list[dict[str, Any]]] | None:
         got = httpx.get(f"{srv.url}/api/v1/alerts", timeout=5).json()["data"]["alerts"]
         mine = [a for a in got if a["labels"].get("kpi") == "orders"]
-        if want(mine) or time.monotonic() > deadline:
-            return mine
-        time.sleep(0.2)
+        return (mine,) if want(mine) else None  # a tuple: "no alerts" may be what is wanted
+
+    found: tuple[list[dict[str, Any]]] = wait_until(check, what, timeout_s=20)
+    return found[0]
 
 
 @pytest.mark.e2e
@@ -591,18 +597,22 @@ def test_served_kpi_alerts_reach_the_alerts_api(tmp_path: Path) -> None:
         "alerts:\n  NoOrders:\n    metric: orders\n    condition: no_data\n"
         "    for: 1s\n    interval: 1s\n    severity: critical\n    channels: [pager]\n"
     )
-    srv = ServerProcess(tmp_path / "data", config_dir=config).start()
+    srv = ServerProcess(tmp_path / "data", config_dir=config, now_ms=SERVED_NOW).start()
     try:
-        firing = _kpi_alerts(srv, time.monotonic() + 20, lambda a: bool(a))
+        firing = _kpi_alerts(srv, bool, "a NoOrders alert")
         assert [a["labels"]["alertname"] for a in firing] == ["NoOrders"]
         assert firing[0]["state"] == "firing"
         assert firing[0]["labels"]["channels"] == "pager"
         assert firing[0]["annotations"]["summary"] == "Orders: no data at all"
-        now_ms = int(time.time() * 1000)
+        # Stamped with the server's own now, as its time() says: with `for: 1s` the purchase
+        # resolves the alert only while it is under a second old.
+        answer = httpx.get(f"{srv.url}/api/v1/query", params={"query": "time()"}, timeout=5)
+        now_ms = round(float(answer.json()["data"]["result"][1]) * 1000)
+        assert now_ms >= SERVED_NOW
         event = {"name": "purchase", "ts": now_ms, "entity": "u1", "value": 5}
         response = httpx.post(f"{srv.url}/api/v1/events", json=[event], timeout=5)
         assert response.status_code < 300, response.text
-        assert _kpi_alerts(srv, time.monotonic() + 20, lambda a: not a) == []
+        assert _kpi_alerts(srv, lambda a: not a, "the NoOrders alert resolved") == []
     finally:
         srv.kill()
 

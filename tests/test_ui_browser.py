@@ -31,6 +31,7 @@ from opsmetrics.web.routers.ui import module_imports, relative_for
 from tests.server import ServerProcess
 from tests.ui_helpers import (
     CANVAS_PIXELS_JS,
+    UI_NOW,
     Watch,
     chromium_path,
     contract_payloads,
@@ -68,8 +69,8 @@ TREND_LABEL = re.compile(
 
 @pytest.fixture(scope="module")
 def ui_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    config, data = demo_dirs(tmp_path_factory.mktemp("ui"))
-    srv = ServerProcess(data, config_dir=config)
+    config, data = demo_dirs(tmp_path_factory.mktemp("ui"), UI_NOW)
+    srv = ServerProcess(data, config_dir=config, now_ms=UI_NOW)
     try:
         # Generous: the machine may be busy, and a late start is not what this file tests.
         srv.start(timeout=120)
@@ -95,8 +96,11 @@ def browser() -> Iterator[Browser]:
 
 
 @pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
+def page(browser: Browser, ui_server: ServerProcess) -> Iterator[Page]:
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    # The UI computes its ranges (and a silence's start) from Date.now(): let the page's clock
+    # run from the server's current time, not from the machine's.
+    context.clock.install(time=ui_server.clock_ms() / 1000)
     opened = context.new_page()
     yield opened
     context.close()

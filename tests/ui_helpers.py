@@ -10,12 +10,15 @@ from typing import Any
 from playwright.sync_api import ConsoleMessage, Page, Request, Response
 
 from opsmetrics.catalog.validate import EXAMPLE_CONFIG
-from opsmetrics.clock import SystemClock
+from opsmetrics.clock import FakeClock
 from opsmetrics.demo.runner import load_history
 from opsmetrics.services import open_services
 from opsmetrics.settings import Settings
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+#: The demo history ends here, and the server and the browser start their clocks here: the
+#: "last 24 hours" and "today" straddle midnight UTC, and the week starts today.
+UI_NOW = 1_796_604_360_000  # Monday 2026-12-07 00:46 UTC
 #: Two days at a 2-minute step: every dashboard has data (rate(x[5m]) needs two samples in
 #: five minutes), and it loads in seconds.
 HISTORY_DAYS = 2
@@ -54,15 +57,15 @@ def chromium_path() -> str | None:
     return None
 
 
-def demo_dirs(root: Path) -> tuple[Path, Path]:
+def demo_dirs(root: Path, now_ms: int) -> tuple[Path, Path]:
     """A copy of the demo config (no scraping, plus an always-firing rule) and a data dir
-    holding a short demo history ending now."""
+    holding a short demo history ending at `now_ms`."""
     config = root / "config"
     shutil.copytree(EXAMPLE_CONFIG, config)
     (config / "scrape.yaml").unlink(missing_ok=True)
     (config / "rules" / "ui_test.yaml").write_text(ALWAYS_FIRING)
     data = root / "data"
-    services = open_services(Settings(data_dir=data), SystemClock())
+    services = open_services(Settings(data_dir=data), FakeClock(now_ms))
     try:
         load_history(services, days=HISTORY_DAYS, step_s=HISTORY_STEP_S)
     finally:

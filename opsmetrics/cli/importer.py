@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-import time
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -21,6 +21,7 @@ from rich.progress import (
 from opsmetrics.client.fileformats import ImportFormat
 from opsmetrics.client.fileimport import FileImport, ImportResult
 from opsmetrics.client.transport import DEFAULT_URL, RetryPolicy, Transport
+from opsmetrics.clock import clock_from_env
 
 UrlOpt = Annotated[
     str, typer.Option("--url", envvar="OPSMETRICS_URL", help="The opsmetrics server.")
@@ -69,7 +70,8 @@ def quiet_http_log() -> None:
 
 def _now_ms() -> int:
     # The import's fixed timestamp for samples that have none, recorded in the progress file.
-    return time.time_ns() // 1_000_000
+    # The clock is `serve`'s, so the test-only OPSMETRICS_FAKE_NOW moves both alike.
+    return clock_from_env(os.environ).now_ms()
 
 
 def _run_with_progress(job: FileImport, max_batches: int | None) -> ImportResult:
