@@ -6,7 +6,6 @@ tests/golden_files.py; `OPSMETRICS_UPDATE_GOLDEN=1` refreshes it)."""
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -26,7 +25,7 @@ from opsmetrics.services import Services, open_services
 from opsmetrics.settings import Settings
 from opsmetrics.web.app import create_app
 from tests.golden_files import GOLDEN_DIR, assert_golden_json
-from tests.server import ServerProcess
+from tests.server import ServerProcess, wait_until
 
 NOW = 1_700_000_000_000
 MIN = 60_000
@@ -470,14 +469,25 @@ def test_api_rules_body_matches_golden(svc: Services, clock: FakeClock) -> None:
 
 
 # --- a real restart of the real server ------------------------------------------------------
-def _pending_alert(srv: ServerProcess, deadline: float) -> dict[str, object]:
-    while time.monotonic() < deadline:
+def _pending_alert(srv: ServerProcess) -> dict[str, object]:
+    def alert() -> dict[str, object] | None:
         groups = httpx.get(srv.url + "/api/v1/rules").json()["data"]["groups"]
         alerts = groups[0]["rules"][0]["alerts"] if groups else []
-        if alerts:
-            return dict(alerts[0])
-        time.sleep(0.2)
-    raise AssertionError(srv.log())
+        return dict(alerts[0]) if alerts else None
+
+    try:
+        found: dict[str, object] = wait_until(alert, "the rule's alert", timeout_s=20)
+    except AssertionError:
+        print(srv.log())
+        raise
+    return found
+
+
+def _for_state_samples(srv: ServerProcess) -> int:
+    """How many ALERTS_FOR_STATE samples of the last minute the server has stored."""
+    params = {"query": "count_over_time(ALERTS_FOR_STATE[1m])"}
+    result = httpx.get(srv.url + "/api/v1/query", params=params).json()["data"]["result"]
+    return int(result[0]["value"][1]) if result else 0
 
 
 @pytest.mark.e2e
@@ -492,14 +502,15 @@ def test_server_restart_keeps_pending_alerts_active_at(tmp_path: Path) -> None:
     )
     first = ServerProcess(tmp_path / "data", config_dir=config).start()
     try:
-        before = _pending_alert(first, time.monotonic() + 20)
-        time.sleep(2.5)  # a few more evaluations write ALERTS_FOR_STATE again
+        before = _pending_alert(first)
+        # A few more evaluations write ALERTS_FOR_STATE again, and it is stored.
+        wait_until(lambda: _for_state_samples(first) >= 3, "ALERTS_FOR_STATE stored three times")
     finally:
         first.kill()
     assert before["state"] == "pending"
     second = ServerProcess(tmp_path / "data", config_dir=config).start()
     try:
-        after = _pending_alert(second, time.monotonic() + 20)
+        after = _pending_alert(second)
     finally:
         second.kill()
     # ALERTS_FOR_STATE keeps whole seconds, so activeAt comes back truncated to the second.

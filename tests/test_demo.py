@@ -6,7 +6,6 @@ import contextlib
 import signal
 import subprocess
 import sys
-import time
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,7 +25,7 @@ from opsmetrics.query.promql.engine import evaluate_range
 from opsmetrics.query.promql.values import InstantVector
 from opsmetrics.services import Services, open_services
 from opsmetrics.settings import Limits, Settings
-from tests.server import free_port
+from tests.server import free_port, wait_until
 
 #: Thursday 2026-11-05 06:00 UTC: two days of history span two weekday evenings.
 NOW = 1_793_858_400_000
@@ -434,16 +433,18 @@ def test_the_demo_command_posts_live_traffic_through_the_http_api(tmp_path: Path
         proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
     try:
         # The first live tick comes 15 s after the history: it arrives as JSON over HTTP.
-        deadline = time.monotonic() + 90
-        live = 0.0
-        while time.monotonic() < deadline and live == 0:
-            time.sleep(1)
+        def live() -> float:
             assert proc.poll() is None, log.read_text()
             with contextlib.suppress(httpx.HTTPError):
-                live = _metric(
-                    httpx.get(url + "/metrics").text, "opsmetrics_ingest_samples_total", "json"
-                )
-        assert live > 0, log.read_text()
+                text = httpx.get(url + "/metrics").text
+                return _metric(text, "opsmetrics_ingest_samples_total", "json")
+            return 0.0
+
+        try:
+            wait_until(live, "samples of a live tick ingested as JSON", timeout_s=90)
+        except AssertionError:
+            print(log.read_text())
+            raise
         query = {"query": 'sum(business_funnel_step_total{step="page_view"})'}
         body = httpx.get(url + "/api/v1/query", params=query).json()
         assert float(body["data"]["result"][0]["value"][1]) > 0

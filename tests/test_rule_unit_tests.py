@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 from pathlib import Path
 
 import httpx
@@ -16,7 +15,7 @@ from opsmetrics.alerting.series_notation import MISSING, parse_series, parse_val
 from opsmetrics.cli.main import app
 from opsmetrics.errors import BadDataError
 from opsmetrics.model import is_stale
-from tests.server import ServerProcess
+from tests.server import ServerProcess, wait_until
 
 FIXTURES = Path(__file__).parent / "fixtures" / "rules_unit"
 runner = CliRunner()
@@ -122,12 +121,15 @@ def test_alerts_list_shows_firing_rule_alerts(tmp_path: Path) -> None:
     )
     srv = ServerProcess(tmp_path / "data", config_dir=config).start()
     try:
-        deadline = time.monotonic() + 20
-        alerts: list[dict[str, object]] = []
-        while time.monotonic() < deadline and not alerts:
-            time.sleep(0.2)
-            alerts = httpx.get(srv.url + "/api/v1/alerts").json()["data"]["alerts"]
-        assert alerts, srv.log()
+
+        def alerts() -> list[dict[str, object]]:
+            return list(httpx.get(srv.url + "/api/v1/alerts").json()["data"]["alerts"])
+
+        try:
+            wait_until(alerts, "an alert from the rule", timeout_s=20)
+        except AssertionError:
+            print(srv.log())
+            raise
         result = runner.invoke(app, ["alerts", "list", "--url", srv.url])
         assert result.exit_code == 0, result.output
         assert "AlwaysOn" in result.output and "firing" in result.output

@@ -4,7 +4,6 @@ real storage and the real write pipeline, and /api/v1/rules in Prometheus's shap
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,7 +24,7 @@ from opsmetrics.services import Services, open_services
 from opsmetrics.settings import Settings
 from opsmetrics.web.app import create_app
 from opsmetrics.web.routers import rules as rules_router
-from tests.server import ServerProcess
+from tests.server import ServerProcess, wait_until
 
 NOW = 1_700_000_000_000
 MIN = 60_000
@@ -396,13 +395,16 @@ def test_server_evaluates_rule_files(tmp_path: Path) -> None:
     )
     srv = ServerProcess(tmp_path / "data", config_dir=config).start()
     try:
-        deadline = time.monotonic() + 20
-        rule: dict[str, object] = {}
-        while time.monotonic() < deadline and rule.get("health") != "ok":
-            time.sleep(0.2)
+
+        def healthy() -> bool:
             groups = httpx.get(srv.url + "/api/v1/rules").json()["data"]["groups"]
-            rule = groups[0]["rules"][0] if groups else {}
-        assert rule.get("health") == "ok", srv.log()
+            return bool(groups) and groups[0]["rules"][0].get("health") == "ok"
+
+        try:
+            wait_until(healthy, "the rule evaluated with health ok", timeout_s=20)
+        except AssertionError:
+            print(srv.log())
+            raise
         series = httpx.get(srv.url + "/api/v1/series", params={"match[]": "answer"}).json()
         assert series["data"] == [{"__name__": "answer"}]
     finally:

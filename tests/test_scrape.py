@@ -8,7 +8,6 @@ import math
 import re
 import socket
 import threading
-import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -19,7 +18,7 @@ import numpy as np
 import pytest
 
 from opsmetrics.catalog.scrape import load_scrape_config, parse_scrape_config
-from opsmetrics.clock import FakeClock
+from opsmetrics.clock import FakeClock, pause
 from opsmetrics.errors import ConfigError
 from opsmetrics.ingest.decoded import DecodedSamples
 from opsmetrics.ingest.scrape import ACCEPT, Scraper, running
@@ -54,7 +53,7 @@ def endpoint() -> Iterator[Endpoint]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             exposition.requests.append({k.lower(): v for k, v in self.headers.items()})
-            time.sleep(exposition.delay)
+            pause(exposition.delay)  # a slow target, on purpose (the timeout test)
             body = exposition.body.encode()
             with contextlib.suppress(ConnectionError):  # a client that gave up (timeout test)
                 self.send_response(exposition.status)
