@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,6 +35,26 @@ def wait_until(check: Callable[[], Any], what: str, timeout_s: float = 30) -> An
             return got
         pause(0.2)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+def run_bounded(
+    args: list[str], timeout_s: float, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """subprocess.run(capture_output=True, text=True), killed after `timeout_s`.
+
+    subprocess.run's own timeout waits with time.sleep, which fails under the libfaketime
+    settings of the clock runs (tests/README.md); a timer thread waits on a condition instead.
+    """
+    proc = subprocess.Popen(
+        args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+    timer = threading.Timer(timeout_s, proc.kill)
+    timer.start()
+    try:
+        out, err = proc.communicate()
+    finally:
+        timer.cancel()
+    return subprocess.CompletedProcess(args, proc.returncode, out, err)
 
 
 @dataclass
@@ -113,5 +134,18 @@ class ServerProcess:
         assert self.proc is not None
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
-            self.proc.wait(timeout)
+            # Popen.wait(timeout) polls with time.sleep (see run_bounded); a timer kills instead.
+            killed = threading.Event()
+            proc = self.proc
+
+            def kill() -> None:
+                killed.set()
+                proc.kill()
+
+            timer = threading.Timer(timeout, kill)
+            timer.start()
+            proc.wait()
+            timer.cancel()
+            if killed.is_set():
+                raise AssertionError(f"server did not stop within {timeout} s of SIGTERM")
         return int(self.proc.returncode)

@@ -24,6 +24,7 @@ import httpx
 import msgspec
 import pytest
 
+from opsmetrics.clock import pause
 from opsmetrics.ingest.proto import remote_pb2 as pb
 from opsmetrics.model import Matcher, MatchOp
 from opsmetrics.storage.duckdb import DuckDBStorage
@@ -95,7 +96,7 @@ class Client:
 
     def _events(self) -> tuple[Sent, str, bytes, dict[str, str]]:
         ids = [f"c{self.number}-r{self.seq}-e{i}" for i in range(EVENTS_PER_REQUEST)]
-        ts = int(time.time() * 1000)
+        ts = self.base_ms + 90 * 60_000  # the servers' start instant (START_MS)
         lines = [
             msgspec.json.encode(
                 {"name": "dur_event", "ts": ts, "entity": f"u{i}", "value": i, "id": event_id}
@@ -167,7 +168,7 @@ def ingest_then_kill(server: ServerProcess, clients: list[Client], delay_s: floa
     ]
     for t in threads:
         t.start()
-    time.sleep(delay_s)
+    pause(delay_s)
     server.kill()
     stop.set()
     for t in threads:
@@ -255,13 +256,21 @@ def data_dir(tmp_path: Path) -> Iterator[Path]:
     yield tmp_path / "data"
 
 
-@pytest.mark.clock
+#: Monday 2026-12-07 00:46 UTC: the servers' clock starts here and moves on across restarts.
+START_MS = 1_796_604_360_000
+
+
 def test_acked_writes_survive_sigkill_exactly_once(data_dir: Path) -> None:
     rng = random.Random(SEED)
-    base_ms = int(time.time() * 1000) - 90 * 60_000
+    started = time.monotonic()
+
+    def now_ms() -> int:
+        return START_MS + int((time.monotonic() - started) * 1000)
+
+    base_ms = START_MS - 90 * 60_000
     clients = [Client(n, base_ms, random.Random(rng.random())) for n in range(CLIENTS)]
     for _ in range(ROUNDS):
-        server = ServerProcess(data_dir, env=ENV).start()
+        server = ServerProcess(data_dir, env=ENV, now_ms=now_ms()).start()
         ingest_then_kill(server, clients, rng.uniform(0.05, 0.8))
     sent = [s for c in clients for s in c.sent]
     assert sum(s.outcome is Outcome.ACKED for s in sent) >= ROUNDS, "too few writes got through"
@@ -273,8 +282,8 @@ def test_acked_writes_survive_sigkill_exactly_once(data_dir: Path) -> None:
         "events",
     }
 
-    server = ServerProcess(data_dir, env=ENV).start()
-    query_acked_over_http(server, sent, int(time.time() * 1000))
+    server = ServerProcess(data_dir, env=ENV, now_ms=now_ms()).start()
+    query_acked_over_http(server, sent, server.clock_ms())
     # A clean stop after the kills: SIGTERM exits 0 and loses nothing acknowledged.
     last, path, body, headers = clients[0].next_request()
     r = httpx.post(server.url + path, content=body, headers=headers, timeout=30)
@@ -284,7 +293,7 @@ def test_acked_writes_survive_sigkill_exactly_once(data_dir: Path) -> None:
     assert server.stop() == 0, server.log()
     assert "Traceback" not in server.log()
 
-    storage = DuckDBStorage(data_dir, now_ms=int(time.time() * 1000))
+    storage = DuckDBStorage(data_dir, now_ms=now_ms())
     try:
         samples = stored_samples(storage, base_ms - 1, 2**62)
         events = stored_event_ids(storage)

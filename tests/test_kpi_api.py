@@ -27,7 +27,7 @@ from opsmetrics.web import kpi_json, kpi_metrics
 from opsmetrics.web.app import create_app
 from opsmetrics.web.routers import kpis as kpis_router
 from opsmetrics.web.routers.kpis import period_floor_ms
-from tests.server import ServerProcess
+from tests.server import ServerProcess, run_bounded
 
 DAY = 86_400_000
 
@@ -460,7 +460,7 @@ def test_current_values_are_cached_for_a_minute(tmp_path: Path) -> None:
 def cli(srv: ServerProcess, *args: str) -> subprocess.CompletedProcess[str]:
     command = [sys.executable, "-m", "opsmetrics", "kpi", *args, "--url", srv.url]
     env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1"}
-    return subprocess.run(command, capture_output=True, text=True, timeout=60, check=False, env=env)
+    return run_bounded(command, 60, env)
 
 
 @pytest.fixture
