@@ -9,7 +9,6 @@ installed.
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 from datetime import UTC, datetime
@@ -245,12 +244,7 @@ def _outlook(d: dict[str, Any]) -> list[Any]:
     return [table]
 
 
-def _register_stats() -> None:
-    try:
-        stats = importlib.import_module("opsmetrics.cli.analyze_stats")
-    except ModuleNotFoundError:
-        return
-    stats.register(analyze_app)
+# Imported last and plainly: a broken install fails here instead of losing the commands.
+from opsmetrics.cli import analyze_stats  # noqa: E402
 
-
-_register_stats()
+analyze_stats.register(analyze_app)
