@@ -454,4 +454,9 @@ def test_the_demo_command_posts_live_traffic_through_the_http_api(tmp_path: Path
         assert "/dashboards/executive" in printed and "next checkout incident" in printed
     finally:
         proc.send_signal(signal.SIGTERM)
-        proc.wait(30)
+        # Not proc.wait(30): Popen.wait(timeout) polls with time.sleep (tests/README.md).
+        try:
+            wait_until(lambda: proc.poll() is not None, "the demo to exit on SIGTERM", 30)
+        finally:
+            proc.kill()  # a no-op once it has exited
+            proc.wait()

@@ -33,6 +33,7 @@ from tests.ui_helpers import (
     CANVAS_PIXELS_JS,
     UI_NOW,
     Watch,
+    browser_env,
     chromium_path,
     contract_payloads,
     demo_dirs,
@@ -86,7 +87,9 @@ def browser() -> Iterator[Browser]:
         "Debian's chromium is not installed: run `make test` (or `apt-get install chromium`)"
     )
     with sync_playwright() as pw:
-        launched = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        launched = pw.chromium.launch(
+            executable_path=CHROMIUM, args=["--no-sandbox"], env=browser_env()
+        )
         yield launched
         launched.close()
     # The Playwright driver's process object may be collected late; collect it now, quietly.
