@@ -82,7 +82,7 @@ def _day_pool(
     """
     values, ts, step = series.values, series.ts, series.step_ms
     lag = max(1, DAY_MS // step)
-    rows = _days_of_the_same_kind(values, ts, young, lag, days, offsets)
+    rows = _days_of_the_same_kind(values, ts, young, lag, list(range(1, days + 1)), offsets)
     short = (~np.isnan(np.vstack([week_rows, rows]))).sum(axis=0) < MIN_REFERENCES
     if not short.any():
         return rows
@@ -102,11 +102,10 @@ def _days_of_the_same_kind(
     ts: Int64Array,
     idx: Int64Array,
     lag: int,
-    days: int | list[int],
+    cycles: list[int],
     offsets: list[int],
 ) -> Float64Array:
-    """The same time on earlier days (`days` back, or those cycles) of the same kind only."""
-    cycles = list(range(1, days + 1)) if isinstance(days, int) else days
+    """The same time on earlier days (these cycles back) of the same kind only."""
     rows = _stack(values, lag, cycles, offsets, idx)
     _same_kind_of_day(rows, ts, idx, lag, cycles, offsets)
     return rows
