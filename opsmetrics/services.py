@@ -12,9 +12,8 @@ from opsmetrics.catalog.retention import load_retention
 from opsmetrics.clock import Clock
 from opsmetrics.ingest.pipeline import Ingestor, maintenance_task
 from opsmetrics.settings import Settings
-from opsmetrics.storage.base import RetentionPolicy
-from opsmetrics.storage.duckdb import DuckDBStorage
-from opsmetrics.storage.open import open_storage
+from opsmetrics.storage.base import RetentionPolicy, Storage
+from opsmetrics.storage.open import open_stores
 from opsmetrics.telemetry import Telemetry
 
 
@@ -22,7 +21,7 @@ from opsmetrics.telemetry import Telemetry
 class Services:
     settings: Settings
     clock: Clock
-    storage: DuckDBStorage
+    storage: Storage
     telemetry: Telemetry
     ingestor: Ingestor
     tokens: TokenVerifier
@@ -43,7 +42,7 @@ def open_services(settings: Settings, clock: Clock) -> Services:
     retention = load_retention(settings.config_dir)
     catalog = load_catalog(settings.config_dir)
     dashboards = load_dashboards(settings.config_dir, catalog)
-    storage = open_storage(settings, clock)
+    storage = open_stores(settings, clock)
     record_versions(catalog, storage, clock.now_ms())
     telemetry = Telemetry()
     ingestor = Ingestor(storage, clock, settings.limits, telemetry)

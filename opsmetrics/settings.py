@@ -42,7 +42,12 @@ class Settings:
     config_dir: Path | None = None
     host: str = "127.0.0.1"
     port: int = 8800
-    storage: str = "duckdb"
+    #: Samples and events: duckdb://DIR (default: the data dir), clickhouse://…, chdb://…
+    storage_url: str = ""
+    #: KPI versions, tokens, the alert log, leases: duckdb://DIR (default) or postgresql://…
+    state_url: str = ""
+    #: This node's name among nodes sharing a state store (default: host name and pid).
+    node_name: str = ""
     #: Closed sample partitions are rewritten sorted by (series, ts) once older than this.
     partition_ms: int = 86_400_000
     #: How often the background maintenance (compaction, retention) runs.

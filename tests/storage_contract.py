@@ -64,7 +64,7 @@ def bits(values: np.ndarray) -> list[int]:
 
 
 def new_series(store: Storage, *label_sets: Labels) -> list[Series]:
-    ids = store.allocate_series_ids(len(label_sets))
+    ids = store.allocate_series_ids(label_sets)
     return [Series(i, lbl) for i, lbl in zip(ids, label_sets, strict=True)]
 
 
@@ -276,7 +276,7 @@ def test_reopen_keeps_data_and_rebuilds_index(opener: Opener, tmp_path: Path) ->
         ts, values = store.series_heads(np.array([a], np.int64))
         assert ts.tolist() == [T0 + 5] and bits(values) == [STALE_NAN_BITS]
         assert store.label_values("i") == ["a"]
-        assert store.allocate_series_ids(1)[0] > a
+        assert store.allocate_series_ids([labels("m", i="b")])[0] != a
         assert len(store.read_events(None, 0, 2**62)) == 1
     finally:
         store.close()

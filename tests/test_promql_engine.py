@@ -54,7 +54,7 @@ def _window_count(args: list[Value], call: CallInfo, ctx: EvalContext) -> Value:
 def _write(
     storage: DuckDBStorage, series: list[tuple[dict[str, str], list[int], list[float]]]
 ) -> None:
-    ids = storage.allocate_series_ids(len(series))
+    ids = storage.allocate_series_ids([make_labels(s[0]) for s in series])
     storage.write(
         WriteBatch(
             new_series=[Series(i, make_labels(s[0])) for i, s in zip(ids, series, strict=True)],

@@ -58,7 +58,7 @@ def _write(store: DuckDBStorage, start: int, end: int, rng: np.random.Generator)
     data = _series_values(rng, len(ts))
     sids = store.lookup_series([_labels(name) for name in data])
     new = [i for i, sid in enumerate(sids) if sid is None]
-    fresh = iter(store.allocate_series_ids(len(new)))
+    fresh = iter(store.allocate_series_ids([_labels(list(data)[i]) for i in new]))
     ids = [sid if sid is not None else next(fresh) for sid in sids]
     store.write(
         WriteBatch(

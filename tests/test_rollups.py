@@ -32,7 +32,7 @@ def gauge(rng: np.random.Generator, n: int) -> np.ndarray:
 def write_data(store: DuckDBStorage, hours: int = 6, seed: int = 7) -> dict[int, np.ndarray]:
     """Two counters and a gauge with gaps, NaNs and a stale marker, at 15 s over `hours`."""
     rng = np.random.default_rng(seed)
-    sids = store.allocate_series_ids(3)
+    sids = store.allocate_series_ids([(("__name__", f"m{i}"),) for i in range(3)])
     n = hours * HOUR // STEP
     ts = T0 + np.arange(n, dtype=np.int64) * STEP
     data = {sids[0]: counter_with_resets(rng, n), sids[1]: counter_with_resets(rng, n)}
@@ -133,7 +133,7 @@ def test_only_closed_partitions_are_rolled_up(tmp_path: Path) -> None:
 
 def test_late_data_rebuilds_the_partition_rollups(tmp_path: Path) -> None:
     store = DuckDBStorage(tmp_path / "data", now_ms=T0, partition_ms=HOUR)
-    sid = store.allocate_series_ids(1)[0]
+    sid = store.allocate_series_ids([(("__name__", "late"),)])[0]
     lbl = (("__name__", "late"),)
     ts = T0 + np.arange(0, HOUR, 60_000, dtype=np.int64)
     store.write(WriteBatch([Series(sid, lbl)], np.full(60, sid, np.int64), ts, np.ones(60)))
@@ -207,8 +207,8 @@ def test_migration_9_moves_single_table_rollups_into_one_table_per_width(tmp_pat
         "SELECT 300000::BIGINT AS width_ms, * FROM rollups_300s UNION ALL "
         "SELECT 3600000::BIGINT AS width_ms, * FROM rollups_3600s"
     )
-    con.execute("DROP TABLE rollups_300s; DROP TABLE rollups_3600s")
-    con.execute("DELETE FROM schema_migrations WHERE version = 9")
+    con.execute("DROP TABLE rollups_300s; DROP TABLE rollups_3600s; DROP TABLE leases")
+    con.execute("DELETE FROM schema_migrations WHERE version >= 9")
     con.close()
     again = DuckDBStorage(tmp_path / "data", now_ms=T0 + 5 * HOUR, partition_ms=HOUR)
     for width in ROLLUP_WIDTHS_MS:

@@ -20,7 +20,7 @@ from tests.storage_contract import T0
 
 # --- DuckDB only: a damaged data file is refused at start --------------------------------
 def sample_rows(store: DuckDBStorage) -> WriteBatch:
-    (sid,) = store.allocate_series_ids(1)
+    (sid,) = store.allocate_series_ids([(("__name__", "m"),)])
     n = 400_000
     return WriteBatch(
         new_series=[Series(sid, (("__name__", "m"),))],
@@ -76,7 +76,7 @@ def test_garbage_in_the_middle_is_refused(data_file: Path) -> None:
 
 def test_partitions_in_the_older_plain_layout_are_still_read(tmp_path: Path) -> None:
     store = DuckDBStorage(tmp_path / "data", now_ms=T0)
-    (sid,) = store.allocate_series_ids(1)
+    (sid,) = store.allocate_series_ids([(("__name__", "m"),)])
     batch = WriteBatch(
         new_series=[Series(sid, (("__name__", "m"),))],
         series_ids=np.full(3, sid, np.int64),
@@ -114,7 +114,7 @@ HOUR = 3_600_000
 def hourly_store(tmp_path: Path) -> tuple[DuckDBStorage, list[int]]:
     """Two series at 1-minute steps over hours 0-4 after T0, in one-hour partitions."""
     store = DuckDBStorage(tmp_path / "data", now_ms=T0, partition_ms=HOUR, late_window_ms=HOUR)
-    sids = store.allocate_series_ids(2)
+    sids = store.allocate_series_ids([(("__name__", f"m{i}"),) for i in range(2)])
     ts = T0 + np.arange(0, 4 * HOUR, 60_000, dtype=np.int64)
     store.write(
         WriteBatch(
@@ -202,7 +202,7 @@ def test_a_cache_fill_racing_a_writer_is_not_kept() -> None:
 def test_sparse_and_dense_id_sets_read_the_same_rows(tmp_path: Path, pick: list[int]) -> None:
     store = DuckDBStorage(tmp_path / "data", now_ms=T0, partition_ms=HOUR, late_window_ms=HOUR)
     try:
-        sids = store.allocate_series_ids(12)
+        sids = store.allocate_series_ids([(("__name__", f"m{i}"),) for i in range(12)])
         ts = T0 + np.arange(0, 2 * HOUR, 60_000, dtype=np.int64)
         rng = np.random.default_rng(3)
         order = rng.permutation(len(sids) * len(ts))  # arrival order unlike (series, ts)

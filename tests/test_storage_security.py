@@ -33,6 +33,7 @@ TABLES = {
     "annotations",
     "events",
     "metadata",
+    "leases",
     "partitions",
     "samples_head",
     "schema_migrations",
@@ -60,7 +61,7 @@ def store(tmp_path: Path) -> Iterator[DuckDBStorage]:
 
 
 def write_one(store: DuckDBStorage, labels: Labels, value: float) -> int:
-    (sid,) = store.allocate_series_ids(1)
+    (sid,) = store.allocate_series_ids([labels])
     store.write(
         WriteBatch(
             new_series=[Series(sid, labels)],

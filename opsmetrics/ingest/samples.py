@@ -151,7 +151,9 @@ def _create_series(
         per_metric[metric] += 1
         _check_cardinality(metric, labels, per_metric[metric], storage, state, limits)
         fresh.append(i)
-    for i, sid in zip(fresh, storage.allocate_series_ids(len(fresh)), strict=True):
+    for i, sid in zip(
+        fresh, storage.allocate_series_ids([batch.series[i] for i in fresh]), strict=True
+    ):
         ids[i] = sid
         new_series.append(Series(sid, batch.series[i]))
 

@@ -1,7 +1,11 @@
-"""The Storage protocol: the one seam between the services and a database engine.
+"""The store protocols: the seams between the services and database engines.
 
-Every backend passes tests/storage_contract.py. Writes are atomic and durable: when `write`
-returns, the batch survives a crash of the process; when it raises, nothing of it is stored.
+`SampleStore` (series, samples, rollups), `EventStore` (business events and their analytics)
+and `StateStore` (KPI versions, manual values, tokens, the alert log, leases) each have their
+own backends; `Storage` is the three behind one object, as storage/open.py builds it from two
+URLs. Every backend passes tests/storage_contract.py. Writes are atomic and durable: when
+`write` returns, the batch survives a crash of the process; when it raises, nothing of it is
+stored.
 """
 
 from __future__ import annotations
@@ -165,20 +169,20 @@ class StorageStats:
     partitions: int
 
 
-class Storage(Protocol):
-    def save_token(self, token: TokenRecord) -> None: ...
-
-    def tokens(self) -> list[TokenRecord]: ...
-
-    def labels_of_many(self, series_ids: Sequence[int]) -> list[Labels]: ...
+class SampleStore(Protocol):
+    """Series, samples, rollups, metric metadata and annotations."""
 
     # --- series -------------------------------------------------------------------------
     def lookup_series(self, labels: Sequence[Labels]) -> list[int | None]:
         """Ids of known series, None for unknown ones."""
         ...
 
-    def allocate_series_ids(self, count: int) -> list[int]:
-        """Reserve ids for new series; they become visible when a `write` carrying them commits."""
+    def allocate_series_ids(self, labels: Sequence[Labels]) -> list[int]:
+        """Ids for new series; they become visible when a `write` carrying them commits.
+
+        A backend shared by several nodes answers `series_id(labels)` (storage/series_id.py),
+        so every node names a series alike; the embedded backend hands out compact ids.
+        """
         ...
 
     def series_count(self, metric: str) -> int: ...
@@ -186,6 +190,8 @@ class Storage(Protocol):
     def labels_of(self, series_id: int) -> Labels:
         """Labels of a stored series; KeyError if unknown."""
         ...
+
+    def labels_of_many(self, series_ids: Sequence[int]) -> list[Labels]: ...
 
     def select_series(
         self, matchers: Sequence[Matcher], start_ms: int | None = None, end_ms: int | None = None
@@ -203,7 +209,7 @@ class Storage(Protocol):
 
     # --- samples ------------------------------------------------------------------------
     def write(self, batch: WriteBatch) -> None:
-        """Atomically and durably store the batch."""
+        """Atomically and durably store the batch (its events go to the event store)."""
         ...
 
     def existing_samples(
@@ -218,21 +224,7 @@ class Storage(Protocol):
 
     def metadata(self, metric: str | None = None) -> list[MetricMetadata]: ...
 
-    # --- events and annotations -------------------------------------------------------------
-    def read_events(
-        self, name: str | None, start_ms: int, end_ms: int, limit: int | None = None
-    ) -> list[Event]: ...
-
     def read_annotations(self, start_ms: int, end_ms: int) -> list[Annotation]: ...
-
-    # --- KPI definition versions (storage/duckdb/kpi_versions.py) -----------------------
-    def record_kpi_version(self, version: KpiVersion) -> None:
-        """Store a new version; ValueError if (name, version) is already stored."""
-        ...
-
-    def kpi_versions(self, name: str) -> list[KpiVersion]:
-        """Every recorded version of a KPI, oldest first (empty if it has none)."""
-        ...
 
     # --- maintenance --------------------------------------------------------------------
     def compact(self, now_ms: int) -> int:
@@ -255,7 +247,14 @@ class Storage(Protocol):
 
     def close(self) -> None: ...
 
-    # --- event analytics (storage/event_records.py) -------------------------------------
+
+class EventStore(Protocol):
+    """Business events and the analytics over them (funnels, retention, KPI queries)."""
+
+    def read_events(
+        self, name: str | None, start_ms: int, end_ms: int, limit: int | None = None
+    ) -> list[Event]: ...
+
     def event_aggregate(self, q: EventAggregate) -> list[Bucket]:
         """Buckets with at least one matching event, sorted by (start, group)."""
         ...
@@ -276,7 +275,6 @@ class Storage(Protocol):
         """Per experiment arm (sorted): units and sums of unit columns and their products."""
         ...
 
-    # --- KPI evaluation (storage/kpi_records.py, storage/duckdb/kpi_queries.py) ---------
     def kpi_state(self, q: StateQuery) -> list[StateRow]:
         """One row per period end with at least one keyed state before it."""
         ...
@@ -285,6 +283,32 @@ class Storage(Protocol):
         """One row per (period, group) with at least one from-event, sorted."""
         ...
 
+    def newest_event_ms(self, names: Sequence[str]) -> int | None:
+        """The newest timestamp among events with one of these names."""
+        ...
+
+    def kpi_sql(self, query: str, params: Mapping[str, int]) -> SqlResult:
+        """Run one read-only SELECT of an `sql:` KPI; BadDataError if refused or failing."""
+        ...
+
+
+class StateStore(Protocol):
+    """Small transactional state: KPI versions, manual values, tokens, the alert log."""
+
+    def save_token(self, token: TokenRecord) -> None: ...
+
+    def tokens(self) -> list[TokenRecord]: ...
+
+    # --- KPI definition versions --------------------------------------------------------
+    def record_kpi_version(self, version: KpiVersion) -> None:
+        """Store a new version; ValueError if (name, version) is already stored."""
+        ...
+
+    def kpi_versions(self, name: str) -> list[KpiVersion]:
+        """Every recorded version of a KPI, oldest first (empty if it has none)."""
+        ...
+
+    # --- manual KPI values --------------------------------------------------------------
     def record_manual_kpi_value(self, value: ManualKpiValue) -> None: ...
 
     def manual_kpi_values(self, kpi: str, start_ms: int, end_ms: int) -> list[ManualKpiValue]:
@@ -297,17 +321,9 @@ class Storage(Protocol):
         """Period index → the last value entered for a moment in [starts[i], ends[i])."""
         ...
 
-    def newest_event_ms(self, names: Sequence[str]) -> int | None:
-        """The newest timestamp among events with one of these names."""
-        ...
-
     def newest_manual_kpi_ms(self, kpi: str) -> int | None: ...
 
-    def kpi_sql(self, query: str, params: Mapping[str, int]) -> SqlResult:
-        """Run one read-only SELECT of an `sql:` KPI; BadDataError if refused or failing."""
-        ...
-
-    # --- alert notifications (storage/alert_records.py, storage/duckdb/alert_store.py) ---
+    # --- alert notifications, silences, acks --------------------------------------------
     def record_notifications(self, recs: Sequence[NotificationRecord]) -> None:
         """Record intents to notify (status pending), durably, in one transaction."""
         ...
@@ -339,3 +355,19 @@ class Storage(Protocol):
     def delete_ack(self, fingerprint: str) -> None: ...
 
     def acks(self) -> list[AckRow]: ...
+
+    # --- leases: one rule evaluator / notifier among the nodes sharing this store -------
+    def hold_lease(self, name: str, holder: str, now_ms: int, ttl_ms: int) -> bool:
+        """Take or renew the lease `name` for `holder` until now + ttl; False if another
+        holder has it and it has not expired."""
+        ...
+
+    def release_lease(self, name: str, holder: str) -> None:
+        """Give the lease up now, if `holder` has it."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class Storage(SampleStore, EventStore, StateStore, Protocol):
+    """What the services use: the three stores behind one object (storage/open.py)."""

@@ -1,22 +1,100 @@
-"""Open the storage backend that Settings names (OPSMETRICS_STORAGE)."""
+"""Open the stores that Settings names: OPSMETRICS_STORAGE_URL (samples and events) and
+OPSMETRICS_STATE_URL (KPI versions, tokens, the alert log, leases).
+
+    duckdb:///abs/path | duckdb://rel/path   the embedded default: one file in that directory
+    clickhouse://user:pw@host:8123/db        ClickHouse over HTTP (clickhouse-connect)
+    chdb:///abs/path?database=db             ClickHouse's engine in this process (one node)
+    postgresql://user:pw@host:5432/db        PostgreSQL, for state only
+
+Unset, both are `duckdb://<data dir>`, and one DuckDB file holds everything.
+"""
 
 from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlsplit
 
 from opsmetrics.clock import Clock
 from opsmetrics.errors import ConfigError
 from opsmetrics.settings import Settings
+from opsmetrics.storage.base import StateStore, Storage
+from opsmetrics.storage.composite import DataStore, SplitStorage
 from opsmetrics.storage.duckdb import DuckDBStorage
 
+DATA_SCHEMES = ("duckdb", "clickhouse", "clickhouses", "chdb")
+STATE_SCHEMES = ("duckdb", "postgresql", "postgres")
 
-def open_storage(settings: Settings, clock: Clock) -> DuckDBStorage:
-    if settings.storage != "duckdb":
-        raise ConfigError(
-            f"OPSMETRICS_STORAGE={settings.storage!r}: only the embedded 'duckdb' backend is "
-            "available in this version"
-        )
+
+def data_url(settings: Settings) -> str:
+    return settings.storage_url or f"duckdb://{settings.data_dir}"
+
+
+def state_url(settings: Settings) -> str:
+    return settings.state_url or f"duckdb://{settings.data_dir}"
+
+
+def open_stores(settings: Settings, clock: Clock) -> Storage:
+    """The Storage the services use, over the backends the two URLs name."""
+    d_url, s_url = data_url(settings), state_url(settings)
+    d_scheme = _scheme(d_url, "OPSMETRICS_STORAGE_URL", DATA_SCHEMES)
+    s_scheme = _scheme(s_url, "OPSMETRICS_STATE_URL", STATE_SCHEMES)
+    if d_scheme == "duckdb" and s_scheme == "duckdb" and duckdb_dir(d_url) == duckdb_dir(s_url):
+        return _duckdb(settings, clock, duckdb_dir(d_url))
+    data: DataStore
+    if d_scheme == "duckdb":
+        data = _duckdb(settings, clock, duckdb_dir(d_url))
+    else:
+        from opsmetrics.storage.clickhouse import open_clickhouse
+
+        data = open_clickhouse(d_url, settings, clock.now_ms())
+    try:
+        state: StateStore
+        if s_scheme == "duckdb":
+            state = _duckdb(settings, clock, duckdb_dir(s_url))
+        else:
+            from opsmetrics.storage.postgres import PostgresStateStore
+
+            state = PostgresStateStore(s_url, now_ms=clock.now_ms())  # type: ignore[assignment]
+    except BaseException:
+        data.close()
+        raise
+    return SplitStorage(data, state)
+
+
+#: The name the rest of the code base has used; same thing.
+open_storage = open_stores
+
+
+def duckdb_dir(url: str) -> Path:
+    rest = url[len("duckdb://") :]
+    if not rest:
+        raise ConfigError(f"{url!r}: name the data directory, e.g. duckdb:///var/lib/opsmetrics")
+    return Path(rest)
+
+
+def _duckdb(settings: Settings, clock: Clock, data_dir: Path) -> DuckDBStorage:
     return DuckDBStorage(
-        settings.data_dir,
+        data_dir,
         now_ms=clock.now_ms(),
         partition_ms=settings.partition_ms,
         late_window_ms=settings.limits.samples_late_window_ms,
     )
+
+
+def _scheme(url: str, variable: str, allowed: tuple[str, ...]) -> str:
+    scheme = urlsplit(url).scheme.lower()
+    if scheme not in allowed:
+        raise ConfigError(
+            f"{variable}={_redact(url)!r}: the scheme must be one of "
+            + ", ".join(f"{s}://" for s in allowed)
+        )
+    return {"postgres": "postgresql", "clickhouses": "clickhouse"}.get(scheme, scheme)
+
+
+def _redact(url: str) -> str:
+    """The URL without its password, for messages and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+    return parts._replace(netloc=netloc).geturl()

@@ -86,7 +86,7 @@ class Section:
                 continue
             sid = self.ids.get(labels)
             if sid is None:
-                sid = self.ids[labels] = storage.allocate_series_ids(1)[0]
+                sid = self.ids[labels] = storage.allocate_series_ids([labels])[0]
                 new.append(Series(sid, labels))
             ids += [sid] * len(points_ts)
             ts += points_ts

@@ -197,6 +197,22 @@ class AlertTables:
         rows = self._cursor().execute(sql).fetchall()
         return [AckRow(str(f), str(b), str(c), int(t)) for f, b, c, t in rows]
 
+    # --- leases -------------------------------------------------------------------------
+    def hold_lease(self, name: str, holder: str, now_ms: int, ttl_ms: int) -> bool:
+        with self._transaction() as cur:
+            row = cur.execute(
+                "SELECT holder, expires_ms FROM leases WHERE name = ?", [name]
+            ).fetchone()
+            if row is not None and row[0] != holder and int(row[1]) > now_ms:
+                return False
+            cur.execute("DELETE FROM leases WHERE name = ?", [name])
+            cur.execute("INSERT INTO leases VALUES (?, ?, ?)", [name, holder, now_ms + ttl_ms])
+        return True
+
+    def release_lease(self, name: str, holder: str) -> None:
+        with self._transaction() as cur:
+            cur.execute("DELETE FROM leases WHERE name = ? AND holder = ?", [name, holder])
+
 
 def _notification(row: tuple[Any, ...]) -> NotificationRecord:
     (id_, gkey, ghash, route, channel, kind, status, chash, fps, names, batch, created,

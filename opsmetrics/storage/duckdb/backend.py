@@ -145,8 +145,9 @@ class DuckDBStorage(
     def lookup_series(self, labels: Sequence[Labels]) -> list[int | None]:
         return self._index.lookup(labels)
 
-    def allocate_series_ids(self, count: int) -> list[int]:
-        return self._index.allocate(count)
+    def allocate_series_ids(self, labels: Sequence[Labels]) -> list[int]:
+        # One process owns the file: compact ids keep the in-memory head arrays dense.
+        return self._index.allocate(len(labels))
 
     def series_count(self, metric: str) -> int:
         return self._index.series_count(metric)

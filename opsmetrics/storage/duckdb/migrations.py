@@ -221,6 +221,17 @@ MIGRATIONS: list[tuple[int, str]] = [
         DROP TABLE rollups;
         """,
     ),
+    (
+        10,
+        """
+        -- Who runs the rule evaluator and notifier (storage/duckdb/alert_store.py hold_lease).
+        CREATE TABLE leases (
+            name VARCHAR PRIMARY KEY,
+            holder VARCHAR NOT NULL,
+            expires_ms BIGINT NOT NULL
+        );
+        """,
+    ),
 ]
 
 
