@@ -229,6 +229,11 @@ def _check_against_stored(
     if not behind.any():
         return keep, 0
     idx = np.flatnonzero(behind)
+    if storage.idempotent_writes:
+        # The backend drops a resent sample itself (last write wins for a changed value):
+        # no read before the write; only the late-data window applies.
+        _check_late(sids, ts, heads, idx, np.zeros(len(idx), bool), storage, state, limits)
+        return keep, 0
     found, stored = _lookup_existing(sids[idx], ts[idx], storage, state)
     same = found & (stored.view(np.uint64) == values[idx].view(np.uint64))
     conflict = found & ~same
@@ -236,6 +241,22 @@ def _check_against_stored(
         j = int(idx[np.flatnonzero(conflict)[0]])
         k = int(np.flatnonzero(conflict)[0])
         raise _conflict(storage, state, int(sids[j]), int(ts[j]), stored[k], values[j])
+    _check_late(sids, ts, heads, idx, found, storage, state, limits)
+    keep[idx[same]] = False
+    return keep, int(same.sum())
+
+
+def _check_late(
+    sids: Int64Array,
+    ts: Int64Array,
+    heads: Int64Array,
+    idx: Int64Array,
+    found: np.ndarray,
+    storage: Storage,
+    state: GroupState,
+    limits: Limits,
+) -> None:
+    """Refuse a new sample further behind its series' head than the late-data window."""
     too_old = ~found & (ts[idx] < heads[idx] - limits.samples_late_window_ms)
     if too_old.any():
         j = int(idx[np.flatnonzero(too_old)[0]])
@@ -245,8 +266,6 @@ def _check_against_stored(
             "the series' newest sample); raise OPSMETRICS_SAMPLES_LATE_WINDOW to accept it",
             reason="too_old",
         )
-    keep[idx[same]] = False
-    return keep, int(same.sum())
 
 
 def _effective_heads(sids: Int64Array, storage: Storage, state: GroupState) -> Int64Array:

@@ -172,6 +172,14 @@ class StorageStats:
 class SampleStore(Protocol):
     """Series, samples, rollups, metric metadata and annotations."""
 
+    #: True when the backend itself makes a resent sample a no-op (ClickHouse: a
+    #: ReplacingMergeTree keyed by series and time, and insert deduplication tokens), so
+    #: ingest writes retried samples again instead of reading before writing; a different
+    #: value for a stored (series, ts) then replaces it (last write wins). False: ingest
+    #: checks `existing_samples` and rejects a changed value (DuckDB).
+    @property
+    def idempotent_writes(self) -> bool: ...
+
     # --- series -------------------------------------------------------------------------
     def lookup_series(self, labels: Sequence[Labels]) -> list[int | None]:
         """Ids of known series, None for unknown ones."""

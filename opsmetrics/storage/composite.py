@@ -81,6 +81,10 @@ class SplitStorage:
     def state(self) -> StateStore:
         return self._state
 
+    @property
+    def idempotent_writes(self) -> bool:
+        return self._data.idempotent_writes
+
     def close(self) -> None:
         try:
             self._data.close()

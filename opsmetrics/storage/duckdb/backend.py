@@ -60,6 +60,9 @@ class DuckDBStorage(
 ):
     """The Storage protocol over one DuckDB file in the data directory."""
 
+    #: One writer process: ingest reads before writing and refuses changed values.
+    idempotent_writes = False
+
     def __init__(
         self,
         data_dir: Path,
