@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import socket
 from dataclasses import dataclass, field
 
 from opsmetrics.auth import TokenVerifier
@@ -13,7 +15,8 @@ from opsmetrics.clock import Clock
 from opsmetrics.ingest.pipeline import Ingestor, maintenance_task
 from opsmetrics.settings import Settings
 from opsmetrics.storage.base import RetentionPolicy, Storage
-from opsmetrics.storage.open import open_stores
+from opsmetrics.storage.lease import Lease
+from opsmetrics.storage.open import open_stores, state_is_shared
 from opsmetrics.telemetry import Telemetry
 
 
@@ -27,6 +30,9 @@ class Services:
     tokens: TokenVerifier
     retention: RetentionPolicy
     catalog: Catalog
+    #: Rule evaluation and notification; compaction and retention: one node each.
+    alerting_lease: Lease
+    maintenance_lease: Lease
     dashboards: DashboardSet = field(default_factory=lambda: DashboardSet({}))
 
     def run_maintenance(self) -> None:
@@ -35,6 +41,8 @@ class Services:
 
     def close(self) -> None:
         self.ingestor.stop()
+        self.alerting_lease.release()
+        self.maintenance_lease.release()
         self.storage.close()
 
 
@@ -47,6 +55,8 @@ def open_services(settings: Settings, clock: Clock) -> Services:
     telemetry = Telemetry()
     ingestor = Ingestor(storage, clock, settings.limits, telemetry)
     ingestor.start()
+    holder = settings.node_name or f"{socket.gethostname()}:{os.getpid()}"
+    shared = storage if state_is_shared(settings) else None
     return Services(
         settings=settings,
         clock=clock,
@@ -57,4 +67,6 @@ def open_services(settings: Settings, clock: Clock) -> Services:
         retention=retention,
         catalog=catalog,
         dashboards=dashboards,
+        alerting_lease=Lease(shared, clock, "alerting", holder),
+        maintenance_lease=Lease(shared, clock, "maintenance", holder),
     )

@@ -87,6 +87,15 @@ class Dispatcher:
         """Resend notifications a previous run left unfinished; returns how many."""
         return self._outbox.resend_pending()
 
+    def take_over(self, now_ms: int) -> int:
+        """This node now notifies for the nodes sharing the state store: read what they
+        notified, and send what they recorded but did not finish."""
+        with self._lock:
+            self._history.clear()
+            self._escalated.clear()
+            self._load_history(now_ms)
+        return self._outbox.resend_pending()
+
     def close(self) -> None:
         self._outbox.close()
 

@@ -32,6 +32,7 @@ from opsmetrics.errors import OpsMetricsError, UserError
 from opsmetrics.ingest.pipeline import Ingestor
 from opsmetrics.model import METRIC_NAME, Labels
 from opsmetrics.storage.base import Storage
+from opsmetrics.storage.lease import Lease
 from opsmetrics.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
@@ -130,6 +131,7 @@ class RuleManager:
         hub: AlertHub | None = None,
         outage_tolerance_ms: int = DEFAULT_OUTAGE_TOLERANCE_MS,
         telemetry: Telemetry | None = None,
+        lease: Lease | None = None,
     ) -> None:
         self._storage = storage
         self._ingestor = ingestor
@@ -138,7 +140,7 @@ class RuleManager:
         self._outage_tolerance_ms = outage_tolerance_ms
         self._runs = [_GroupRun.of(g) for g in groups]
         self._scheduler = GroupScheduler(
-            "opsmetrics-rules", clock, self._evaluate_group, telemetry=telemetry
+            "opsmetrics-rules", clock, self._evaluate_group, telemetry=telemetry, lease=lease
         )
         for run in self._runs:
             key = f"{run.group.file};{run.group.name}"

@@ -45,6 +45,7 @@ from opsmetrics.errors import OpsMetricsError
 from opsmetrics.ingest.pipeline import Ingestor
 from opsmetrics.model import Labels
 from opsmetrics.storage.base import Storage
+from opsmetrics.storage.lease import Lease
 from opsmetrics.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
@@ -85,6 +86,7 @@ class KpiAlertManager:
         hub: AlertHub | None = None,
         outage_tolerance_ms: int = DEFAULT_OUTAGE_TOLERANCE_MS,
         telemetry: Telemetry | None = None,
+        lease: Lease | None = None,
     ) -> None:
         self._outage_tolerance_ms = outage_tolerance_ms
         self._storage = storage
@@ -96,7 +98,7 @@ class KpiAlertManager:
         self._resolved: list[Alert] = []
         self._written: set[Labels] = set()
         self._scheduler = GroupScheduler(
-            "opsmetrics-kpi-alerts", clock, self._evaluate_rule, self._after_pass, telemetry
+            "opsmetrics-kpi-alerts", clock, self._evaluate_rule, self._after_pass, telemetry, lease
         )
         for run in self.runs:
             ticks = ImmediateTicks(run.spec.interval_ms)

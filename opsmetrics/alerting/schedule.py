@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
 from opsmetrics.clock import Clock
+from opsmetrics.storage.lease import Lease
 from opsmetrics.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
@@ -105,8 +106,10 @@ class GroupScheduler(Generic[G]):
         evaluate: Callable[[G, int], GroupResult],
         after_pass: Callable[[Sequence[G], int], None] | None = None,
         telemetry: Telemetry | None = None,
+        lease: Lease | None = None,
     ) -> None:
         self._clock = clock
+        self._lease = lease
         self._evaluate = evaluate
         self._after_pass = after_pass
         self._telemetry = telemetry
@@ -133,7 +136,12 @@ class GroupScheduler(Generic[G]):
         """Evaluate every group whose next tick has come; returns them."""
         with self.lock:
             now = self._clock.now_ms()
-            return self._pass([s for s in self._slots if s.next_ms <= now], now)
+            due = [s for s in self._slots if s.next_ms <= now]
+            if due and self._lease is not None and not self._lease.held():
+                for slot in due:  # another node evaluates: keep the schedule, skip the work
+                    slot.next_ms = slot.ticks.tick_at_or_before(now) + slot.ticks.interval_ms
+                return []
+            return self._pass(due, now)
 
     def evaluate_all(self) -> list[G]:
         """Evaluate every group now as if it were due (benchmarks, tests)."""

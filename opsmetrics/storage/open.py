@@ -54,7 +54,7 @@ def open_stores(settings: Settings, clock: Clock) -> Storage:
         else:
             from opsmetrics.storage.postgres import PostgresStateStore
 
-            state = PostgresStateStore(s_url, now_ms=clock.now_ms())  # type: ignore[assignment]
+            state = PostgresStateStore(s_url, now_ms=clock.now_ms())
     except BaseException:
         data.close()
         raise
@@ -63,6 +63,12 @@ def open_stores(settings: Settings, clock: Clock) -> Storage:
 
 #: The name the rest of the code base has used; same thing.
 open_storage = open_stores
+
+
+def state_is_shared(settings: Settings) -> bool:
+    """Whether other nodes may share this state store (then work is split by leases)."""
+    scheme = _scheme(state_url(settings), "OPSMETRICS_STATE_URL", STATE_SCHEMES)
+    return scheme != "duckdb"
 
 
 def duckdb_dir(url: str) -> Path:

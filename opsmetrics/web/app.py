@@ -51,6 +51,7 @@ def create_app(services: Services) -> FastAPI:
         hub=alert_hub,
         outage_tolerance_ms=services.settings.alert_outage_tolerance_ms,
         telemetry=services.telemetry,
+        lease=services.alerting_lease,
     )
     alert_hub.add_source(rule_manager)
     kpi_alerts = KpiAlertManager(
@@ -62,6 +63,7 @@ def create_app(services: Services) -> FastAPI:
         alert_hub,
         outage_tolerance_ms=services.settings.alert_outage_tolerance_ms,
         telemetry=services.telemetry,
+        lease=services.alerting_lease,
     )
     alert_hub.add_source(kpi_alerts)
     services.telemetry.watch_alerts(rule=rule_manager.active_alerts, kpi=kpi_alerts.active_alerts)
@@ -147,4 +149,5 @@ async def _maintenance_loop(services: Services) -> None:
     interval = services.settings.maintenance_interval_ms / 1000
     while True:
         await asyncio.sleep(interval)
-        await asyncio.to_thread(services.run_maintenance)
+        if await asyncio.to_thread(services.maintenance_lease.held):
+            await asyncio.to_thread(services.run_maintenance)

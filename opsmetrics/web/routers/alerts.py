@@ -54,8 +54,11 @@ def make_dispatcher(svc: Services, hub: AlertHub) -> Dispatcher:
 
 
 async def start_dispatcher(dispatcher: Dispatcher, svc: Services) -> asyncio.Task[None]:
-    """Resend unfinished notifications, then tick every second in the background."""
-    await asyncio.to_thread(dispatcher.start)
+    """Resend unfinished notifications, then tick every second in the background; with a
+    shared state store, only while this node holds the alerting lease."""
+    lease = svc.alerting_lease
+    if await asyncio.to_thread(lease.held):
+        await asyncio.to_thread(dispatcher.start)
     return asyncio.create_task(_tick_loop(dispatcher, svc))
 
 
@@ -67,9 +70,16 @@ async def stop_dispatcher(dispatcher: Dispatcher, task: asyncio.Task[None]) -> N
 
 
 async def _tick_loop(dispatcher: Dispatcher, svc: Services) -> None:
+    lease = svc.alerting_lease
+    gained = lease.gained
     while True:
         await asyncio.sleep(TICK_S)
         try:
+            if not await asyncio.to_thread(lease.held):
+                continue
+            if lease.gained != gained:  # taken over from another node
+                gained = lease.gained
+                await asyncio.to_thread(dispatcher.take_over, svc.clock.now_ms())
             await asyncio.to_thread(dispatcher.tick, svc.clock.now_ms())
         except Exception:  # one bad tick must not stop notifications for good
             log.exception("notification dispatcher tick failed")
