@@ -48,6 +48,8 @@ class Settings:
     state_url: str = ""
     #: This node's name among nodes sharing a state store (default: host name and pid).
     node_name: str = ""
+    #: Room for writes this node keeps while a remote data store is down (storage/spool.py).
+    max_spool_bytes: int = 1024 * MIB
     #: Closed sample partitions are rewritten sorted by (series, ts) once older than this.
     partition_ms: int = 86_400_000
     #: How often the background maintenance (compaction, retention) runs.

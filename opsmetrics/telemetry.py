@@ -83,6 +83,13 @@ class Telemetry:
         self.storage_rows = Gauge(
             "opsmetrics_storage_rows", "Rows stored, by data class", ["kind"], registry=r
         )
+        self.spool = Gauge(
+            "opsmetrics_spool",
+            "Writes this node holds while the data store is down (storage/spool.py): bytes, "
+            "batches, oldest_age_seconds, rejected (set aside for an operator), max_bytes",
+            ["kind"],
+            registry=r,
+        )
         self.notifications = Counter(
             "opsmetrics_notifications",
             "Notification deliveries by channel and outcome (delivered, failed, retried: one "

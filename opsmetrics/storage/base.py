@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
@@ -53,6 +53,9 @@ from opsmetrics.storage.kpi_records import (
     StateRow,
 )
 from opsmetrics.storage.token_records import TokenRecord
+
+if TYPE_CHECKING:
+    from opsmetrics.storage.spool import SpoolStats
 
 DAY_MS = 86_400_000
 #: Widths of the rollups kept for closed partitions: 5 minutes and 1 hour.
@@ -379,3 +382,7 @@ class StateStore(Protocol):
 
 class Storage(SampleStore, EventStore, StateStore, Protocol):
     """What the services use: the three stores behind one object (storage/open.py)."""
+
+    def spool_stats(self) -> SpoolStats:
+        """What this node holds for a data store that is down (storage/spool.py)."""
+        ...

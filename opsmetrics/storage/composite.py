@@ -12,6 +12,7 @@ from typing import Protocol
 
 import numpy as np
 
+from opsmetrics.errors import StorageUnavailableError
 from opsmetrics.model import (
     Annotation,
     Event,
@@ -59,6 +60,7 @@ from opsmetrics.storage.kpi_records import (
     StateQuery,
     StateRow,
 )
+from opsmetrics.storage.spool import Spool, SpoolStats
 from opsmetrics.storage.token_records import TokenRecord
 
 
@@ -69,9 +71,10 @@ class DataStore(SampleStore, EventStore, Protocol):
 class SplitStorage:
     """The Storage protocol over a data store and a state store (each closed with it)."""
 
-    def __init__(self, data: DataStore, state: StateStore) -> None:
+    def __init__(self, data: DataStore, state: StateStore, spool: Spool | None = None) -> None:
         self._data = data
         self._state = state
+        self._spool = spool
 
     @property
     def data(self) -> DataStore:
@@ -85,20 +88,38 @@ class SplitStorage:
     def idempotent_writes(self) -> bool:
         return self._data.idempotent_writes
 
+    def spool_stats(self) -> SpoolStats:
+        return self._spool.stats() if self._spool is not None else SpoolStats()
+
     def close(self) -> None:
         try:
+            if self._spool is not None:
+                self._spool.close()
             self._data.close()
         finally:
             self._state.close()
 
+    # --- the ingest path keeps working while a spooled data store is down ---------------
+
     def lookup_series(self, labels: Sequence[Labels]) -> list[int | None]:
-        return self._data.lookup_series(labels)
+        try:
+            return self._data.lookup_series(labels)
+        except StorageUnavailableError:
+            if self._spool is None:
+                raise
+            # Series ids are label hashes: writing a known series as new is harmless.
+            return [None] * len(labels)
 
     def allocate_series_ids(self, labels: Sequence[Labels]) -> list[int]:
         return self._data.allocate_series_ids(labels)
 
     def series_count(self, metric: str) -> int:
-        return self._data.series_count(metric)
+        try:
+            return self._data.series_count(metric)
+        except StorageUnavailableError:
+            if self._spool is None:
+                raise
+            return 0  # the per-metric series limit is checked again once the store is back
 
     def labels_of(self, series_id: int) -> Labels:
         return self._data.labels_of(series_id)
@@ -118,10 +139,19 @@ class SplitStorage:
         return self._data.label_values(name)
 
     def series_heads(self, series_ids: Int64Array) -> tuple[Int64Array, Float64Array]:
-        return self._data.series_heads(series_ids)
+        try:
+            return self._data.series_heads(series_ids)
+        except StorageUnavailableError:
+            if self._spool is None:
+                raise
+            n = len(series_ids)  # unknown heads: no late-data check during the outage
+            return np.full(n, np.iinfo(np.int64).min, np.int64), np.full(n, np.nan)
 
     def write(self, batch: WriteBatch) -> None:
-        self._data.write(batch)
+        if self._spool is not None:
+            self._spool.write(batch)
+        else:
+            self._data.write(batch)
 
     def existing_samples(
         self, series_ids: Int64Array, ts: Int64Array

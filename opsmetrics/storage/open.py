@@ -20,6 +20,7 @@ from opsmetrics.settings import Settings
 from opsmetrics.storage.base import StateStore, Storage
 from opsmetrics.storage.composite import DataStore, SplitStorage
 from opsmetrics.storage.duckdb import DuckDBStorage
+from opsmetrics.storage.spool import Spool
 
 DATA_SCHEMES = ("duckdb", "clickhouse", "clickhouses", "chdb")
 STATE_SCHEMES = ("duckdb", "postgresql", "postgres")
@@ -41,12 +42,16 @@ def open_stores(settings: Settings, clock: Clock) -> Storage:
     if d_scheme == "duckdb" and s_scheme == "duckdb" and duckdb_dir(d_url) == duckdb_dir(s_url):
         return _duckdb(settings, clock, duckdb_dir(d_url))
     data: DataStore
+    spool: Spool | None = None
     if d_scheme == "duckdb":
         data = _duckdb(settings, clock, duckdb_dir(d_url))
     else:
         from opsmetrics.storage.clickhouse import open_clickhouse
 
         data = open_clickhouse(d_url, settings, clock.now_ms())
+        spool = Spool(
+            settings.data_dir / "spool", data.write, clock, max_bytes=settings.max_spool_bytes
+        )
     try:
         state: StateStore
         if s_scheme == "duckdb":
@@ -56,9 +61,11 @@ def open_stores(settings: Settings, clock: Clock) -> Storage:
 
             state = PostgresStateStore(s_url, now_ms=clock.now_ms())
     except BaseException:
+        if spool is not None:
+            spool.close()
         data.close()
         raise
-    return SplitStorage(data, state)
+    return SplitStorage(data, state, spool)
 
 
 #: The name the rest of the code base has used; same thing.

@@ -51,6 +51,7 @@ from opsmetrics.storage.duckdb.read_cache import ReadCache
 from opsmetrics.storage.duckdb.sample_reads import head_min, read_ids
 from opsmetrics.storage.duckdb.sql import first_row
 from opsmetrics.storage.index import SeriesIndex
+from opsmetrics.storage.spool import SpoolStats
 
 DB_FILE = "opsmetrics.duckdb"
 
@@ -355,6 +356,9 @@ class DuckDBStorage(
             annotations=self.count_annotations(cur),
             partitions=partitions,
         )
+
+    def spool_stats(self) -> SpoolStats:
+        return SpoolStats()  # writes go straight to the local file
 
     def checkpoint(self) -> None:
         with self._write_lock:

@@ -10,6 +10,9 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from opsmetrics import __version__
+from opsmetrics.errors import StorageUnavailableError
+from opsmetrics.services import Services
+from opsmetrics.storage.base import StorageStats
 from opsmetrics.web.deps import services
 
 router = APIRouter(tags=["operations"])
@@ -18,7 +21,30 @@ router = APIRouter(tags=["operations"])
 @router.get("/metrics", summary="opsmetrics' own metrics, Prometheus text format")
 async def own_metrics(request: Request) -> Response:
     svc = services(request)
-    stats = svc.storage.stats()
+    _spool_gauges(svc)
+    try:
+        stats = await asyncio.to_thread(svc.storage.stats)
+    except StorageUnavailableError:  # the data store is down: the spool gauges tell
+        stats = None
+    if stats is not None:
+        _storage_gauges(svc, stats)
+    # Collectors may evaluate KPIs: keep that work off the event loop.
+    body = await asyncio.to_thread(generate_latest, svc.telemetry.registry)
+    return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+
+def _spool_gauges(svc: Services) -> None:
+    spool = svc.storage.spool_stats()
+    gauge = svc.telemetry.spool
+    gauge.labels("bytes").set(spool.bytes)
+    gauge.labels("batches").set(spool.batches)
+    age = 0.0 if spool.oldest_ms is None else (svc.clock.now_ms() - spool.oldest_ms) / 1000
+    gauge.labels("oldest_age_seconds").set(max(age, 0.0))
+    gauge.labels("rejected").set(spool.rejected)
+    gauge.labels("max_bytes").set(spool.max_bytes)
+
+
+def _storage_gauges(svc: Services, stats: StorageStats) -> None:
     gauge = svc.telemetry.storage_bytes
     gauge.labels("database").set(stats.bytes_on_disk)
     gauge.labels("wal").set(stats.wal_bytes)
@@ -28,9 +54,6 @@ async def own_metrics(request: Request) -> Response:
     rows.labels("samples_head").set(stats.samples_head)
     rows.labels("events").set(stats.events)
     rows.labels("annotations").set(stats.annotations)
-    # Collectors may evaluate KPIs: keep that work off the event loop.
-    body = await asyncio.to_thread(generate_latest, svc.telemetry.registry)
-    return Response(body, media_type=CONTENT_TYPE_LATEST)
 
 
 @router.get("/healthz", summary="Liveness: the process answers")
@@ -43,7 +66,18 @@ async def readyz(request: Request) -> JSONResponse:
     svc = services(request)
     if not svc.ingestor.healthy:
         return JSONResponse({"status": "unavailable", "reason": "writer stopped"}, 503)
-    return JSONResponse({"status": "ready"})
+    spool = svc.storage.spool_stats()
+    if not spool.max_bytes:  # an embedded store: nothing is spooled
+        return JSONResponse({"status": "ready"})
+    age = None if spool.oldest_ms is None else (svc.clock.now_ms() - spool.oldest_ms) / 1000
+    body = {
+        "status": "ready",
+        "spool": {"bytes": spool.bytes, "batches": spool.batches, "oldestAgeSeconds": age},
+    }
+    if spool.bytes >= spool.max_bytes * 0.99:
+        body.update(status="unavailable", reason="the data store is down and the spool is full")
+        return JSONResponse(body, 503)
+    return JSONResponse(body)
 
 
 @router.get("/api/v1/status/buildinfo", summary="Build information, Prometheus shape")
