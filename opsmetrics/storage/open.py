@@ -41,31 +41,37 @@ def open_stores(settings: Settings, clock: Clock) -> Storage:
     s_scheme = _scheme(s_url, "OPSMETRICS_STATE_URL", STATE_SCHEMES)
     if d_scheme == "duckdb" and s_scheme == "duckdb" and duckdb_dir(d_url) == duckdb_dir(s_url):
         return _duckdb(settings, clock, duckdb_dir(d_url))
-    data: DataStore
+    data = open_data_store(d_url, settings, clock)
     spool: Spool | None = None
-    if d_scheme == "duckdb":
-        data = _duckdb(settings, clock, duckdb_dir(d_url))
-    else:
-        from opsmetrics.storage.clickhouse import open_clickhouse
-
-        data = open_clickhouse(d_url, settings, clock.now_ms())
+    if d_scheme != "duckdb":
         spool = Spool(
             settings.data_dir / "spool", data.write, clock, max_bytes=settings.max_spool_bytes
         )
     try:
-        state: StateStore
-        if s_scheme == "duckdb":
-            state = _duckdb(settings, clock, duckdb_dir(s_url))
-        else:
-            from opsmetrics.storage.postgres import PostgresStateStore
-
-            state = PostgresStateStore(s_url, now_ms=clock.now_ms())
+        state = open_state_store(s_url, settings, clock)
     except BaseException:
         if spool is not None:
             spool.close()
         data.close()
         raise
     return SplitStorage(data, state, spool)
+
+
+def open_data_store(url: str, settings: Settings, clock: Clock) -> DataStore:
+    """Samples and events at `url` (no spool: `storage migrate` and `storage init`)."""
+    if _scheme(url, "OPSMETRICS_STORAGE_URL", DATA_SCHEMES) == "duckdb":
+        return _duckdb(settings, clock, duckdb_dir(url))
+    from opsmetrics.storage.clickhouse import open_clickhouse
+
+    return open_clickhouse(url, settings, clock.now_ms())
+
+
+def open_state_store(url: str, settings: Settings, clock: Clock) -> StateStore:
+    if _scheme(url, "OPSMETRICS_STATE_URL", STATE_SCHEMES) == "duckdb":
+        return _duckdb(settings, clock, duckdb_dir(url))
+    from opsmetrics.storage.postgres import PostgresStateStore
+
+    return PostgresStateStore(url, now_ms=clock.now_ms())
 
 
 #: The name the rest of the code base has used; same thing.
