@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo serve test check lint typecheck bench proto clean chromium faketime
+.PHONY: setup demo serve test check lint typecheck bench proto clean chromium faketime postgresql
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -40,7 +40,11 @@ chromium:
 faketime:
 	command -v faketime >/dev/null || (apt-get update && apt-get install -y faketime)
 
-test: check chromium faketime
+# The PostgreSQL state store tests start Debian's PostgreSQL 15 (tests/postgres_server.py).
+postgresql:
+	command -v /usr/lib/postgresql/15/bin/initdb >/dev/null || (apt-get update && apt-get install -y postgresql)
+
+test: check chromium faketime postgresql
 	$(BIN)/pytest
 	bash tests/faketime_runs.sh
 

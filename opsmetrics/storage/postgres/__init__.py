@@ -1,10 +1,6 @@
-"""The PostgreSQL state backend (work in progress: issue 15)."""
+"""The PostgreSQL state backend: KPI versions, manual values, tokens, the alert log and leases
+in one database that the nodes of a deployment share (OPSMETRICS_STATE_URL=postgresql://…)."""
 
-from __future__ import annotations
+from opsmetrics.storage.postgres.store import PostgresStateStore
 
-from opsmetrics.errors import ConfigError
-
-
-class PostgresStateStore:
-    def __init__(self, url: str, *, now_ms: int) -> None:
-        raise ConfigError("the PostgreSQL state backend is not in this build yet (issue 15)")
+__all__ = ["PostgresStateStore"]
