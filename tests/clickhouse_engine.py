@@ -16,10 +16,16 @@ import clickhouse_connect
 import pytest
 from clickhouse_connect.driver.client import Client
 
+_engine_path: list[Path] = []
+
 
 @pytest.fixture(scope="session")
 def chdb_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("chdb")
+    """The one engine path of this test process. Each module that imports the fixture gets a
+    session fixture of its own, so the path is kept here: chdb cannot open a second one."""
+    if not _engine_path:
+        _engine_path.append(tmp_path_factory.mktemp("chdb"))
+    return _engine_path[0]
 
 
 def chdb_client(path: Path, database: str = "default") -> Client:

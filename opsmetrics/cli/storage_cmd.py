@@ -13,9 +13,11 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from opsmetrics.cli.storage_migrate import migrate
 from opsmetrics.clock import clock_from_env
 from opsmetrics.errors import ConfigError
 from opsmetrics.settings import Settings
+from opsmetrics.storage.open import clickhouse_ddl, init_clickhouse
 
 storage_app = typer.Typer(help="Set up the storage backend.", no_args_is_help=True)
 console = Console()
@@ -37,15 +39,9 @@ PrintOpt = Annotated[bool, typer.Option("--print", help="Print the DDL instead o
 @storage_app.command("init")
 def init(url: UrlOpt = None, cluster: ClusterOpt = None, print_ddl: PrintOpt = False) -> None:
     """Create the ClickHouse schema (idempotent), or print its DDL."""
-    # The clickhouse extra is optional: only this command needs it.
-    from opsmetrics.storage.clickhouse.connect import parse_url
-    from opsmetrics.storage.clickhouse.ddl import schema_statements
-    from opsmetrics.storage.clickhouse.events import ClickHouseEvents
-
     url = url or Settings.from_env(os.environ).storage_url
     if print_ddl:
-        database = parse_url(url).database if url else "default"
-        for statement in schema_statements(ClickHouseEvents.schema(), cluster, database):
+        for statement in clickhouse_ddl(url or None, cluster):
             print(statement + ";\n")
         return
     if not url:
@@ -55,16 +51,8 @@ def init(url: UrlOpt = None, cluster: ClusterOpt = None, print_ddl: PrintOpt = F
             "ON CLUSTER DDL is not run from here: print it with --print --cluster and run it "
             "with clickhouse-client, then start the nodes"
         )
-    _create(url)
+    where = init_clickhouse(url, clock_from_env(os.environ))
+    console.print(f"schema ready in {where}")
 
 
-def _create(url: str) -> None:
-    from opsmetrics.storage.clickhouse import ClickHouseStorage
-    from opsmetrics.storage.clickhouse.connect import ClickHouse, connect, parse_url
-
-    target = parse_url(url)
-    store = ClickHouseStorage(
-        ClickHouse(connect(target), target), now_ms=clock_from_env(os.environ).now_ms()
-    )
-    store.close()
-    console.print(f"schema ready in {target.database} at {target.where}")
+storage_app.command("migrate")(migrate)

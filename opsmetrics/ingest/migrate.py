@@ -4,8 +4,8 @@ Samples and events move one day at a time, oldest first; after each day the chec
 records it, so an interrupted run resumes at the day it was in. Where the destination already
 holds samples of a series in a day being copied (the day the interruption came in, or a run
 again without the checkpoint), the rows it has are left out; a store that dedupes its writes
-(ClickHouse) would drop them anyway, and events are deduplicated by key everywhere. At the end every day's sample
-and event counts are compared between source and destination.
+(ClickHouse) would drop them anyway, and events are deduplicated by key everywhere. At the end
+every day's sample and event counts are compared between source and destination.
 
 State (tokens, KPI versions, manual values, the notification log, silences, acks) is small and
 copied in one pass, with upserts, so running it twice stores it once.

@@ -66,6 +66,20 @@ def open_data_store(url: str, settings: Settings, clock: Clock) -> DataStore:
     return open_clickhouse(url, settings, clock.now_ms())
 
 
+def clickhouse_ddl(url: str | None, cluster: str | None) -> list[str]:
+    """`opsmetrics storage init --print`: the ClickHouse schema's DDL."""
+    from opsmetrics.storage.clickhouse import schema_ddl
+
+    return schema_ddl(url, cluster)
+
+
+def init_clickhouse(url: str, clock: Clock) -> str:
+    """`opsmetrics storage init`: create the ClickHouse schema; returns where."""
+    from opsmetrics.storage.clickhouse import init_schema
+
+    return init_schema(url, clock.now_ms())
+
+
 def open_state_store(url: str, settings: Settings, clock: Clock) -> StateStore:
     if _scheme(url, "OPSMETRICS_STATE_URL", STATE_SCHEMES) == "duckdb":
         return _duckdb(settings, clock, duckdb_dir(url))

@@ -20,4 +20,21 @@ def open_clickhouse(url: str, settings: Settings, now_ms: int) -> ClickHouseStor
         raise
 
 
-__all__ = ["ClickHouseStorage", "open_clickhouse"]
+def schema_ddl(url: str | None, cluster: str | None) -> list[str]:
+    """The schema's DDL for the database `url` names (default `default`); with `cluster`,
+    the ON CLUSTER form: replicated local tables plus Distributed tables."""
+    from opsmetrics.storage.clickhouse.ddl import schema_statements
+    from opsmetrics.storage.clickhouse.events import ClickHouseEvents
+
+    database = parse_url(url).database if url else "default"
+    return schema_statements(ClickHouseEvents.schema(), cluster, database)
+
+
+def init_schema(url: str, now_ms: int) -> str:
+    """Run the numbered migrations (idempotent); returns where, for a message."""
+    target = parse_url(url)
+    ClickHouseStorage(ClickHouse(connect(target), target), now_ms=now_ms).close()
+    return f"{target.database} at {target.where}"
+
+
+__all__ = ["ClickHouseStorage", "init_schema", "open_clickhouse", "schema_ddl"]
