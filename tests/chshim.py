@@ -18,9 +18,22 @@ after `session_timeout`); `INSERT ... FORMAT <fmt>\\n<data>` rewritten to `FROM 
 temp file; chunked and lz4 (several frames) / zstd / gzip / deflate request bodies; compressed
 responses on `enable_http_compression=1`; the X-ClickHouse-* response headers and error codes.
 
-Not implemented: auth (credentials are accepted and ignored), multipart/form-data (external
-data, form-encoded parameters: 501), streaming (a result is built in full, then sent), progress
-headers, readonly GET, concurrent queries (one engine lock serialises all statements), TCP.
+multipart/form-data bodies (clickhouse-connect sends one when its `{p:Type}` parameters pass
+~4 KB, with `form_encode_query_params=True`, and for external data), as ClickHouse reads them:
+text fields join the URL parameters (the URL wins a name clash), so `query`, `param_<name>` and
+settings may come in either; a part with a `filename` is external data: table `<name>`
+(`_data` if unnamed) with `<name>_structure` ("a UInt32, s String") or `<name>_types`
+("UInt32,String": columns _1, _2, ...) and `<name>_format` (default TabSeparated). Those three
+are not settings when the body is multipart (unless a real setting is so named). The shim makes
+each external table a `CREATE TEMPORARY TABLE ... ENGINE = Memory` on the query's chdb
+connection, loads it `FROM INFILE`, runs the query, then drops it. Divergence: if the client's
+session already has a temporary table of that name, the shim fails with TABLE_ALREADY_EXISTS
+(57) where ClickHouse's per-query table would shadow it. No http_max_field_value_size or
+http_max_multipart_form_data_size limits.
+
+Not implemented: auth (credentials are accepted and ignored), streaming (a result is built in
+full, then sent), progress headers, readonly GET, concurrent queries (one engine lock serialises
+all statements), TCP.
 ../shared/research/clickhouse-testing.md lists the divergences from a real server.
 """
 
@@ -28,6 +41,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import email
+import email.utils
 import gzip
 import json
 import os
@@ -42,6 +57,7 @@ import urllib.request
 import uuid
 import zlib
 from collections import deque
+from collections.abc import Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -72,6 +88,7 @@ CODE_RE = re.compile(r"Code: (\d+)")
 FORMAT_RE = re.compile(r"\bFORMAT\s+(\w+)\s*;?\s*$", re.IGNORECASE)
 INSERT_RE = re.compile(rb"^\s*(INSERT\s+INTO\s.*?)\bFORMAT\s+(\w+)[ \t]*\r?\n", re.I | re.S)
 LEADING_RE = re.compile(r"^(?:\s+|--[^\n]*\n|/\*.*?\*/|\()*(\w+)", re.S)
+EXTERNAL_SUFFIXES = ("_format", "_types", "_structure")  # not settings in a multipart request
 
 
 class ShimError(Exception):
@@ -98,6 +115,8 @@ class ShimServer(ThreadingHTTPServer):
         self.sessions: dict[str, Session] = {}
         admin = chdb.connect(self.path)
         self.tz = admin.query("SELECT timezone()", "TSV").bytes().decode().strip()
+        names = admin.query("SELECT name FROM system.settings", "TSV").bytes().decode()
+        self.setting_names = set(names.split())
         admin.close()
         super().__init__((host, port), Handler)
         self.port: int = self.server_address[1]
@@ -146,6 +165,44 @@ def compress(data: bytes, accept: str) -> tuple[bytes, str | None]:
     return data, None
 
 
+def parse_multipart(body: bytes, boundary: str | None) -> tuple[dict[str, str], dict[str, bytes]]:
+    """The text fields and the file parts (by field name) of a multipart/form-data body.
+
+    Split on the delimiter itself, so part contents come back byte for byte (CR, LF, binary);
+    only each part's headers go through `email`. The first of two same-named fields wins.
+    """
+    if not boundary:
+        raise ShimError("multipart/form-data without a boundary", 36)
+    chunks = (b"\r\n" + body).split(b"\r\n--" + boundary.encode("latin-1"))
+    if len(chunks) < 2 or not chunks[-1].startswith(b"--"):
+        raise ShimError("multipart/form-data body without its closing delimiter", 36)
+    fields: dict[str, str] = {}
+    files: dict[str, bytes] = {}
+    for chunk in chunks[1:-1]:
+        head, sep, content = chunk.partition(b"\r\n\r\n")
+        if not sep:
+            raise ShimError("multipart/form-data part without a blank line after its headers", 36)
+        part = email.message_from_bytes(head.lstrip(b" \t").removeprefix(b"\r\n") + b"\r\n\r\n")
+        name = part.get_param("name", header="content-disposition")
+        name = email.utils.collapse_rfc2231_value(name) if name is not None else None
+        if part.get_param("filename", header="content-disposition") is not None:
+            files.setdefault(name or "_data", content)
+        elif name is not None:
+            fields.setdefault(name, content.decode())
+    return fields, files
+
+
+def split_types(types: str) -> list[str]:
+    """`UInt32,Tuple(a UInt8, b String)` -> the types, split at top-level commas only."""
+    out, depth, start = [], 0, 0
+    for i, ch in enumerate(types):
+        depth += (ch == "(") - (ch == ")")
+        if ch == "," and depth == 0:
+            out.append(types[start:i].strip())
+            start = i + 1
+    return [*out, types[start:].strip()]
+
+
 def quote(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
@@ -192,15 +249,18 @@ class Handler(BaseHTTPRequestHandler):
         query_id = params.get("query_id") or str(uuid.uuid4())
         base = {"X-ClickHouse-Query-Id": query_id, "X-ClickHouse-Timezone": self.server.tz,
                 "X-ClickHouse-Server-Display-Name": "chshim"}  # fmt: skip
-        if self.headers.get_content_type() == "multipart/form-data":
-            return self.reply(501, b"chshim: multipart/form-data is not implemented\n", base)
+        files: dict[str, bytes] | None = None
         try:
             body = decompress(body, self.headers.get("Content-Encoding", "").strip().lower())
+            if self.headers.get_content_type() == "multipart/form-data":
+                fields, files = parse_multipart(body, self.headers.get_param("boundary"))
+                params = {**fields, **params}  # like ClickHouse's HTMLForm: URL values first
+                body = b""  # the form consumed it
             sql = params.get("query", "").encode() + (b"\n" if "query" in params and body else b"")
             sql += body
             if not sql.strip() and self.command == "GET":
                 return self.reply(200, b"Ok.\n", base)
-            data, headers = self.execute(sql, params)
+            data, headers = self.execute(sql, params, files)
         except Exception as ex:
             if not isinstance(ex, ShimError):
                 ex = ShimError(f"chshim: {ex!r}", 1001)
@@ -215,25 +275,60 @@ class Handler(BaseHTTPRequestHandler):
                 headers["Content-Encoding"] = enc
         self.reply(200, data, headers)
 
-    def execute(self, sql: bytes, params: dict[str, str]) -> tuple[bytes, dict[str, str]]:
-        infile = None
-        if m := INSERT_RE.match(sql):  # the chdb Python API cannot take binary insert data
-            with tempfile.NamedTemporaryFile(prefix="chshim-", suffix=".bin", delete=False) as f:
-                f.write(sql[m.end() :])
-                infile = f.name
-            head = m.group(1).decode().rstrip()
-            text = f"{head} FROM INFILE {quote(infile)} FORMAT {m.group(2).decode()}"
-        else:
-            text = sql.decode(errors="replace")
-        try:
-            return self.run(text, params, infile is not None)
-        finally:
-            if infile:
-                os.unlink(infile)
+    def execute(
+        self, sql: bytes, params: dict[str, str], files: dict[str, bytes] | None = None
+    ) -> tuple[bytes, dict[str, str]]:
+        temps: list[str] = []
 
-    def run(self, text: str, params: dict[str, str], insert: bool) -> tuple[bytes, dict[str, str]]:
+        def spill(data: bytes) -> str:  # the chdb Python API cannot take binary insert data
+            with tempfile.NamedTemporaryFile(prefix="chshim-", suffix=".bin", delete=False) as f:
+                f.write(data)
+            temps.append(f.name)
+            return f.name
+
+        try:
+            tables = [self.external_table(n, spill(d), params) for n, d in (files or {}).items()]
+            if m := INSERT_RE.match(sql):
+                infile = spill(sql[m.end() :])
+                head = m.group(1).decode().rstrip()
+                text = f"{head} FROM INFILE {quote(infile)} FORMAT {m.group(2).decode()}"
+            else:
+                text = sql.decode(errors="replace")
+            return self.run(text, params, bool(m), tables, files is not None)
+        finally:
+            for name in temps:
+                os.unlink(name)
+
+    @staticmethod
+    def external_table(name: str, infile: str, params: dict[str, str]) -> tuple[str, str, str]:
+        """The statements that make, load and drop external table `name` for one query."""
+        fmt = params.get(f"{name}_format") or "TabSeparated"
+        if not NAME_RE.match(name) or not NAME_RE.match(fmt):
+            raise ShimError(f"Invalid external table name {name!r} or format {fmt!r}", 36)
+        if (columns := params.get(f"{name}_structure")) is None:
+            if (types := params.get(f"{name}_types")) is None:
+                raise ShimError(f"Neither structure nor types have been provided for external "
+                                f"table {name}. Use fields {name}_structure or {name}_types "
+                                "to do so.", 36)  # fmt: skip
+            columns = ", ".join(f"_{i} {t}" for i, t in enumerate(split_types(types), 1))
+        table = quote_ident(name)
+        return (f"CREATE TEMPORARY TABLE {table} ({columns}) ENGINE = Memory",
+                f"INSERT INTO {table} FROM INFILE {quote(infile)} FORMAT {fmt}",
+                f"DROP TEMPORARY TABLE IF EXISTS {table}")  # fmt: skip
+
+    def run(
+        self,
+        text: str,
+        params: dict[str, str],
+        insert: bool,
+        tables: Sequence[tuple[str, str, str]] = (),
+        multipart: bool = False,
+    ) -> tuple[bytes, dict[str, str]]:
         binds = {k[6:]: v for k, v in params.items() if k.startswith("param_")}
         settings = {k: v for k, v in params.items() if k not in TRANSPORT and k[:6] != "param_"}
+        if multipart:  # ClickHouse: <table>_format/_types/_structure are no settings here
+            settings = {k: v for k, v in settings.items() if k in self.server.setting_names
+                        or not k.endswith(EXTERNAL_SUFFIXES)}  # fmt: skip
         if bad := [n for n in settings if not NAME_RE.match(n)]:
             raise ShimError(f"Invalid setting name {bad[0]!r}", 115)
         database = params.get("database") or self.headers.get("X-ClickHouse-Database")
@@ -250,7 +345,16 @@ class Handler(BaseHTTPRequestHandler):
                     if settings:
                         sets = ", ".join(f"{n} = {quote(v)}" for n, v in settings.items())
                         self.engine(conn, f"SET {sets}")
-                    res = self.engine(conn, text, fmt, binds)
+                    drops = []  # only the tables made here, never a session's own
+                    try:
+                        for create, load, drop in tables:
+                            self.engine(conn, create)
+                            drops.append(drop)
+                            self.engine(conn, load)
+                        res = self.engine(conn, text, fmt, binds)
+                    finally:
+                        for stmt in drops:
+                            self.engine(conn, stmt)
                 finally:
                     for stmt in restore:
                         self.engine(conn, stmt)

@@ -19,8 +19,10 @@ from typing import Any
 import clickhouse_connect
 import lz4.frame
 import pytest
+from clickhouse_connect.driver.binding import MAX_URL_BIND_PARAM_LENGTH
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import DatabaseError
+from clickhouse_connect.driver.external import ExternalData
 
 from tests.chshim import start_process, stop_process
 
@@ -192,6 +194,131 @@ def test_two_clients_insert_concurrently(admin: Client, shim_port: int, database
     assert not errors
     got = admin.query("SELECT who, count(), uniqExact(i) FROM c GROUP BY who ORDER BY who")
     assert got.result_rows == [(0, 10_000, 10_000), (1, 10_000, 10_000)]
+
+
+def record_multipart(client: Client, monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """For each request `client` sends from now on: was its body multipart/form-data?"""
+    http = client._backend.http  # type: ignore[attr-defined]  # urllib3 PoolManager
+    sent: list[bool] = []
+    real = http.request
+
+    def request(method: str, url: str, **kw: Any) -> Any:
+        sent.append(bool(kw.get("fields")))
+        return real(method, url, **kw)
+
+    monkeypatch.setattr(http, "request", request)
+    return sent
+
+
+def test_long_array_parameter_goes_multipart(
+    client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ts = [1_767_225_600_000 + i * 60_000 - (i % 7) * 13 for i in range(2_000)]
+    assert len(",".join(map(str, ts))) > MAX_URL_BIND_PARAM_LENGTH  # the client's form path
+    sent = record_multipart(client, monkeypatch)
+    got = client.query(
+        "SELECT length({ts:Array(Int64)}), arraySum({ts:Array(Int64)}), {ts:Array(Int64)}[2000],"
+        " {n:UInt8} FROM system.one",
+        parameters={"ts": ts, "n": 7},
+    )
+    assert got.result_rows == [(2_000, sum(ts), ts[-1], 7)]
+    assert sent == [True]
+    rows = client.query("SELECT arrayJoin({ts:Array(Int64)})", parameters={"ts": ts})
+    assert [r[0] for r in rows.result_rows] == ts
+
+
+def test_long_string_parameter_round_trips_exactly(
+    client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    piece = "it's \\ a\ttab\r\n--boundary\r\n\r\nContent-Disposition: x; é€😀 \\N {s:String}\n"
+    s = (piece * (10_240 // len(piece) + 1))[:10_240]
+    sent = record_multipart(client, monkeypatch)
+    got = client.query("SELECT {s:String}, length({s:String})", parameters={"s": s}).result_rows
+    assert got == [(s, len(s.encode()))]
+    assert sent == [True]
+
+
+def test_form_encode_query_params_and_settings(shim_port: int, database: str) -> None:
+    c = connect(shim_port, "lz4", database=database, form_encode_query_params=True)
+    try:
+        get = "SELECT getSetting('max_block_size'), {a:UInt64} * 2"
+        assert c.query(get, parameters={"a": 21}, settings={"max_block_size": 99}).result_rows == [
+            (99, 42)
+        ]
+        assert c.query(get, parameters={"a": 1}).result_rows[0][0] != 99  # not leaked
+        assert c.query("SELECT {s:String}", parameters={"s": "x\ty"}).result_rows == [("x\ty",)]
+    finally:
+        c.close()
+
+
+def test_external_data(client: Client, monkeypatch: pytest.MonkeyPatch) -> None:
+    ext = ExternalData(
+        file_name="ext.csv",
+        data=b'1,one\n2,two\n3,"th,ree"\n',
+        fmt="CSV",
+        structure="a UInt32, s String",
+    )
+    ext.add_file(file_name="pairs", data=b"10\t[1,2]\n20\t[3]\n", types=["UInt64", "Array(UInt8)"])
+    sent = record_multipart(client, monkeypatch)
+    got = client.query(
+        "SELECT a, s, (SELECT sum(_1) + sum(length(_2)) FROM pairs) FROM ext ORDER BY a",
+        external_data=ext,
+    )
+    assert got.result_rows == [(1, "one", 33), (2, "two", 33), (3, "th,ree", 33)]
+    big = list(range(1_500))  # a long parameter too: the query itself moves into the form
+    q = "SELECT count(), sum(a) FROM ext WHERE has({big:Array(UInt32)}, a)"
+    assert client.query(q, parameters={"big": big}, external_data=ext).result_rows == [(3, 6)]
+    assert sent == [True, True]
+    assert client.command("EXISTS TEMPORARY TABLE ext") == 0  # per query, not per session
+    with pytest.raises(DatabaseError) as err:
+        client.query("SELECT * FROM ext")
+    assert err.value.code == 60
+
+
+def multipart(boundary: str, parts: list[tuple[str, bytes]]) -> bytes:
+    """A hand-made body: (Content-Disposition parameters, content) per part."""
+    head = b"--" + boundary.encode() + b"\r\nContent-Disposition: form-data; "
+    out = [head + d.encode() + b"\r\n\r\n" + content + b"\r\n" for d, content in parts]
+    return b"".join(out) + b"--" + boundary.encode() + b"--\r\n"
+
+
+def test_raw_multipart_fields_files_and_errors(shim_port: int, database: str) -> None:
+    boundary = "b0und4ry"
+    headers = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+    value = "a\r\n--b0und4\rz\n\r\n"
+    blob = b"x--b0und4ry\x00\xff\r\n\r\n--b0und4r\r\n\r"  # all but CRLF--b0und4ry
+    body = multipart(boundary, [
+        ('name="query"', b"SELECT {v:String}, getSetting('date_time_input_format'),\r\n"
+                         b" getSetting('max_block_size'), sum(_1), any(_2),\r\n"
+                         b" (SELECT hex(b) FROM blob) FROM t FORMAT TSV"),
+        ('name="param_v"', value.replace("\r", "\\r").replace("\n", "\\n").encode()),
+        ('name="date_time_input_format"', b"best_effort_us"),  # a setting, though it ends _format
+        ('name="max_block_size"', b"77"),
+        ('name="t_format"', b"CSV"),
+        ('name="t_types"', b"UInt8,String"),
+        ('name="t"; filename="t.csv"', b"1,\"p\"\r\n2,\"p\"\r\n"),
+        ('name="blob"; filename="blob.bin"', blob),
+        ('name="blob_structure"', b"b String"),
+        ('name="blob_format"', b"RawBLOB"),
+    ])  # fmt: skip
+    status, _, data = raw(shim_port, "POST", f"/?database={database}", body, headers)
+    assert status == 200, data
+    assert (
+        data
+        == b"a\\r\\n--b0und4\\rz\\n\\r\\n\tbest_effort_us\t77\t3\tp\t%s\n"
+        % blob.hex().upper().encode()
+    )
+    no_structure = multipart(boundary, [('name="t"; filename="t"', b"1\n")])
+    target = f"/?database={database}&query=SELECT%20count()%20FROM%20t"
+    status, headers_, data = raw(shim_port, "POST", target, no_structure, headers)
+    assert (status, headers_["X-ClickHouse-Exception-Code"]) == (400, "36")
+    assert b"t_structure or t_types" in data
+    status, _, data = raw(
+        shim_port, "POST", target + "&t_structure=a%20UInt8", no_structure, headers
+    )
+    assert (status, data) == (200, b"1\n")
+    status, _, _ = raw(shim_port, "POST", "/", b"--b0und4ry\r\nno end", headers)
+    assert status == 400
 
 
 CLIENT_PROCESS = """
