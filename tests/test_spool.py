@@ -116,9 +116,13 @@ def test_a_full_spool_refuses_and_keeps_nothing_of_the_request(
     try:
         spool.write(batch(1, T0, 1.0, new=True))
         spool.write(batch(1, T0 + 1, 2.0, new=True))
+        assert not spool.stats().full
         with pytest.raises(StorageUnavailableError, match="spool is full"):
             spool.write(batch(1, T0 + 2, 3.0, new=True))
-        assert spool.stats().batches == 2
+        assert spool.stats().batches == 2 and spool.stats().full
+        sink.down.clear()
+        assert spool.wait_drained(30)
+        assert not spool.stats().full  # room again
     finally:
         spool.close()
 

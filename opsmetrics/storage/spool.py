@@ -50,6 +50,8 @@ class SpoolStats:
     oldest_ms: int | None = None
     rejected: int = 0
     max_bytes: int = 0
+    #: The last write found no room (until a drained batch frees some): /readyz answers 503.
+    full: bool = False
 
 
 class _Record(msgspec.Struct, array_like=True):
@@ -104,6 +106,7 @@ class Spool:
         self._clock = clock
         self._max_bytes = max_bytes
         self._lock = threading.Lock()
+        self._full = False
         self._wake = threading.Event()
         self._stop = threading.Event()
         for tmp in directory.glob("*.tmp"):  # a crash mid-spool: never acknowledged
@@ -134,6 +137,7 @@ class Spool:
     def _append(self, batch: WriteBatch) -> None:
         data = encode(batch)
         if self._bytes + len(data) > self._max_bytes:
+            self._full = True
             raise StorageUnavailableError(
                 f"the store is unavailable and this node's spool is full ({self._bytes} of "
                 f"{self._max_bytes} bytes, OPSMETRICS_MAX_SPOOL_BYTES); retry later"
@@ -187,6 +191,7 @@ class Spool:
         with self._lock:
             self._files.remove(path)
             self._bytes -= size
+            self._full = False
             self._rejected += int(rejected)
             if not self._files:
                 log.info("spool: drained")
@@ -207,7 +212,7 @@ class Spool:
         with self._lock:
             oldest = int(self._files[0].stem.split("-")[1]) if self._files else None
             return SpoolStats(
-                self._bytes, len(self._files), oldest, self._rejected, self._max_bytes
+                self._bytes, len(self._files), oldest, self._rejected, self._max_bytes, self._full
             )
 
     @property

@@ -74,7 +74,7 @@ async def readyz(request: Request) -> JSONResponse:
         "status": "ready",
         "spool": {"bytes": spool.bytes, "batches": spool.batches, "oldestAgeSeconds": age},
     }
-    if spool.bytes >= spool.max_bytes * 0.99:
+    if spool.full:
         body.update(status="unavailable", reason="the data store is down and the spool is full")
         return JSONResponse(body, 503)
     return JSONResponse(body)
