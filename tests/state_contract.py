@@ -116,6 +116,7 @@ def everything(store: StateStore) -> tuple[object, ...]:
     """Every readable piece of state, to compare before and after a reopen."""
     return (
         store.tokens(),
+        store.kpi_names(),
         store.kpi_versions("revenue"),
         store.manual_kpi_values("nps", 0, 2**62),
         store.notifications(NotificationFilter(limit=1000)),
@@ -156,6 +157,16 @@ def test_a_duplicate_kpi_version_is_a_value_error(state: StateStore) -> None:
     with pytest.raises(ValueError, match="revenue"):
         state.record_kpi_version(kpi_version("revenue", 1, digest="second"))
     assert state.kpi_versions("revenue") == [first]
+
+
+def test_kpi_names_are_those_with_versions_or_values_sorted(state: StateStore) -> None:
+    assert state.kpi_names() == []
+    state.record_kpi_version(kpi_version("revenue", 1))
+    state.record_kpi_version(kpi_version("revenue", 2))
+    state.record_manual_kpi_value(manual("nps", T0, 1.0))
+    state.record_manual_kpi_value(manual("Zeta", T0, 1.0))  # byte order: capitals first
+    state.record_kpi_version(kpi_version("nps", 1))
+    assert state.kpi_names() == ["Zeta", "nps", "revenue"]
 
 
 # --- manual KPI values ------------------------------------------------------------------
@@ -382,7 +393,7 @@ def test_reopening_keeps_every_piece_of_state(open_state: StateOpener) -> None:
     again = open_state()
     try:
         assert everything(again) == before
-        assert len(before[3]) == 2 and before[0]  # type: ignore[arg-type]
+        assert len(before[4]) == 2 and before[0]  # type: ignore[arg-type]
         assert not again.hold_lease("alerting", "node-b", NOW + 1, 60_000)
         assert again.newest_manual_kpi_ms("nps") == T0
     finally:

@@ -11,7 +11,6 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from opsmetrics.catalog.kpis import load_catalog
 from opsmetrics.clock import SystemClock
 from opsmetrics.durations import parse_duration_ms
 from opsmetrics.errors import UserError
@@ -38,10 +37,6 @@ CheckpointOpt = Annotated[
     Path | None,
     typer.Option("--checkpoint", help="Progress file (default: in the current directory)."),
 ]
-ConfigOpt = Annotated[
-    Path | None,
-    typer.Option("--config", help="Config directory: the KPIs whose versions and values move."),
-]
 
 
 def migrate(
@@ -51,7 +46,6 @@ def migrate(
     state_to: StateToOpt = None,
     since: SinceOpt = "800d",
     checkpoint: CheckpointOpt = None,
-    config: ConfigOpt = None,
 ) -> None:
     """Copy everything from one backend to another; resumable; counts verified at the end.
 
@@ -81,13 +75,12 @@ def migrate(
     if state_from or state_to:
         if not (state_from and state_to):
             raise UserError("--state-from and --state-to go together")
-        kpis = sorted(load_catalog(config or settings.config_dir).kpis)
         s_src = open_state_store(state_from, settings, clock)
         try:
             s_dst = open_state_store(state_to, settings, clock)
             try:
                 with _progress() as bar:
-                    report.state = migrate_state(s_src, s_dst, kpis, bar)
+                    report.state = migrate_state(s_src, s_dst, bar)
             finally:
                 s_dst.close()
         finally:

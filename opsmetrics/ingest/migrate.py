@@ -175,11 +175,10 @@ def _day_counts(store: DataStore, day: int) -> Counts:
     return Counts(samples, len(store.read_events(None, day, end)))
 
 
-def migrate_state(
-    src: StateStore, dst: StateStore, kpis: Sequence[str], progress: Progress
-) -> dict[str, int]:
-    """Copy the state; `kpis` names the KPIs whose versions and manual values move."""
+def migrate_state(src: StateStore, dst: StateStore, progress: Progress) -> dict[str, int]:
+    """Copy the state: tokens, KPI versions and manual values, silences, acks, the log."""
     out: dict[str, int] = {}
+    kpis = src.kpi_names()
     tokens = src.tokens()
     for t in tokens:
         dst.save_token(t)

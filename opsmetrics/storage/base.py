@@ -319,6 +319,10 @@ class StateStore(Protocol):
         """Every recorded version of a KPI, oldest first (empty if it has none)."""
         ...
 
+    def kpi_names(self) -> list[str]:
+        """Every KPI with a recorded version or an entered value, sorted (for migrations)."""
+        ...
+
     # --- manual KPI values --------------------------------------------------------------
     def record_manual_kpi_value(self, value: ManualKpiValue) -> None: ...
 

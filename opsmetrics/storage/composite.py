@@ -228,6 +228,9 @@ class SplitStorage:
     def kpi_versions(self, name: str) -> list[KpiVersion]:
         return self._state.kpi_versions(name)
 
+    def kpi_names(self) -> list[str]:
+        return self._state.kpi_names()
+
     def record_manual_kpi_value(self, value: ManualKpiValue) -> None:
         self._state.record_manual_kpi_value(value)
 

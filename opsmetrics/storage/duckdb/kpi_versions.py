@@ -43,6 +43,10 @@ class KpiVersionTable:
         rows = self._cursor().execute(sql, [name]).fetchall()
         return [_version(row) for row in rows]
 
+    def kpi_names(self) -> list[str]:
+        sql = "SELECT name FROM kpi_versions UNION SELECT kpi FROM manual_kpi_values ORDER BY 1"
+        return [str(r[0]) for r in self._cursor().execute(sql).fetchall()]
+
 
 def _version(row: tuple[Any, ...]) -> KpiVersion:
     name, version, digest, definition, diff, author, recorded_ms = row

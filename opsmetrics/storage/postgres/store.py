@@ -99,6 +99,14 @@ class PostgresStateStore(AlertLog):
             rows = conn.execute(sql, [name]).fetchall()
         return [KpiVersion(n, int(v), h, d, df, a, int(r)) for n, v, h, d, df, a, r in rows]
 
+    def kpi_names(self) -> list[str]:
+        sql = (
+            "SELECT n FROM (SELECT name AS n FROM kpi_versions UNION "
+            'SELECT kpi FROM manual_kpi_values) u ORDER BY n COLLATE "C"'
+        )
+        with self._db.connection() as conn:
+            return [str(r[0]) for r in conn.execute(sql).fetchall()]
+
     # --- manual KPI values --------------------------------------------------------------
     def record_manual_kpi_value(self, value: ManualKpiValue) -> None:
         v = value
