@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from opsmetrics.clock import SystemClock
-from opsmetrics.durations import parse_duration_ms
+from opsmetrics.durations import parse_duration_ms, parse_time_ms
 from opsmetrics.errors import UserError
 from opsmetrics.ingest.migrate import Checkpoint, MigrationReport, migrate_data, migrate_state
 from opsmetrics.settings import Settings
@@ -31,7 +31,15 @@ StateToOpt = Annotated[
     str | None, typer.Option("--state-to", help="Destination state store (postgresql://…).")
 ]
 SinceOpt = Annotated[
-    str, typer.Option("--since", help="How far back to copy samples and events (a duration).")
+    str,
+    typer.Option(
+        "--since",
+        help="Copy samples and events from then: a duration back from now (800d) or a time "
+        "(RFC 3339).",
+    ),
+]
+UntilOpt = Annotated[
+    str | None, typer.Option("--until", help="…up to then (RFC 3339; default: now).")
 ]
 CheckpointOpt = Annotated[
     Path | None,
@@ -45,6 +53,7 @@ def migrate(
     state_from: StateFromOpt = None,
     state_to: StateToOpt = None,
     since: SinceOpt = "800d",
+    until: UntilOpt = None,
     checkpoint: CheckpointOpt = None,
 ) -> None:
     """Copy everything from one backend to another; resumable; counts verified at the end.
@@ -54,8 +63,8 @@ def migrate(
     """
     settings = Settings.from_env(os.environ)
     clock = SystemClock()
-    now = clock.now_ms()
-    since_ms = now - parse_duration_ms(since, field="--since")
+    now = parse_time_ms(until, field="--until") if until else clock.now_ms()
+    since_ms = _since_ms(since, now)
     digest = hashlib.sha256(f"{source}\n{destination}".encode()).hexdigest()[:12]
     cp = Checkpoint(
         checkpoint or Path(f"opsmetrics-migrate-{digest}.json"), _safe(source), _safe(destination)
@@ -134,6 +143,13 @@ def _print(report: MigrationReport) -> None:
         )
     if not report.mismatches:
         err_console.print("verified: every day's sample and event counts match")
+
+
+def _since_ms(text: str, now_ms: int) -> int:
+    try:
+        return now_ms - parse_duration_ms(text, field="--since")
+    except UserError:
+        return parse_time_ms(text, field="--since")
 
 
 def _safe(url: str) -> str:

@@ -179,7 +179,8 @@ def migrate_state(src: StateStore, dst: StateStore, progress: Progress) -> dict[
     """Copy the state: tokens, KPI versions and manual values, silences, acks, the log."""
     out: dict[str, int] = {}
     kpis = src.kpi_names()
-    tokens = src.tokens()
+    have_tokens = {t.id for t in dst.tokens()}
+    tokens = [t for t in src.tokens() if t.id not in have_tokens]
     for t in tokens:
         dst.save_token(t)
     out["tokens"] = len(tokens)
