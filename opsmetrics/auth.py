@@ -40,6 +40,10 @@ class TokenVerifier:
     def add(self, token: TokenRecord) -> None:
         self._by_hash[token.hash] = token
 
+    def replace(self, tokens: list[TokenRecord]) -> None:
+        """Take the stored tokens as they are now (nodes sharing a state store)."""
+        self._by_hash = {t.hash: t for t in tokens}
+
     def check(self, authorization: str | None, needed: Scope) -> TokenRecord | None:
         """None when auth is off (no tokens exist); else the token, or an error."""
         if not self._by_hash:

@@ -11,6 +11,8 @@ and repeats nothing.
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 import uuid
 from collections.abc import Iterator
@@ -31,7 +33,7 @@ from tests.chshim import start_process, stop_process
 from tests.conftest import FIXED_NOW
 from tests.postgres_server import pg_state_url, postgres_url  # noqa: F401 - fixtures
 from tests.receivers import Receiver, receiver
-from tests.server import ServerProcess, wait_until
+from tests.server import ServerProcess, run_bounded, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -259,3 +261,43 @@ def write_probe(node: ServerProcess, metric: str) -> None:
     body = bytes(cramjam.snappy.compress_raw(request.SerializeToString()))
     response = httpx.post(node.url + "/api/v1/write", content=body, headers=RW_HEADERS, timeout=30)
     assert response.status_code == 204, response.text
+
+
+def test_a_token_created_elsewhere_reaches_a_running_node(
+    tmp_path: Path,
+    ch_url: str,
+    pg_state_url: str,  # noqa: F811 - a fixture
+) -> None:
+    with receiver() as hook:
+        (node,) = nodes(tmp_path, ch_url, pg_state_url, hook, names=("a",))
+        try:
+            assert httpx.get(node.url + "/api/v1/query", params={"query": "1"}).status_code == 200
+            env = {
+                **os.environ,
+                "OPSMETRICS_STORAGE_URL": ch_url,
+                "OPSMETRICS_STATE_URL": pg_state_url,
+            }
+            made = run_bounded(
+                [sys.executable, "-m", "opsmetrics", "token", "create", "--scope", "read",
+                 "--data", str(tmp_path / "cli-data")],
+                120,
+                env,
+            )  # fmt: skip
+            assert made.returncode == 0, made.stderr
+            secret = made.stdout.strip()
+            # The node takes up the new token: auth is on, and the token works.
+            wait_until(
+                lambda: (
+                    httpx.get(node.url + "/api/v1/query", params={"query": "1"}).status_code == 401
+                ),
+                "auth switched on by the new token",
+                60,
+            )
+            ok = httpx.get(
+                node.url + "/api/v1/query",
+                params={"query": "1"},
+                headers={"authorization": f"Bearer {secret}"},
+            )
+            assert ok.status_code == 200, ok.text
+        finally:
+            node.kill()

@@ -17,6 +17,7 @@ from opsmetrics.alerting.model import AlertHub
 from opsmetrics.catalog.kpi_alert_files import kpi_alert_rules
 from opsmetrics.catalog.rules import load_rules
 from opsmetrics.catalog.scrape import load_scrape_config
+from opsmetrics.errors import StorageUnavailableError
 from opsmetrics.ingest.decoded import DecodedSamples
 from opsmetrics.ingest.pipeline import WriteRequest
 from opsmetrics.ingest.scrape import Scraper
@@ -72,6 +73,7 @@ def create_app(services: Services) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         task = asyncio.create_task(_maintenance_loop(services))
+        token_task = asyncio.create_task(_token_loop(services))
         dispatch_task = await alerts.start_dispatcher(dispatcher, services)
         await rule_manager.start()
         await kpi_alerts.start()
@@ -86,9 +88,10 @@ def create_app(services: Services) -> FastAPI:
             await alerts.stop_dispatcher(dispatcher, dispatch_task)
             if scraper is not None:
                 await scraper.stop()
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            for background in (task, token_task):
+                background.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await background
 
     app = FastAPI(
         title="opsmetrics",
@@ -143,6 +146,21 @@ def _scraper(services: Services) -> Scraper | None:
         await asyncio.wrap_future(services.ingestor.submit(WriteRequest("scrape", decoded)))
 
     return Scraper(config, sink, services.clock)
+
+
+TOKEN_REFRESH_S = 10.0
+
+
+async def _token_loop(services: Services) -> None:
+    """With a shared state store, take up tokens other nodes created (or revoked)."""
+    if not services.alerting_lease.shared:
+        return
+    while True:
+        await asyncio.sleep(TOKEN_REFRESH_S)
+        try:
+            services.tokens.replace(await asyncio.to_thread(services.storage.tokens))
+        except StorageUnavailableError as exc:
+            log.warning("tokens not refreshed: %s", exc)
 
 
 async def _maintenance_loop(services: Services) -> None:
