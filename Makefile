@@ -42,7 +42,7 @@ faketime:
 
 # The PostgreSQL state store tests start Debian's PostgreSQL 15 (tests/postgres_server.py).
 postgresql:
-	command -v /usr/lib/postgresql/15/bin/initdb >/dev/null || (apt-get update && apt-get install -y postgresql)
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || (apt-get update && apt-get install -y postgresql)
 
 test: check chromium faketime postgresql
 	$(BIN)/pytest
