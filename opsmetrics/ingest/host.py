@@ -450,17 +450,25 @@ class HostCollector:
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         interval, start, tick = self.interval_ms / 1000, loop.time(), 0
-        while True:
-            try:
-                await self.collect_once()
-            except Exception:
-                log.exception("host collector: writing a collection failed")
-            passed = int((loop.time() - start) / interval)
-            if passed > tick:
-                self.skipped += passed - tick
-                log.warning("host collector: skipped %d tick(s), still busy", passed - tick)
-            tick = max(tick, passed) + 1
-            await asyncio.sleep(max(0.0, start + tick * interval - loop.time()))
+        busy: asyncio.Task[None] | None = None
+        try:
+            while True:
+                if busy is None or busy.done():
+                    busy = asyncio.create_task(self._collect_logged())
+                else:
+                    self.skipped += 1
+                    log.warning("host collector: tick skipped, the last collection is running")
+                tick += 1
+                await asyncio.sleep(max(0.0, start + tick * interval - loop.time()))
+        finally:
+            if busy is not None:
+                busy.cancel()
+
+    async def _collect_logged(self) -> None:
+        try:
+            await self.collect_once()
+        except Exception:
+            log.exception("host collector: writing a collection failed")
 
 
 async def _in_daemon_thread(fn: Callable[[], T]) -> T:
@@ -469,6 +477,9 @@ async def _in_daemon_thread(fn: Callable[[], T]) -> T:
     future: concurrent.futures.Future[T] = concurrent.futures.Future()
 
     def run() -> None:
+        # A running future cannot be cancelled, so the result can always be set after this.
+        if not future.set_running_or_notify_cancel():
+            return
         try:
             future.set_result(fn())
         except BaseException as exc:
