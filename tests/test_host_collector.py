@@ -7,10 +7,12 @@ import asyncio
 import os
 import socket
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
+from opsmetrics.catalog.validate import EXAMPLE_CONFIG
 from opsmetrics.clock import FakeClock
 from opsmetrics.errors import ConfigError
 from opsmetrics.ingest.decoded import DecodedSamples
@@ -348,7 +350,7 @@ def _query(srv: ServerProcess, expr: str) -> list[dict[str, object]]:
 @pytest.mark.e2e
 def test_server_with_collect_host_answers_promql(tmp_path: Path) -> None:
     env = {"OPSMETRICS_COLLECT_HOST": "1", "OPSMETRICS_COLLECT_HOST_INTERVAL": "1s"}
-    srv = ServerProcess(tmp_path / "data", env=env, now_ms=NOW).start()
+    srv = ServerProcess(tmp_path / "data", EXAMPLE_CONFIG, env=env, now_ms=NOW).start()
     try:
         total = wait_until(lambda: _query(srv, "node_memory_MemTotal_bytes"), "MemTotal")
         assert len(total) == 1
@@ -366,5 +368,31 @@ def test_server_with_collect_host_answers_promql(tmp_path: Path) -> None:
         assert 0 <= float(busy[0]["value"][1]) <= os.cpu_count()  # type: ignore[index,operator]
         meta = httpx.get(srv.url + "/api/v1/metadata", params={"metric": "node_load1"}).json()
         assert meta["data"]["node_load1"][0]["type"] == "gauge"
+        _check_engineering_dashboard(srv)
     finally:
         srv.stop()
+
+
+def _check_engineering_dashboard(srv: ServerProcess) -> None:
+    """The example catalog's Engineering dashboard draws its Host section from the collector
+    (its charts step by 15 s, so the first points come within one step)."""
+    host = wait_until(lambda: _host_widgets(srv), "the Host widgets' data", timeout_s=60)
+    titles = {w["title"] for w in host}
+    assert {"CPU busy", "Memory in use", "Filesystem space used"} <= titles, titles
+    assert "Network bytes per second" in titles
+
+
+def _host_widgets(srv: ServerProcess) -> list[dict[str, Any]]:
+    params = {"start": "now-10m", "end": "now"}
+    url = srv.url + "/api/v1/dashboards/engineering/data"
+    widgets = httpx.get(url, params=params, timeout=30).json()["data"]["widgets"]
+    host = [w for k, w in widgets.items() if k.startswith("s2w")]
+    for widget in host:
+        if widget["type"] == "metric_card" and widget["value"] is None:
+            return []
+        series = widget.get("series", [])
+        if widget["type"] == "trend_chart" and not any(
+            p[1] is not None for s in series for p in s["points"]
+        ):
+            return []
+    return host
