@@ -56,6 +56,9 @@ class Settings:
     maintenance_interval_ms: int = 60_000
     #: After a restart, pending alerts keep their activeAt if the server was down at most this.
     alert_outage_tolerance_ms: int = 3_600_000
+    #: Sample this machine under node_exporter's names (ingest/host.py); flag --collect-host.
+    collect_host: bool = False
+    collect_host_interval_ms: int = 15_000
     log_level: str = "info"
     limits: Limits = field(default_factory=Limits)
 
@@ -96,6 +99,8 @@ def _read(cls: type, env: Mapping[str, str], prefix: str, skip: set[str]) -> dic
 def _convert(key: str, name: str, raw: str) -> Any:
     if name.endswith("_ms"):
         return parse_duration_ms(raw, field=key)
+    if name == "collect_host":
+        return _flag(key, raw)
     if name in ("data_dir", "config_dir"):
         return Path(raw)
     if name == "port" or name.startswith("max_") or name.endswith("_requests"):
@@ -104,3 +109,12 @@ def _convert(key: str, name: str, raw: str) -> Any:
         except ValueError:
             raise ConfigError(f"{key}: {raw!r} is not an integer") from None
     return raw
+
+
+def _flag(key: str, raw: str) -> bool:
+    text = raw.strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise ConfigError(f"{key}: {raw!r} is not a boolean; use 1 or 0")

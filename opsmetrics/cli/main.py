@@ -46,6 +46,10 @@ DataOpt = Annotated[Path | None, typer.Option("--data", help="Data directory.")]
 ConfigOpt = Annotated[Path | None, typer.Option("--config", help="Config directory.")]
 HostOpt = Annotated[str | None, typer.Option("--host", help="Address to bind.")]
 PortOpt = Annotated[int | None, typer.Option("--port", help="Port to listen on.")]
+CollectHostOpt = Annotated[
+    bool | None,
+    typer.Option("--collect-host/--no-collect-host", help="Sample this machine (node_* series)."),
+]
 
 
 def settings(**flags: object) -> Settings:
@@ -64,12 +68,16 @@ def is_loopback(host: str) -> bool:
 
 @app.command()
 def serve(
-    data: DataOpt = None, config: ConfigOpt = None, host: HostOpt = None, port: PortOpt = None
+    data: DataOpt = None,
+    config: ConfigOpt = None,
+    host: HostOpt = None,
+    port: PortOpt = None,
+    collect_host: CollectHostOpt = None,
 ) -> None:
     """Run the server: ingest, query API, rules, KPIs."""
     from opsmetrics.cli.server import run_server
 
-    s = settings(data_dir=data, config_dir=config, host=host, port=port)
+    s = settings(data_dir=data, config_dir=config, host=host, port=port, collect_host=collect_host)
     run_server(s, clock_from_env(os.environ), demo=False)
 
 
@@ -80,6 +88,7 @@ def demo(
     host: HostOpt = None,
     config: ConfigOpt = None,
     days: Annotated[int, typer.Option("--days", min=1, max=35, help="Days of history.")] = 30,
+    collect_host: CollectHostOpt = True,
 ) -> None:
     """The whole product on realistic data: history, live traffic, API at http://127.0.0.1:8800.
 
@@ -92,6 +101,7 @@ def demo(
         config_dir=config or EXAMPLE_CONFIG,
         host=host,
         port=port,
+        collect_host=collect_host,
     )
     run_server(s, clock_from_env(os.environ), demo=True, demo_days=days)
 

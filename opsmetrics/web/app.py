@@ -1,4 +1,4 @@
-"""The ASGI application: routers, error table, lifespan (maintenance, scraping)."""
+"""The ASGI application: routers, error table, lifespan (maintenance, scraping, host)."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from opsmetrics.catalog.rules import load_rules
 from opsmetrics.catalog.scrape import load_scrape_config
 from opsmetrics.errors import StorageUnavailableError
 from opsmetrics.ingest.decoded import DecodedSamples
+from opsmetrics.ingest.host import HostCollector
 from opsmetrics.ingest.pipeline import WriteRequest
 from opsmetrics.ingest.scrape import Scraper
 from opsmetrics.services import Services
@@ -80,6 +81,9 @@ def create_app(services: Services) -> FastAPI:
         scraper = _scraper(services)
         if scraper is not None:
             await scraper.start()
+        host = _host_collector(services)
+        if host is not None:
+            await host.start()
         try:
             yield
         finally:
@@ -88,6 +92,8 @@ def create_app(services: Services) -> FastAPI:
             await alerts.stop_dispatcher(dispatcher, dispatch_task)
             if scraper is not None:
                 await scraper.stop()
+            if host is not None:
+                await host.stop()
             for background in (task, token_task):
                 background.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -146,6 +152,17 @@ def _scraper(services: Services) -> Scraper | None:
         await asyncio.wrap_future(services.ingestor.submit(WriteRequest("scrape", decoded)))
 
     return Scraper(config, sink, services.clock)
+
+
+def _host_collector(services: Services) -> HostCollector | None:
+    """The host collector (node_exporter's series), with --collect-host."""
+    if not services.settings.collect_host:
+        return None
+
+    async def sink(decoded: DecodedSamples) -> None:
+        await asyncio.wrap_future(services.ingestor.submit(WriteRequest("host", decoded)))
+
+    return HostCollector(sink, services.clock, services.settings.collect_host_interval_ms)
 
 
 TOKEN_REFRESH_S = 10.0
