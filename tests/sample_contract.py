@@ -4,7 +4,11 @@ tests/storage_contract.py holds the contract of the whole Storage (with state); 
 covers every SampleStore method over a `DataStore` opened per data location, so a backend
 without state (ClickHouse) runs it too. A test module imports it with
 `from tests.sample_contract import *`. A ClickHouse "data location" is a database named from
-the path, on the test process's one chdb engine (tests/clickhouse_engine.py).
+the path, on the test process's one chdb engine (tests/clickhouse_engine.py), or on the
+session's chshim process through the real HTTP transport, opened from a clickhouse:// URL by
+the product's own open_data_store (tests/chshim_fixture.py): "clickhouse-http" without
+compression, and for a subset (`WITH_LZ4`: inserts with row counts, reads, the NaN round trip,
+rollups) "clickhouse-http-lz4" with lz4 bodies both ways, to keep the time down.
 """
 
 from __future__ import annotations
@@ -16,15 +20,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from opsmetrics.clock import FakeClock
 from opsmetrics.model import STALE_NAN_BITS, Annotation, Event, Matcher, MetricMetadata, MetricType
 from opsmetrics.model import Series as SeriesRow
+from opsmetrics.settings import Settings
 from opsmetrics.storage import RetentionPolicy, StoredEvent, WriteBatch
 from opsmetrics.storage.base import DAY_MS, RollupRows
 from opsmetrics.storage.clickhouse import ClickHouseStorage
 from opsmetrics.storage.clickhouse.connect import ClickHouse, Target
 from opsmetrics.storage.composite import DataStore
 from opsmetrics.storage.duckdb import DuckDBStorage
+from opsmetrics.storage.open import open_data_store
 from opsmetrics.storage.series_id import series_id
+from tests.chshim_fixture import HTTP_VARIANTS, drop_database, shim_url
 from tests.clickhouse_engine import chdb_client
 from tests.storage_contract import CASES, NOW, SPECIAL, T0, bits, labels
 
@@ -43,10 +51,18 @@ def open_clickhouse_at(chdb_path: Path, data_dir: Path) -> ClickHouseStorage:
     return ClickHouseStorage(ClickHouse(chdb_client(chdb_path, database), target), now_ms=NOW)
 
 
-@pytest.fixture(params=["clickhouse", "duckdb"])
+BACKENDS = ["clickhouse", "clickhouse-http", "duckdb"]
+#: Marks a test that also runs with lz4-compressed HTTP bodies.
+WITH_LZ4 = pytest.mark.parametrize("data_opener", [*BACKENDS, "clickhouse-http-lz4"], indirect=True)
+
+
+@pytest.fixture(params=BACKENDS)
 def data_opener(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[DataOpener]:
     if request.param == "duckdb":
         yield lambda data_dir: DuckDBStorage(data_dir, now_ms=NOW)
+        return
+    if request.param in HTTP_VARIANTS:
+        yield from _http_opener(request.getfixturevalue("chshim_port"), request.param)
         return
     chdb_path: Path = request.getfixturevalue("chdb_path")
     opened: set[str] = set()
@@ -58,6 +74,20 @@ def data_opener(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Data
     yield opener
     for database in opened:
         chdb_client(chdb_path).command(f"DROP DATABASE IF EXISTS {database} SYNC")
+
+
+def _http_opener(port: int, variant: str) -> Iterator[DataOpener]:
+    opened: set[str] = set()
+
+    def opener(data_dir: Path) -> DataStore:
+        database = clickhouse_database(data_dir)
+        opened.add(database)
+        url = shim_url(port, database, HTTP_VARIANTS[variant])
+        return open_data_store(url, Settings(), FakeClock(NOW))
+
+    yield opener
+    for database in opened:
+        drop_database(port, database)
 
 
 @pytest.fixture
@@ -107,6 +137,7 @@ def days(store: DataStore, n: int = 3) -> list[int]:
 
 
 # --- samples ----------------------------------------------------------------------------
+@WITH_LZ4
 def test_sample_round_trip_is_bit_exact(store: DataStore) -> None:
     ts = [T0 + i * 1000 for i in range(len(SPECIAL))]
     sid = put(store, labels("m"), ts, SPECIAL)
@@ -115,6 +146,7 @@ def test_sample_round_trip_is_bit_exact(store: DataStore) -> None:
     assert bits(rows.values) == bits(np.array(SPECIAL))
 
 
+@WITH_LZ4
 def test_sample_reads_are_sorted_and_inclusive(store: DataStore) -> None:
     a, b = make_series(store, labels("m", i="a"), labels("m", i="b"))
     store.write(batch([b.id, a.id, b.id, a.id], [T0 + 2, T0 + 3, T0 + 1, T0], [1, 2, 3, 4], [a, b]))
@@ -124,6 +156,7 @@ def test_sample_reads_are_sorted_and_inclusive(store: DataStore) -> None:
     assert store.read_samples([], T0, T0 + 10).ts.tolist() == []
 
 
+@WITH_LZ4
 def test_heads_track_the_newest_sample(store: DataStore) -> None:
     a, b, c = make_series(store, labels("m", i="a"), labels("m", i="b"), labels("m", i="c"))
     store.write(batch([a.id, a.id, b.id], [T0 + 5, T0 + 9, T0], [1.0, SPECIAL[0], 7.0], [a, b, c]))
@@ -134,6 +167,31 @@ def test_heads_track_the_newest_sample(store: DataStore) -> None:
     assert np.isnan(values[2])
 
 
+@WITH_LZ4
+def test_a_large_write_arrives_whole(store: DataStore) -> None:
+    """Enough rows for several insert blocks, each its own lz4 frame over HTTP: a server that
+    read only the first frame would keep a fraction of them without an error."""
+    a, b = make_series(store, labels("m", i="a"), labels("m", i="b"))
+    n = 150_000
+    ts = T0 + np.arange(n, dtype=np.int64) * 1000
+    values = np.arange(2 * n, dtype=np.float64) / 8
+    store.write(
+        WriteBatch(
+            new_series=[a, b],
+            series_ids=np.repeat(np.array([a.id, b.id], np.int64), n),
+            ts=np.tile(ts, 2),
+            values=values,
+        )
+    )
+    assert store.stats().samples == 2 * n
+    rows = store.read_samples([a.id, b.id], 0, 2**62)
+    assert len(rows.ts) == 2 * n
+    at_a = rows.series_ids == a.id
+    assert rows.ts[at_a].tolist() == ts.tolist()
+    assert bits(rows.values[at_a]) == bits(values[:n])
+    assert store.series_heads(np.array([b.id], np.int64))[0].tolist() == [int(ts[-1])]
+
+
 def test_existing_samples_answer_per_pair(store: DataStore) -> None:
     sid = put(store, labels("m"), [T0, T0 + 1], [1.5, SPECIAL[0]])
     probe = np.array([sid, sid, sid, sid + 99], np.int64), np.array([T0 + 1, T0, T0 + 2, T0])
@@ -142,6 +200,7 @@ def test_existing_samples_answer_per_pair(store: DataStore) -> None:
     assert bits(values[:2]) == [STALE_NAN_BITS, bits(np.array([1.5]))[0]]
 
 
+@WITH_LZ4
 def test_a_retried_write_is_stored_once(store: DataStore) -> None:
     (s,) = make_series(store, labels("m"))
     again = batch([s.id] * 3, [T0, T0 + 1, T0 + 2], [1.0, 2.0, SPECIAL[1]], [s])
@@ -191,6 +250,7 @@ def test_select_series_within_a_time_range(store: DataStore, named: dict[str, in
     assert len(store.select_series(http, T0 - 5, T0)) == 3
 
 
+@WITH_LZ4
 def test_label_names_values_counts_lookups(store: DataStore, named: dict[str, int]) -> None:
     assert store.label_names() == ["__name__", "code", "job", "service"]
     assert store.label_values("code") == ["200", "500"]
@@ -352,6 +412,7 @@ def rollup_tuples(rows: RollupRows, index: list[int]) -> list[tuple[object, ...]
     )  # fmt: skip
 
 
+@WITH_LZ4
 def test_rollups_are_those_of_the_reference(store: DataStore, tmp_path: Path) -> None:
     reference = DuckDBStorage(tmp_path / "reference", now_ms=NOW)
     try:

@@ -1,6 +1,7 @@
 """The EventStore contract on DuckDB and ClickHouse (tests/event_contract.py), a differential
 test that gives both backends one generated data set and compares every query's answers, and
-the ClickHouse-only checks: idempotent inserts, row counts, deletion by age."""
+the ClickHouse-only checks: idempotent inserts, row counts, deletion by age, in this process
+and through the real HTTP transport (plain and lz4) on the session's chshim process."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from clickhouse_connect.driver.client import Client
 from opsmetrics.ingest.pipeline import event_key
 from opsmetrics.model import Event
 from opsmetrics.storage import StoredEvent
+from opsmetrics.storage.clickhouse.connect import connect, parse_url
 from opsmetrics.storage.clickhouse.events import ClickHouseEvents
 from opsmetrics.storage.event_records import (
     Agg,
@@ -29,6 +31,7 @@ from opsmetrics.storage.event_records import (
 )
 from opsmetrics.storage.experiment_records import ArmMoments, UnitAgg, UnitColumn
 from opsmetrics.storage.kpi_records import ConversionQuery, StateCombine, StateQuery
+from tests.chshim_fixture import HTTP_VARIANTS, chshim_port, shim_database, shim_url  # noqa: F401
 from tests.clickhouse_engine import ch_client, ch_database, chdb_path  # noqa: F401
 from tests.event_contract import *  # noqa: F403
 from tests.event_contract import (
@@ -188,11 +191,18 @@ def test_reads_agree(pair: list[Backend], data: list[Event]) -> None:
 
 
 # --- ClickHouse only ------------------------------------------------------------------------
-@pytest.fixture
-def house(ch_client: Client) -> Iterator[tuple[ClickHouseEvents, Client]]:  # noqa: F811
-    backend = next(open_clickhouse(ch_client))
+@pytest.fixture(params=["clickhouse", *HTTP_VARIANTS])
+def house(request: pytest.FixtureRequest) -> Iterator[tuple[ClickHouseEvents, Client]]:
+    if request.param == "clickhouse":
+        client: Client = request.getfixturevalue("ch_client")
+    else:
+        port, database = (request.getfixturevalue(f) for f in ("chshim_port", "shim_database"))
+        client = connect(parse_url(shim_url(port, database, HTTP_VARIANTS[request.param])))
+    backend = next(open_clickhouse(client))
     assert isinstance(backend.store, ClickHouseEvents)
-    yield backend.store, ch_client
+    yield backend.store, client
+    if request.param != "clickhouse":
+        client.close()
 
 
 def stored(*events: Event) -> list[StoredEvent]:

@@ -3,10 +3,11 @@ one database, insert deduplication, the DDL and migrations, URLs and errors, the
 PromQL range queries answered alike over ClickHouse and DuckDB.
 
 One module for all of it: chdb runs one engine path per process, and each module importing
-the session fixture `chdb_path` would get its own.
+the session fixture `chdb_path` would get its own. The contract also runs through the real
+HTTP transport (plain and lz4) on the session's chshim process (tests/chshim_fixture.py).
 
 Not exercised here (chdb cannot): Distributed and Replicated tables, ON CLUSTER — their DDL is
-checked as text against golden files — and the HTTP transport to a real server.
+checked as text against golden files — and a real ClickHouse server (chshim is a test double).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from opsmetrics.storage.clickhouse.schema import applied_version, apply_migratio
 from opsmetrics.storage.composite import DataStore
 from opsmetrics.storage.duckdb import DuckDBStorage
 from opsmetrics.storage.series_id import series_id
+from tests.chshim_fixture import chshim_port  # noqa: F401
 from tests.clickhouse_engine import ch_client, ch_database, chdb_client, chdb_path  # noqa: F401
 from tests.golden_files import GOLDEN_DIR, assert_golden
 from tests.sample_contract import *  # noqa: F403 - the contract's tests run here
@@ -198,6 +200,25 @@ def test_urls_parse_into_targets() -> None:
     assert parse_url("chdb:///var/lib/ops?database=m") == Target("chdb", "m", path="/var/lib/ops")
     with pytest.raises(ConfigError, match="plain identifier"):
         parse_url("clickhouse://h/bad-name")
+    assert parse_url("clickhouse://h/x?compress=lz4").compress == "lz4"
+    assert parse_url("clickhouse://h/x?compress=none").compress == "none"
+    assert parse_url("clickhouse://h/x").compress == ""
+    with pytest.raises(ConfigError, match="compress='zip'.*lz4, none"):
+        parse_url("clickhouse://h/x?compress=zip")
+
+
+@pytest.mark.parametrize(("option", "want"), [("none", None), ("lz4", "lz4")])
+def test_the_url_chooses_the_http_compression(
+    chshim_port: int,  # noqa: F811
+    option: str,
+    want: str | None,
+) -> None:
+    client = connect(parse_url(f"clickhouse://127.0.0.1:{chshim_port}/default?compress={option}"))
+    try:  # what the HTTP contract variants rely on: bodies both ways use the named codec
+        assert (client.compression, client.write_compression) == (want, want)
+        assert int(client.command("SELECT 1")) == 1
+    finally:
+        client.close()
 
 
 def test_an_unreachable_server_is_named_without_its_password() -> None:

@@ -3,6 +3,8 @@
     clickhouse://user:pw@host:8123/db   (clickhouses:// for TLS)   over HTTP
     chdb:///abs/path?database=db        ClickHouse's engine in this process
 
+Over HTTP, `?compress=lz4` or `?compress=none` chooses how request and response bodies are
+compressed; without it the client negotiates its default.
 The database is created if it is missing. Messages name host:port, never the password.
 """
 
@@ -23,6 +25,8 @@ from clickhouse_connect.driver.query import QueryResult
 from opsmetrics.errors import ConfigError, StorageUnavailableError
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+#: `?compress=` values and what clickhouse-connect's `compress` gets for each.
+COMPRESSION: dict[str, bool | str] = {"lz4": "lz4", "none": False}
 Settings = dict[str, Any]
 
 
@@ -37,6 +41,8 @@ class Target:
     username: str = "default"
     password: str = ""
     path: str = ""
+    #: `?compress=` of a clickhouse:// URL; "" lets the client choose.
+    compress: str = ""
 
     @property
     def where(self) -> str:
@@ -54,6 +60,11 @@ def parse_url(url: str) -> Target:
     if scheme not in ("clickhouse", "clickhouses"):
         raise ConfigError(f"{scheme}:// is not a ClickHouse URL")
     secure = scheme == "clickhouses"
+    compress = parse_qs(parts.query).get("compress", [""])[0]
+    if compress and compress not in COMPRESSION:
+        raise ConfigError(
+            f"compress={compress!r} in the storage URL: use one of " + ", ".join(COMPRESSION)
+        )
     return Target(
         scheme,
         _database(url, parts.path.strip("/") or "default"),
@@ -61,6 +72,7 @@ def parse_url(url: str) -> Target:
         port=parts.port or (8443 if secure else 8123),
         username=unquote(parts.username or "default"),
         password=unquote(parts.password or ""),
+        compress=compress,
     )
 
 
@@ -93,6 +105,7 @@ def _client(target: Target, database: str) -> Client:
         password=target.password,
         database=database,
         secure=target.scheme == "clickhouses",
+        compress=COMPRESSION.get(target.compress, True),
         # One client is shared by threads: no session, so queries never wait on its lock.
         autogenerate_session_id=False,
     )
