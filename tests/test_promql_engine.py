@@ -1,4 +1,5 @@
-"""The PromQL engine core on a real DuckDB store, against values worked out by hand."""
+"""The PromQL engine core on real stores, DuckDB and ClickHouse (chdb in this process, a
+database per test: tests/clickhouse_engine.py), against values worked out by hand."""
 
 from __future__ import annotations
 
@@ -25,7 +26,11 @@ from opsmetrics.query.promql.values import (
     register,
 )
 from opsmetrics.storage.base import WriteBatch
+from opsmetrics.storage.clickhouse import ClickHouseStorage
+from opsmetrics.storage.clickhouse.connect import ClickHouse, Target
+from opsmetrics.storage.composite import DataStore
 from opsmetrics.storage.duckdb import DuckDBStorage
+from tests.clickhouse_engine import ch_client, ch_database, chdb_path  # noqa: F401
 
 M = 60_000
 
@@ -51,9 +56,7 @@ def _window_count(args: list[Value], call: CallInfo, ctx: EvalContext) -> Value:
     return InstantVector(list(rv.labels), counts, counts > 0)
 
 
-def _write(
-    storage: DuckDBStorage, series: list[tuple[dict[str, str], list[int], list[float]]]
-) -> None:
+def _write(storage: DataStore, series: list[tuple[dict[str, str], list[int], list[float]]]) -> None:
     ids = storage.allocate_series_ids([make_labels(s[0]) for s in series])
     storage.write(
         WriteBatch(
@@ -67,9 +70,18 @@ def _write(
     )
 
 
-@pytest.fixture
-def storage(tmp_path: Path) -> Iterator[DuckDBStorage]:
-    st = DuckDBStorage(tmp_path / "data", now_ms=0)
+def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> DataStore:
+    if request.param == "duckdb":
+        return DuckDBStorage(tmp_path / "data", now_ms=0)
+    path: Path = request.getfixturevalue("chdb_path")
+    database: str = request.getfixturevalue("ch_database")
+    target = Target("chdb", database, path=str(path))
+    return ClickHouseStorage(ClickHouse(request.getfixturevalue("ch_client"), target), now_ms=0)
+
+
+@pytest.fixture(params=["duckdb", "clickhouse"])
+def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[DataStore]:
+    st = open_store(request, tmp_path)
     every5 = [0, 5 * M, 10 * M]
     _write(
         st,
@@ -99,11 +111,11 @@ def L(**pairs: str) -> Labels:
     return make_labels({"__name__" if k == "name" else k: v for k, v in pairs.items()})
 
 
-def range5(storage: DuckDBStorage, expr: str) -> dict[Labels, list[float | None]]:
+def range5(storage: DataStore, expr: str) -> dict[Labels, list[float | None]]:
     return rows(evaluate_range(storage, expr, 0, 10 * M, 5 * M))
 
 
-def test_selector_matchers_and_staleness(storage: DuckDBStorage) -> None:
+def test_selector_matchers_and_staleness(storage: DataStore) -> None:
     assert range5(storage, 'http{job=~"a.*", i!="1"}') == {
         L(name="http", job="api", i="0"): [1, 2, 3]
     }
@@ -112,7 +124,7 @@ def test_selector_matchers_and_staleness(storage: DuckDBStorage) -> None:
     assert range5(storage, 'http{job!~"api|db"}') == {}
 
 
-def test_lookback_is_five_minutes_left_open(storage: DuckDBStorage) -> None:
+def test_lookback_is_five_minutes_left_open(storage: DataStore) -> None:
     # At 4m59.999s the sample at 0 is still visible; at exactly 5m the 5m sample takes over.
     got = rows(evaluate_range(storage, 'http{i="1",job="api"}', 299_999, 299_999, 1))
     assert list(got.values()) == [[10]]
@@ -125,7 +137,7 @@ def test_lookback_is_five_minutes_left_open(storage: DuckDBStorage) -> None:
     assert list(got.values()) == [[30]]
 
 
-def test_offset_and_at(storage: DuckDBStorage) -> None:
+def test_offset_and_at(storage: DataStore) -> None:
     sel = 'http{i="0",job="api"}'
     assert list(range5(storage, f"{sel} offset 5m").values()) == [[None, 1, 2]]
     # At 10m, offset -5m reads at 15m where the 10m sample is exactly 5m old: gone.
@@ -135,7 +147,7 @@ def test_offset_and_at(storage: DuckDBStorage) -> None:
     assert list(range5(storage, f"{sel} @ end() offset 5m").values()) == [[2, 2, 2]]
 
 
-def test_aggregations(storage: DuckDBStorage) -> None:
+def test_aggregations(storage: DataStore) -> None:
     assert range5(storage, "sum by (job) (http)") == {
         (("job", "api"),): [11, 22, 33],
         (("job", "db"),): [100, 200, None],
@@ -156,7 +168,7 @@ def test_aggregations(storage: DuckDBStorage) -> None:
     assert got == {(("v", "1"),): [1], (("v", "10"),): [1]}
 
 
-def test_binary_operators_and_matching(storage: DuckDBStorage) -> None:
+def test_binary_operators_and_matching(storage: DataStore) -> None:
     assert range5(storage, 'http{job="api"} * on(job) group_left(team) info') == {
         L(job="api", i="0", team="a"): [1, 2, 3],
         L(job="api", i="1", team="a"): [10, 20, 30],
@@ -169,7 +181,7 @@ def test_binary_operators_and_matching(storage: DuckDBStorage) -> None:
     assert range5(storage, '2 ^ http{i="0",job="api"} - 1') == {L(job="api", i="0"): [1, 3, 7]}
 
 
-def test_many_to_many_errors(storage: DuckDBStorage) -> None:
+def test_many_to_many_errors(storage: DataStore) -> None:
     with pytest.raises(QueryError, match="many-to-one matching must be explicit"):
         evaluate_instant(storage, 'http{job="api"} + on(job) info', 0)
     with pytest.raises(
@@ -179,7 +191,7 @@ def test_many_to_many_errors(storage: DuckDBStorage) -> None:
         evaluate_instant(storage, 'info + on(job) http{job="api"}', 0)
 
 
-def test_set_operators(storage: DuckDBStorage) -> None:
+def test_set_operators(storage: DataStore) -> None:
     assert range5(storage, "http and on(job) info") == {
         L(name="http", job="api", i="0"): [1, 2, 3],
         L(name="http", job="api", i="1"): [10, 20, 30],
@@ -193,7 +205,7 @@ def test_set_operators(storage: DuckDBStorage) -> None:
     }
 
 
-def test_subquery_steps_are_aligned(storage: DuckDBStorage) -> None:
+def test_subquery_steps_are_aligned(storage: DataStore) -> None:
     # dense has one sample a minute; [5m:2m] at 10m evaluates at 6m, 8m, 10m (left-open).
     got = evaluate_instant(storage, "dense[5m:2m]", 10 * M)
     assert isinstance(got, RangeVector)
@@ -208,7 +220,7 @@ def test_subquery_steps_are_aligned(storage: DuckDBStorage) -> None:
     }
 
 
-def test_duplicate_labelsets_are_an_error(storage: DuckDBStorage) -> None:
+def test_duplicate_labelsets_are_an_error(storage: DataStore) -> None:
     both = '{__name__=~"http|http2", job="api", i="0"}'
     with pytest.raises(QueryError, match="same labelset"):
         evaluate_instant(storage, f"-{both}", 0)
@@ -218,7 +230,7 @@ def test_duplicate_labelsets_are_an_error(storage: DuckDBStorage) -> None:
     assert rows(evaluate_instant(storage, f"-{both}", 5 * M)) == {L(job="api", i="0"): [-2]}
 
 
-def test_scalars_and_literals(storage: DuckDBStorage) -> None:
+def test_scalars_and_literals(storage: DataStore) -> None:
     got = evaluate_range(storage, "1 + 2 * 3 ^ 2", 0, 10 * M, 5 * M)
     assert isinstance(got, Scalar)
     assert got.values.tolist() == [19, 19, 19]
@@ -227,7 +239,7 @@ def test_scalars_and_literals(storage: DuckDBStorage) -> None:
     assert got.values.tolist() == [1.0]
 
 
-def test_limits_and_errors(storage: DuckDBStorage) -> None:
+def test_limits_and_errors(storage: DataStore) -> None:
     with pytest.raises(QueryLimitError):
         evaluate_range(storage, "http", 0, 10 * M, M, max_samples=3)
     with pytest.raises(QueryTimeoutError):
