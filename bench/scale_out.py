@@ -70,7 +70,7 @@ def run_part(name: str, quick: bool, tmp: Path) -> Json:
     return dict(json.loads(out.read_text()))
 
 
-def machine_facts() -> list[str]:
+def machine_facts(load: float) -> list[str]:
     """CPU, RAM, versions and the load when the run started (/proc, importlib.metadata)."""
     from importlib.metadata import version
 
@@ -81,12 +81,8 @@ def machine_facts() -> list[str]:
         f"- CPU: {cpu.group(1) if cpu else '?'}, {os.cpu_count()} CPUs (nproc); RAM "
         f"{int(mem.group(1)) / 2**20 if mem else 0:.1f} GiB; {platform.platform()}",
         f"- Python {platform.python_version()}, {libs}",
-        f"- Load average when the run started: {LOAD_AT_START[0]:.1f} (other engineers' jobs "
-        "share the 2 CPUs)",
+        f"- Load average when the run started: {load:.1f} (other engineers' jobs share the 2 CPUs)",
     ]
-
-
-LOAD_AT_START = [os.getloadavg()[0]]
 
 
 # --- the report -------------------------------------------------------------------------------
@@ -179,16 +175,16 @@ def nodes_rows(r: Json) -> list[str]:
     ]
 
 
-def render(results: Json, command: str, quick: bool) -> str:
-    ev, st, q = results["events"], results["storage"], results["load"]
+def render(results: Json, quick: bool) -> str:
+    ev, st, q, meta = results["events"], results["storage"], results["load"], results["meta"]
     lines = [
         HEADING,
         "",
-        f"Command: `.venv/bin/{command}` (bench/scale_out.py; parts in "
+        f"Command: `.venv/bin/{meta['command']}` (bench/scale_out.py; parts in "
         "bench/scale_out_servers.py and bench/scale_out_data.py).",
         "",
-        *machine_facts(),
-        f"- Measured {time.strftime('%Y-%m-%d %H:%M')}{' with --quick sizes' if quick else ''}",
+        *machine_facts(meta["load"]),
+        f"- Measured {meta['measured']}{' with --quick sizes' if quick else ''}",
         "",
         "Data: (1, 5) bench/ingest.py's remote_write bodies, 10,000 samples each (1,000 series × "
         f"10 labels × 10 timestamps), {results['ingest']['requests']} requests per client per run;"
@@ -239,18 +235,23 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
     p.add_argument("--results", type=Path, help="render saved results (JSON) instead of running")
     args = p.parse_args(argv)
-    command = shlex.join(
-        ["python", "bench/scale_out.py", *(sys.argv[1:] if argv is None else argv)]
-    )
+    given = [a for a in (sys.argv[1:] if argv is None else argv) if a != "--write"]
     if args.results:
         results = json.loads(args.results.read_text())
     else:
+        results = {
+            "meta": {
+                "command": shlex.join(["python", "bench/scale_out.py", *given]),
+                "load": os.getloadavg()[0],
+                "measured": time.strftime("%Y-%m-%d %H:%M"),
+            }
+        }
         with tempfile.TemporaryDirectory(prefix="opsmetrics-scale-out-") as tmp:
-            results = {name: run_part(name, args.quick, Path(tmp)) for name in PARTS}
+            results.update({name: run_part(name, args.quick, Path(tmp)) for name in PARTS})
         saved = Path(tempfile.gettempdir()) / "opsmetrics-scale-out-results.json"
         saved.write_text(json.dumps(results))
         print(f"results saved in {saved}")
-    section = render(results, command, args.quick)
+    section = render(results, args.quick)
     print(section)
     if args.write:
         write_section(args.out, section)
