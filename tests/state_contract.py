@@ -141,6 +141,23 @@ def test_a_duplicate_token_id_is_refused(state: StateStore) -> None:
     assert state.tokens() == [first]
 
 
+def test_a_publishable_key_keeps_its_origins_and_rate(state: StateStore) -> None:
+    origins = ("https://shop.example", "http://localhost:3000", "https://[::1]:8443")
+    key = TokenRecord("pk1", "web shop", Scope.EVENTS, "sha256-pk1", T0, origins, 90)
+    plain = token("t1", T0 + 1, Scope.INGEST)
+    state.save_token(key)
+    state.save_token(plain)
+    assert state.tokens() == [key, plain]
+    assert state.tokens()[1].origins == () and state.tokens()[1].rate_per_min is None
+
+
+def test_tokens_made_in_the_same_ms_come_back_by_id(state: StateStore) -> None:
+    made = [token(i, T0) for i in ("t-c", "t-a", "t-b")]
+    for t in made:
+        state.save_token(t)
+    assert [t.id for t in state.tokens()] == ["t-a", "t-b", "t-c"]
+
+
 # --- KPI versions -----------------------------------------------------------------------
 def test_kpi_versions_are_per_kpi_and_oldest_first(state: StateStore) -> None:
     a1, a2, b1 = kpi_version("revenue", 1), kpi_version("revenue", 2), kpi_version("churn", 1)

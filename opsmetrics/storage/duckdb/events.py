@@ -12,9 +12,10 @@ import numpy as np
 from opsmetrics.model import Annotation, Event
 from opsmetrics.storage.base import StoredEvent
 from opsmetrics.storage.duckdb.sql import scalar
-from opsmetrics.storage.token_records import Scope, TokenRecord
+from opsmetrics.storage.token_records import Scope, TokenRecord, origins_from_column
 
 CursorFactory = Callable[[], duckdb.DuckDBPyConnection]
+TOKEN_COLUMNS = "id, name, scope, hash, created_ms, origins, rate_per_min"
 
 
 class EventTables:
@@ -82,20 +83,26 @@ class EventTables:
 
     def save_token(self, token: TokenRecord) -> None:
         self._event_cursor().execute(
-            "INSERT INTO tokens VALUES (?, ?, ?, ?, ?, NULL)",
-            [token.id, token.name, token.scope.value, token.hash, token.created_ms],
+            f"INSERT INTO tokens ({TOKEN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [
+                *(token.id, token.name, token.scope.value, token.hash, token.created_ms),
+                *(token.origins_column, token.rate_per_min),
+            ],
         )
 
     def tokens(self) -> list[TokenRecord]:
         rows = (
             self._event_cursor()
             .execute(
-                "SELECT id, name, scope, hash, created_ms FROM tokens "
-                "WHERE revoked_ms IS NULL ORDER BY created_ms"
+                f"SELECT {TOKEN_COLUMNS} FROM tokens "
+                "WHERE revoked_ms IS NULL ORDER BY created_ms, id"
             )
             .fetchall()
         )
-        return [TokenRecord(r[0], r[1], Scope(r[2]), r[3], r[4]) for r in rows]
+        return [
+            TokenRecord(i, n, Scope(s), h, c, origins_from_column(o), r)
+            for i, n, s, h, c, o, r in rows
+        ]
 
     def delete_events_before(self, cur: duckdb.DuckDBPyConnection, cutoff_ms: int) -> int:
         return int(scalar(cur, "DELETE FROM events WHERE ts < ?", [cutoff_ms]) or 0)

@@ -232,6 +232,15 @@ MIGRATIONS: list[tuple[int, str]] = [
         );
         """,
     ),
+    (
+        11,
+        """
+        -- Publishable keys (scope events, auth.py): the page origins they are accepted from,
+        -- space-separated, and their rate per client address. NULL for every other token.
+        ALTER TABLE tokens ADD COLUMN IF NOT EXISTS origins VARCHAR;
+        ALTER TABLE tokens ADD COLUMN IF NOT EXISTS rate_per_min INTEGER;
+        """,
+    ),
 ]
 
 

@@ -101,6 +101,15 @@ MIGRATIONS: list[tuple[int, str]] = [
         );
         """,
     ),
+    (
+        2,
+        """
+        -- Publishable keys (scope events, auth.py): the page origins they are accepted from,
+        -- space-separated, and their rate per client address. NULL for every other token.
+        ALTER TABLE tokens ADD COLUMN IF NOT EXISTS origins text;
+        ALTER TABLE tokens ADD COLUMN IF NOT EXISTS rate_per_min integer;
+        """,
+    ),
 ]
 
 

@@ -14,12 +14,13 @@ from opsmetrics.storage.postgres.alert_log import AlertLog
 from opsmetrics.storage.postgres.database import Database
 from opsmetrics.storage.postgres.migrations import apply_migrations
 from opsmetrics.storage.postgres.target import parse_url
-from opsmetrics.storage.token_records import Scope, TokenRecord
+from opsmetrics.storage.token_records import Scope, TokenRecord, origins_from_column
 
 #: Seconds a call waits for a pooled connection before StorageUnavailableError. Short: with the
 #: server gone, a lease renewal (storage/lease.py) must fail well within the lease's TTL.
 POOL_TIMEOUT_S = 5.0
 
+_TOKEN_COLUMNS = "id, name, scope, hash, created_ms, origins, rate_per_min"
 _KPI_COLUMNS = "name, version, hash, definition, diff, author, recorded_ms"
 _MANUAL_COLUMNS = "kpi, ts, value, author, note, recorded_ms"
 
@@ -63,20 +64,28 @@ class PostgresStateStore(AlertLog):
     # --- tokens -------------------------------------------------------------------------
     def save_token(self, token: TokenRecord) -> None:
         """ValueError if the id is stored already (DuckDB refuses the duplicate key too)."""
-        sql = "INSERT INTO tokens VALUES (%s, %s, %s, %s, %s, NULL) ON CONFLICT DO NOTHING"
-        row = [token.id, token.name, token.scope.value, token.hash, token.created_ms]
+        sql = (
+            f"INSERT INTO tokens ({_TOKEN_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s) "
+            "ON CONFLICT DO NOTHING"
+        )
+        row = [
+            *(token.id, token.name, token.scope.value, token.hash, token.created_ms),
+            *(token.origins_column, token.rate_per_min),
+        ]
         with self._db.transaction() as conn:
             if conn.execute(sql, row).rowcount == 0:
                 raise ValueError(f"a token with id {token.id!r} is stored already")
 
     def tokens(self) -> list[TokenRecord]:
         sql = (
-            "SELECT id, name, scope, hash, created_ms FROM tokens "
-            "WHERE revoked_ms IS NULL ORDER BY created_ms, id"
+            f"SELECT {_TOKEN_COLUMNS} FROM tokens WHERE revoked_ms IS NULL ORDER BY created_ms, id"
         )
         with self._db.connection() as conn:
             rows = conn.execute(sql).fetchall()
-        return [TokenRecord(i, n, Scope(s), h, int(c)) for i, n, s, h, c in rows]
+        return [
+            TokenRecord(i, n, Scope(s), h, int(c), origins_from_column(o), r)
+            for i, n, s, h, c, o, r in rows
+        ]
 
     # --- KPI definition versions --------------------------------------------------------
     def record_kpi_version(self, version: KpiVersion) -> None:
