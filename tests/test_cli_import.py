@@ -21,8 +21,8 @@ from opsmetrics.client.fileformats import (
 from opsmetrics.client.fileimport import ImportState, state_path
 from opsmetrics.clock import ALLOW_FAKE_NOW_ENV, FAKE_NOW_ENV
 from opsmetrics.model import Event
-from opsmetrics.storage.duckdb import DuckDBStorage
 from tests.server import ServerProcess
+from tests.stores import open_store
 
 runner = CliRunner()
 
@@ -44,7 +44,7 @@ def run_import(srv: ServerProcess, path: Path, *args: str, at_ms: int | None = N
 def stored_events(srv: ServerProcess) -> list[Event]:
     """Kill the server (it owns the file; a 2xx answer is durable) and read its DuckDB file."""
     srv.kill()
-    storage = DuckDBStorage(srv.data_dir, now_ms=srv.clock_ms())
+    storage = open_store(srv.data_dir, srv.clock_ms())
     try:
         return storage.read_events(None, 0, 2**62)
     finally:

@@ -31,8 +31,8 @@ from opsmetrics.client.transport import (
     retry_after,
 )
 from opsmetrics.model import Event
-from opsmetrics.storage.duckdb import DuckDBStorage
 from tests.server import ServerProcess, free_port
+from tests.stores import open_store
 
 
 def now_ms() -> int:
@@ -42,7 +42,7 @@ def now_ms() -> int:
 def stored_events(srv: ServerProcess) -> list[Event]:
     """Kill the server (it owns the file; a 2xx answer is durable) and read its DuckDB file."""
     srv.kill()
-    storage = DuckDBStorage(srv.data_dir, now_ms=now_ms())
+    storage = open_store(srv.data_dir, now_ms())
     try:
         return storage.read_events(None, 0, 2**62)
     finally:

@@ -27,8 +27,9 @@ import pytest
 from opsmetrics.clock import pause
 from opsmetrics.ingest.proto import remote_pb2 as pb
 from opsmetrics.model import Matcher, MatchOp
-from opsmetrics.storage.duckdb import DuckDBStorage
+from opsmetrics.storage.base import Storage
 from tests.server import ServerProcess
+from tests.stores import open_store
 
 pytestmark = pytest.mark.e2e
 
@@ -179,7 +180,7 @@ def ingest_then_kill(server: ServerProcess, clients: list[Client], delay_s: floa
 # --- checking ---------------------------------------------------------------------------------
 
 
-def stored_samples(storage: DuckDBStorage, start_ms: int, end_ms: int) -> Counter[SampleKey]:
+def stored_samples(storage: Storage, start_ms: int, end_ms: int) -> Counter[SampleKey]:
     """Every stored row of the test's metrics, counted (a count of 2 is a duplicate)."""
     found: Counter[SampleKey] = Counter()
     for metric in ("dur_remote_write", "dur_json"):
@@ -196,7 +197,7 @@ def _name_is(metric: str) -> list[Matcher]:
     return [Matcher.of("__name__", MatchOp.EQ, metric)]
 
 
-def stored_event_ids(storage: DuckDBStorage) -> Counter[str]:
+def stored_event_ids(storage: Storage) -> Counter[str]:
     events = storage.read_events("dur_event", 0, 2**62)
     return Counter(e.id for e in events if e.id is not None)
 
@@ -293,7 +294,7 @@ def test_acked_writes_survive_sigkill_exactly_once(data_dir: Path) -> None:
     assert server.stop() == 0, server.log()
     assert "Traceback" not in server.log()
 
-    storage = DuckDBStorage(data_dir, now_ms=now_ms())
+    storage = open_store(data_dir, now_ms())
     try:
         samples = stored_samples(storage, base_ms - 1, 2**62)
         events = stored_event_ids(storage)

@@ -50,9 +50,9 @@ from opsmetrics.catalog.kpis import load_catalog
 from opsmetrics.catalog.validate import validate_config_dir
 from opsmetrics.clock import FakeClock
 from opsmetrics.errors import ConfigError, NotFoundError
-from opsmetrics.storage.duckdb import DuckDBStorage
 from tests.golden_files import GOLDEN_DIR as GOLDEN_ROOT
 from tests.golden_files import assert_golden
+from tests.stores import open_store
 
 GOLDEN_DIR = GOLDEN_ROOT / "validate"
 
@@ -529,7 +529,7 @@ def test_sql_accepts_selects_with_keywords_inside_strings() -> None:
 
 def test_versions_are_recorded_once_per_change(catalog_dir: Path, tmp_path: Path) -> None:
     clock = FakeClock(1_800_000_000_000)
-    storage = DuckDBStorage(tmp_path / "data", now_ms=clock.now_ms())
+    storage = open_store(tmp_path / "data", clock.now_ms())
     try:
         first = record_versions(load_catalog(catalog_dir), storage, clock.now_ms(), lambda _: "ann")
         assert len(first) == 12
@@ -567,11 +567,11 @@ def test_versions_are_recorded_once_per_change(catalog_dir: Path, tmp_path: Path
 def test_versions_survive_a_restart_and_refuse_duplicates(
     catalog_dir: Path, tmp_path: Path
 ) -> None:
-    storage = DuckDBStorage(tmp_path / "data", now_ms=1)
+    storage = open_store(tmp_path / "data", 1)
     record_versions(load_catalog(catalog_dir), storage, 1, lambda _: "ann")
     version = storage.kpi_versions("mrr")[0]
     storage.close()
-    storage = DuckDBStorage(tmp_path / "data", now_ms=2)
+    storage = open_store(tmp_path / "data", 2)
     try:
         assert storage.kpi_versions("mrr") == [version]
         assert record_versions(load_catalog(catalog_dir), storage, 2, lambda _: "x") == []

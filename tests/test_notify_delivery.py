@@ -18,9 +18,9 @@ from opsmetrics.alerting.notifiers.base import Batch, NotifiedAlert
 from opsmetrics.catalog.notify import parse_notify
 from opsmetrics.clock import FakeClock
 from opsmetrics.storage.alert_records import NotificationFilter, NotificationRecord
-from opsmetrics.storage.duckdb import DuckDBStorage
 from tests.receivers import receiver
 from tests.server import free_port
+from tests.stores import open_store
 from tests.test_notify_dispatch import T0, S, alert
 
 FAST = RetryPolicy(base_s=0.01, cap_s=0.05)
@@ -40,7 +40,7 @@ routes:
 class Rig:
     def __init__(self, data: Path, channel: str) -> None:
         self.clock = FakeClock(T0)
-        self.storage = DuckDBStorage(data, now_ms=T0)
+        self.storage = open_store(data, T0)
         self.d = Dispatcher(
             parse_notify(config(channel), "n.yaml"), self.storage, self.clock,
             external_url="http://ops.example", retry=FAST,
@@ -218,7 +218,7 @@ def test_pending_intent_is_resent_on_start(tmp_path: Path) -> None:
         "{}/{route=0}:{}", "abc", "out", "route-0", "firing", {},
         (NotifiedAlert("f1", "firing", {"alertname": "Down"}, {}, T0, None, 1.0),),
     )  # fmt: skip
-    storage = DuckDBStorage(tmp_path / "d", now_ms=T0)
+    storage = open_store(tmp_path / "d", T0)
     rec_row = NotificationRecord(
         "id1", batch.group_key, "abc", "route-0", "out", "notify", "pending", "h", ("f1",),
         ("Down",), batch.to_json(), T0,

@@ -16,7 +16,7 @@ from opsmetrics.alerting.silences import SilenceMatcher
 from opsmetrics.catalog.notify import parse_notify
 from opsmetrics.clock import FakeClock
 from opsmetrics.storage.alert_records import NotificationFilter
-from opsmetrics.storage.duckdb import DuckDBStorage
+from tests.stores import open_store
 
 T0 = 1_700_000_000_000
 S, M = 1000, 60_000
@@ -67,7 +67,7 @@ class Rig:
         self.clock = FakeClock(T0)
         self.config = parse_notify(config, "notify.yaml")
         self.out = Recorder()
-        self.storage = DuckDBStorage(data, now_ms=T0)
+        self.storage = open_store(data, T0)
         self.d = self._dispatcher()
 
     def _dispatcher(self) -> Dispatcher:
@@ -79,7 +79,7 @@ class Rig:
     def restart(self) -> None:
         self.d.close()
         self.storage.close()
-        self.storage = DuckDBStorage(self.data, now_ms=self.clock.now_ms())
+        self.storage = open_store(self.data, self.clock.now_ms())
         self.d = self._dispatcher()
 
     def at(self, offset_ms: int, *alerts: Alert) -> list[Batch]:
