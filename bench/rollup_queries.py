@@ -35,7 +35,6 @@ QUERIES = [
 
 def write(store: DuckDBStorage, n_series: int, days: int) -> None:
     rng = np.random.default_rng(1)
-    ids = store.allocate_series_ids(n_series)
     labels = [
         (
             ("__name__", "bench_requests_total" if i % 2 == 0 else "bench_gauge"),
@@ -44,6 +43,7 @@ def write(store: DuckDBStorage, n_series: int, days: int) -> None:
         )
         for i in range(n_series)
     ]
+    ids = store.allocate_series_ids(labels)
     new = [Series(sid, lab) for sid, lab in zip(ids, labels, strict=True)]
     per_chunk = HOUR * 6
     for start in range(T0, T0 + days * DAY, per_chunk):

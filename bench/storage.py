@@ -84,7 +84,7 @@ def write_all(store: DuckDBStorage, ids: Int64Array, ts: Int64Array, vals: Float
         Series(int(i), (("__name__", f"bench_metric_{i % 50}"), ("instance", f"host-{i}")))
         for i in np.unique(ids)
     ]
-    assert store.allocate_series_ids(len(series)) == [s.id for s in series]
+    assert store.allocate_series_ids([s.labels for s in series]) == [s.id for s in series]
     began = time.perf_counter()
     for lo in range(0, len(ts), BATCH_ROWS):
         hi = lo + BATCH_ROWS
