@@ -7,6 +7,7 @@ import calendar
 import contextlib
 import datetime as dt
 import ipaddress
+import json
 import re
 import socket
 import ssl
@@ -25,13 +26,18 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from opsmetrics.alerting.rule_tests import run_test_file
 from opsmetrics.catalog.probes import load_probes_config, parse_probes_config
 from opsmetrics.catalog.validate import validate_config_dir
 from opsmetrics.clock import FakeClock
 from opsmetrics.errors import ConfigError
 from opsmetrics.ingest.decoded import DecodedSamples
+from opsmetrics.ingest.pipeline import WriteRequest
 from opsmetrics.ingest.probes import Outcome, Prober, cert_not_after, running
-from opsmetrics.model import METRIC_NAME, STALE_NAN_BITS
+from opsmetrics.model import METRIC_NAME, STALE_NAN_BITS, Labels, SampleBatchBuilder, make_labels
+from opsmetrics.query.kpi import KpiEvaluator
+from opsmetrics.services import open_services
+from opsmetrics.settings import Settings
 from tests.server import ServerProcess, wait_until
 
 NOW = 1_796_604_360_000  # Monday 2026-12-07 00:46 UTC
@@ -282,6 +288,7 @@ def test_redirects_are_followed_and_counted(site: Site) -> None:
     out = probe(site.url + "/redirect/3")
     assert out.success
     assert (out.get("probe_http_redirects"), out.get("probe_http_status_code")) == (3, 200)
+    assert out.get("probe_dns_lookup_time_seconds") > 0
     assert [path for _, path, _ in site.requests] == [
         "/redirect/3",
         "/redirect/2",
@@ -563,6 +570,13 @@ def test_validate_reports_probes_yaml(tmp_path: Path) -> None:
     ]
 
 
+def test_the_documented_example_parses() -> None:
+    text = (Path(__file__).parent.parent / "docs/collectors.md").read_text()
+    example = text.split("## Probes\n", 1)[1].split("```yaml\n", 1)[1].split("```", 1)[0]
+    config = parse_probes_config(example)
+    assert [(g.name, len(g.targets)) for g in config.probes] == [("website", 2), ("databases", 2)]
+
+
 def test_the_demo_probes_validate() -> None:
     demo = Path(__file__).parent.parent / "opsmetrics/demo/config"
     config = load_probes_config(demo / "probes.yaml")
@@ -597,3 +611,73 @@ def test_probe_success_is_queryable_through_a_real_server(tmp_path: Path, site: 
         assert srv.stop() == 0
     finally:
         srv.kill()
+
+
+# --- the demo catalog's rule -------------------------------------------------------------------
+
+DEMO = Path(__file__).parent.parent / "opsmetrics/demo/config"
+
+
+def test_the_demo_alerts_on_a_certificate_expiring_within_14_days(tmp_path: Path) -> None:
+    """promtool-style: the clock starts at 0, so expiry − time() is the time left."""
+    description = (
+        "https://a/ (probe group web) serves a certificate that\n"
+        "expires within 14 days. Renew it and deploy the new one before then.\n"
+    )
+    (tmp_path / "probes_test.yaml").write_text(
+        f"rule_files: ['{DEMO / 'rules/probes.yaml'}']\n"
+        "tests:\n"
+        "  - interval: 1m\n"
+        "    input_series:\n"
+        '      - series: \'probe_ssl_earliest_cert_expiry{job="web", instance="https://a/"}\'\n'
+        "        values: '1123200x20'\n"  # 13 days after 0
+        '      - series: \'probe_ssl_earliest_cert_expiry{job="web", instance="https://b/"}\'\n'
+        "        values: '1296000x20'\n"  # 15 days after 0
+        "    alert_rule_test:\n"
+        "      - {eval_time: 9m, alertname: CertificateExpiresSoon, exp_alerts: []}\n"
+        "      - eval_time: 15m\n"
+        "        alertname: CertificateExpiresSoon\n"
+        "        exp_alerts:\n"
+        "          - exp_labels: {severity: warning, team: sre, job: web, instance: 'https://a/'}\n"
+        "            exp_annotations:\n"
+        "              summary: 'The TLS certificate of https://a/ expires in 12d 23h 45m 0s'\n"
+        f"              description: {json.dumps(description)}\n"
+    )
+    result = run_test_file(tmp_path / "probes_test.yaml")
+    assert result.failures == [], "\n".join(result.failures)
+
+
+# --- the demo catalog's KPIs -------------------------------------------------------------------
+
+MINUTE = 60_000
+MIDNIGHT = NOW - NOW % (24 * 60 * MINUTE)  # the end of the last complete day and hour
+
+
+def test_the_demo_probe_kpis_read_the_probe_series(tmp_path: Path) -> None:
+    config = tmp_path / "config"
+    (config / "kpis").mkdir(parents=True)
+    (config / "kpis/probes.yaml").write_text((DEMO / "kpis/probes.yaml").read_text())
+    builder = SampleBatchBuilder()
+    ours = {"service": "opsmetrics", "instance": "http://127.0.0.1:8800/readyz"}
+    for k in range(96):  # every 15 minutes of the last day; 3 of the 96 probes failed
+        ts = MIDNIGHT - 30_000 - k * 15 * MINUTE
+        builder.add(_series("probe_success", job="opsmetrics_ready", **ours), ts, float(k >= 3))
+        builder.add(_series("probe_success", job="other", service="other"), ts, 0.0)
+    for k in range(60):  # every minute of the last hour: 0.01 s … 0.60 s
+        ts = MIDNIGHT - 30_000 - k * MINUTE
+        builder.add(_series("probe_duration_seconds", job="opsmetrics_http"), ts, (k + 1) / 100)
+        builder.add(_series("probe_duration_seconds", job="opsmetrics_tcp"), ts, 9.0)
+    clock = FakeClock(NOW)
+    services = open_services(Settings(data_dir=tmp_path / "data", config_dir=config), clock)
+    try:
+        services.ingestor.write(WriteRequest("test", DecodedSamples(builder.build())))
+        kpis = KpiEvaluator(services.storage, services.catalog, clock)
+        assert kpis.current("probe_availability").value == pytest.approx(93 / 96)
+        # Prometheus's quantile: rank 0.95 · 59 = 56.05 between 0.57 and 0.58.
+        assert kpis.current("probe_latency_p95").value == pytest.approx(0.5705)
+    finally:
+        services.close()
+
+
+def _series(name: str, **labels: str) -> Labels:
+    return make_labels({METRIC_NAME: name, **labels})

@@ -113,19 +113,19 @@ class ProbeFailedError(Exception):
     """The target answered, but not as the probe wants (status, body, size)."""
 
 
-async def _resolve(host: str, port: int, preferred: str, out: Outcome) -> str:
+async def _resolve(host: str, port: int, preferred: str, out: Outcome | None) -> str:
     """The address to connect to, in the preferred family if there is one (blackbox's
-    `preferred_ip_protocol` with fallback); sets the lookup time and probe_ip_protocol."""
+    `preferred_ip_protocol` with fallback). With `out`, records the lookup time and
+    probe_ip_protocol there (blackbox reports the first request's resolution)."""
     started = time.monotonic()
-    try:
-        infos = await asyncio.get_running_loop().getaddrinfo(
-            host.strip("[]"), port, type=socket.SOCK_STREAM
-        )
-    finally:
-        out.set("probe_dns_lookup_time_seconds", time.monotonic() - started)
+    infos = await asyncio.get_running_loop().getaddrinfo(
+        host.strip("[]"), port, type=socket.SOCK_STREAM
+    )
     want = socket.AF_INET6 if preferred == "ip6" else socket.AF_INET
     family, *_, address = next((i for i in infos if i[0] == want), infos[0])
-    out.set("probe_ip_protocol", 6.0 if family == socket.AF_INET6 else 4.0)
+    if out is not None:
+        out.set("probe_dns_lookup_time_seconds", time.monotonic() - started)
+        out.set("probe_ip_protocol", 6.0 if family == socket.AF_INET6 else 4.0)
     return str(address[0])
 
 
@@ -142,8 +142,8 @@ async def probe_tcp(target: ProbeTarget) -> Outcome:
     """Connect to host:port and close again: success when the connection is accepted."""
     assert target.group.tcp is not None
     out, timeout = Outcome(), target.timeout_ms / 1000
-    out.set("probe_ip_protocol", 0.0)
-    out.set("probe_failed_due_to_regex", 0.0)
+    for name in ("probe_ip_protocol", "probe_dns_lookup_time_seconds", "probe_failed_due_to_regex"):
+        out.set(name, 0.0)
     host, port = target.target.rsplit(":", 1)
     started = time.monotonic()
     try:
@@ -198,6 +198,17 @@ class _Hop:
     body: bytes
 
 
+#: Series an HTTP probe reports as 0 when it never gets that far (blackbox's defaults).
+_HTTP_ZEROS = (
+    "probe_ip_protocol",
+    "probe_dns_lookup_time_seconds",
+    "probe_http_status_code",
+    "probe_http_content_length",
+    "probe_http_uncompressed_body_length",
+    "probe_http_version",
+)
+
+
 class HttpProbeRun:
     """One HTTP probe: each round trip resolves, connects afresh and is traced."""
 
@@ -212,11 +223,8 @@ class HttpProbeRun:
 
     async def run(self) -> Outcome:
         out, timeout = self.out, self.target.timeout_ms / 1000
-        for name, value in (("probe_ip_protocol", 0.0), ("probe_http_status_code", 0.0)):
-            out.set(name, value)
-        for name in ("probe_http_content_length", "probe_http_uncompressed_body_length"):
+        for name in _HTTP_ZEROS:
             out.set(name, 0.0)
-        out.set("probe_http_version", 0.0)
         started = time.monotonic()
         try:
             async with asyncio.timeout(timeout):
@@ -243,7 +251,8 @@ class HttpProbeRun:
         trace, host = _Trace(), hop.url.host
         port = hop.url.port or (443 if hop.url.scheme == "https" else 80)
         resolved = time.monotonic()
-        address = await _resolve(host, port, self.module.preferred_ip_protocol, self.out)
+        first = self.out if not self.redirects else None
+        address = await _resolve(host, port, self.module.preferred_ip_protocol, first)
         self.phases["resolve"] += time.monotonic() - resolved
         headers = {"Host": hop.url.netloc.decode("ascii"), "User-Agent": USER_AGENT}
         request = self.client.build_request(
