@@ -113,11 +113,13 @@ class ShimServer(ThreadingHTTPServer):
         self.chdb, self.path = chdb, str(path)
         self.lock = threading.Lock()  # chdb: one statement at a time, engine-wide
         self.sessions: dict[str, Session] = {}
-        admin = chdb.connect(self.path)
-        self.tz = admin.query("SELECT timezone()", "TSV").bytes().decode().strip()
-        names = admin.query("SELECT name FROM system.settings", "TSV").bytes().decode()
+        # Held open for the server's life: when chdb's last connection closes, the engine
+        # shuts down and the next request starts it again (slow, and under load it can fail
+        # with "Error initializing EmbeddedServer"). A real server's engine stays up too.
+        self.keeper = chdb.connect(self.path)
+        self.tz = self.keeper.query("SELECT timezone()", "TSV").bytes().decode().strip()
+        names = self.keeper.query("SELECT name FROM system.settings", "TSV").bytes().decode()
         self.setting_names = set(names.split())
-        admin.close()
         super().__init__((host, port), Handler)
         self.port: int = self.server_address[1]
 
@@ -126,6 +128,12 @@ class ShimServer(ThreadingHTTPServer):
             for s in self.sessions.values():
                 s.conn.close()
             self.sessions.clear()
+
+    def server_close(self) -> None:
+        super().server_close()
+        self.close_sessions()
+        with self.lock:
+            self.keeper.close()
 
 
 def decompress(data: bytes, encoding: str) -> bytes:
