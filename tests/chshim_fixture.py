@@ -8,10 +8,12 @@ isolated by database: `shim_url` names one the product's own URL path creates.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import clickhouse_connect
 import pytest
@@ -22,6 +24,33 @@ from tests.chshim import start_process, stop_process
 
 #: The backend variants over HTTP and their `?compress=` (opsmetrics/storage/clickhouse/connect.py).
 HTTP_VARIANTS = {"clickhouse-http": "none", "clickhouse-http-lz4": "lz4"}
+
+#: A real ClickHouse server (`clickhouse://user:password@host:8123`), when a developer has
+#: one: the sample and event contracts then run against it as "clickhouse-server" as well,
+#: each test in a database of its own. Nothing on these machines sets it (docs/scale-out.md).
+SERVER_URL = os.environ.get("OPSMETRICS_TEST_CLICKHOUSE_URL", "")
+SERVER_VARIANTS = ["clickhouse-server"] if SERVER_URL else []
+
+
+def server_url(database: str) -> str:
+    parts = urlsplit(SERVER_URL)
+    return urlunsplit((parts.scheme, parts.netloc, "/" + database, parts.query, ""))
+
+
+def drop_server_database(database: str) -> None:
+    parts = urlsplit(SERVER_URL)
+    admin = clickhouse_connect.get_client(
+        host=parts.hostname or "127.0.0.1",
+        port=parts.port or 8123,
+        username=parts.username or "default",
+        password=parts.password or "",
+        secure=parts.scheme == "clickhouses",
+    )
+    try:
+        admin.command(f"DROP DATABASE IF EXISTS {database} SYNC")
+    finally:
+        admin.close()
+
 
 _shim: list[tuple[subprocess.Popen[bytes], int, Path]] = []
 

@@ -14,6 +14,7 @@ ones. The data mirrors tests/test_event_analytics.py, test_experiments.py and te
 from __future__ import annotations
 
 import math
+import uuid
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from datetime import datetime
@@ -44,7 +45,13 @@ from opsmetrics.storage.event_records import (
 )
 from opsmetrics.storage.experiment_records import ArmMoments, UnitAgg, UnitColumn
 from opsmetrics.storage.kpi_records import ConversionQuery, StateCombine, StateQuery
-from tests.chshim_fixture import HTTP_VARIANTS, shim_url
+from tests.chshim_fixture import (
+    HTTP_VARIANTS,
+    SERVER_VARIANTS,
+    drop_server_database,
+    server_url,
+    shim_url,
+)
 
 MIN = 60_000
 HOUR = 3_600_000
@@ -87,6 +94,18 @@ def open_clickhouse(client: Client) -> Generator[Backend, None, None]:
     yield Backend("clickhouse", store, store.insert_events)
 
 
+def open_server() -> Generator[Backend, None, None]:
+    """ClickHouseEvents on a real server (OPSMETRICS_TEST_CLICKHOUSE_URL), its own database."""
+    database = "e_" + uuid.uuid4().hex[:12]
+    client = connect(parse_url(server_url(database)))
+    try:
+        for backend in open_clickhouse(client):
+            yield Backend("clickhouse-server", backend.store, backend.write_stored)
+    finally:
+        client.close()
+        drop_server_database(database)
+
+
 def open_http(port: int, database: str, variant: str) -> Generator[Backend, None, None]:
     """ClickHouseEvents on the shim, over a client the product's connect makes from a URL."""
     client = connect(parse_url(shim_url(port, database, HTTP_VARIANTS[variant])))
@@ -97,7 +116,7 @@ def open_http(port: int, database: str, variant: str) -> Generator[Backend, None
         client.close()
 
 
-BACKENDS = ("duckdb", "clickhouse", "clickhouse-http")
+BACKENDS = ("duckdb", "clickhouse", "clickhouse-http", *SERVER_VARIANTS)
 #: Marks a test that also runs with lz4-compressed HTTP bodies.
 WITH_LZ4 = pytest.mark.parametrize("events", [*BACKENDS, "clickhouse-http-lz4"], indirect=True)
 
@@ -110,6 +129,8 @@ def open_backend(
     if name in HTTP_VARIANTS:
         port, database = (request.getfixturevalue(f) for f in ("chshim_port", "shim_database"))
         return open_http(port, database, name)
+    if name in SERVER_VARIANTS:
+        return open_server()
     return open_clickhouse(request.getfixturevalue("ch_client"))
 
 

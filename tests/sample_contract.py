@@ -32,7 +32,14 @@ from opsmetrics.storage.composite import DataStore
 from opsmetrics.storage.duckdb import DuckDBStorage
 from opsmetrics.storage.open import open_data_store
 from opsmetrics.storage.series_id import series_id
-from tests.chshim_fixture import HTTP_VARIANTS, drop_database, shim_url
+from tests.chshim_fixture import (
+    HTTP_VARIANTS,
+    SERVER_VARIANTS,
+    drop_database,
+    drop_server_database,
+    server_url,
+    shim_url,
+)
 from tests.clickhouse_engine import chdb_client
 from tests.storage_contract import CASES, NOW, SPECIAL, T0, bits, labels
 
@@ -51,7 +58,7 @@ def open_clickhouse_at(chdb_path: Path, data_dir: Path) -> ClickHouseStorage:
     return ClickHouseStorage(ClickHouse(chdb_client(chdb_path, database), target), now_ms=NOW)
 
 
-BACKENDS = ["clickhouse", "clickhouse-http", "duckdb"]
+BACKENDS = ["clickhouse", "clickhouse-http", "duckdb", *SERVER_VARIANTS]
 #: Marks a test that also runs with lz4-compressed HTTP bodies.
 WITH_LZ4 = pytest.mark.parametrize("data_opener", [*BACKENDS, "clickhouse-http-lz4"], indirect=True)
 
@@ -64,6 +71,9 @@ def data_opener(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Data
     if request.param in HTTP_VARIANTS:
         yield from _http_opener(request.getfixturevalue("chshim_port"), request.param)
         return
+    if request.param in SERVER_VARIANTS:
+        yield from _server_opener()
+        return
     chdb_path: Path = request.getfixturevalue("chdb_path")
     opened: set[str] = set()
 
@@ -74,6 +84,19 @@ def data_opener(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Data
     yield opener
     for database in opened:
         chdb_client(chdb_path).command(f"DROP DATABASE IF EXISTS {database} SYNC")
+
+
+def _server_opener() -> Iterator[DataOpener]:
+    opened: set[str] = set()
+
+    def opener(data_dir: Path) -> DataStore:
+        database = clickhouse_database(data_dir)
+        opened.add(database)
+        return open_data_store(server_url(database), Settings(), FakeClock(NOW))
+
+    yield opener
+    for database in opened:
+        drop_server_database(database)
 
 
 def _http_opener(port: int, variant: str) -> Iterator[DataOpener]:
