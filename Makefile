@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo serve test check lint typecheck bench proto clean chromium faketime postgresql
+.PHONY: setup demo serve test check lint typecheck bench proto clean chromium faketime postgresql sdk
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -56,6 +56,11 @@ proto: setup
 	$(BIN)/python -m grpc_tools.protoc -Iopsmetrics/ingest/proto \
 		--python_out=opsmetrics/ingest/proto --pyi_out=opsmetrics/ingest/proto \
 		opsmetrics/ingest/proto/remote.proto opsmetrics/ingest/proto/otlp_view.proto
+
+# The browser SDK: esbuild (pinned in sdk/js/package-lock.json, from the npm registry) builds
+# sdk/js/src into opsmetrics/web/sdk/, which is committed (docs/collectors.md#browser-sdk).
+sdk:
+	cd sdk/js && npm ci --no-audit --no-fund && node build.mjs
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .import_linter_cache .grimp_cache
