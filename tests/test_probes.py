@@ -256,6 +256,8 @@ def test_a_server_that_hangs_fails_at_the_timeout(site: Site) -> None:
     out = probe(site.url + "/hang", timeout="300ms")
     assert (out.success, out.error) == (False, "probe timed out after 0.3s")
     assert out.get("probe_http_status_code") == 0
+    assert out.get("probe_http_duration_seconds", phase="connect") > 0  # it got that far
+    assert out.get("probe_http_duration_seconds", phase="processing") == 0
     # Loose bounds: the probe gave up at its timeout, not at once and not much later.
     assert 0.25 <= out.duration < 5
 

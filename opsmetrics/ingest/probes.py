@@ -168,6 +168,7 @@ class _Trace:
 
     def __init__(self) -> None:
         self.at: dict[str, float] = {}
+        self.added = False
 
     async def __call__(self, name: str, info: dict[str, object]) -> None:
         # "connection.connect_tcp.started" → "connect_tcp.started"
@@ -175,7 +176,7 @@ class _Trace:
 
     def add_phases(self, phases: dict[str, float], body_done: float | None) -> None:
         """Add this round trip's connect/tls/processing/transfer time, as blackbox does."""
-        at = self.at
+        at, self.added = self.at, True
         if "connect_tcp.complete" not in at:
             return
         phases["connect"] += at["connect_tcp.complete"] - at["connect_tcp.started"]
@@ -262,11 +263,15 @@ class HttpProbeRun:
             content=hop.body or None,
             extensions={"sni_hostname": host, "trace": trace},
         )
-        response = await self.client.send(request, stream=True)
         try:
-            return await self._answer(hop, response, trace)
+            response = await self.client.send(request, stream=True)
+            try:
+                return await self._answer(hop, response, trace)
+            finally:
+                await response.aclose()
         finally:
-            await response.aclose()
+            if not trace.added:  # failed (or timed out) part way: count what it got through
+                trace.add_phases(self.phases, None)
 
     async def _answer(self, hop: _Hop, response: httpx.Response, trace: _Trace) -> _Hop | None:
         out, status = self.out, response.status_code
