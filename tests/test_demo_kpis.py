@@ -37,7 +37,14 @@ MIDNIGHT = NOW - NOW % DAY
 DAYS = 12
 CONFIG = Path(opsmetrics.demo.__file__).parent / "config"
 #: KPIs the demo has no input for (no factory, no stock levels, entered by hand): "No data".
-NO_DEMO_INPUT = {"oee", "inventory_turns", "market_share"}
+#: probe_* KPIs read series the live probes write; the demo history has none.
+NO_DEMO_INPUT = {
+    "oee",
+    "inventory_turns",
+    "market_share",
+    "probe_availability",
+    "probe_latency_p95",
+}
 
 
 @dataclass

@@ -10,6 +10,8 @@ from opsmetrics.catalog.experiments import experiment_problems
 from opsmetrics.catalog.kpi_alert_files import read_kpi_alert_rules
 from opsmetrics.catalog.kpis import read_catalog
 from opsmetrics.catalog.notify import load_notify
+from opsmetrics.catalog.probes import FILE as PROBES_FILE
+from opsmetrics.catalog.probes import load_probes_config
 from opsmetrics.catalog.retention import FILE as RETENTION_FILE
 from opsmetrics.catalog.retention import load_retention
 from opsmetrics.catalog.rules import load_rule_file, rule_files
@@ -28,6 +30,8 @@ def validate_config_dir(config_dir: Path) -> list[str]:
         problems += _problems(lambda: load_retention(config_dir))
     if (config_dir / SCRAPE_FILE).exists():
         problems += _problems(lambda: load_scrape_config(config_dir / SCRAPE_FILE))
+    if (config_dir / PROBES_FILE).exists():
+        problems += _problems(lambda: load_probes_config(config_dir / PROBES_FILE))
     for path in rule_files(config_dir):
         problems += _problems(partial(load_rule_file, path))
     problems += _problems(lambda: load_notify(config_dir))

@@ -15,12 +15,15 @@ from opsmetrics.alerting.groups import RuleManager
 from opsmetrics.alerting.kpi_rules import KpiAlertManager
 from opsmetrics.alerting.model import AlertHub
 from opsmetrics.catalog.kpi_alert_files import kpi_alert_rules
+from opsmetrics.catalog.probes import FILE as PROBES_FILE
+from opsmetrics.catalog.probes import load_probes_config
 from opsmetrics.catalog.rules import load_rules
 from opsmetrics.catalog.scrape import load_scrape_config
 from opsmetrics.errors import StorageUnavailableError
 from opsmetrics.ingest.decoded import DecodedSamples
 from opsmetrics.ingest.host import HostCollector
 from opsmetrics.ingest.pipeline import WriteRequest
+from opsmetrics.ingest.probes import Prober
 from opsmetrics.ingest.scrape import Scraper
 from opsmetrics.services import Services
 from opsmetrics.web import errors, kpi_metrics
@@ -81,6 +84,9 @@ def create_app(services: Services) -> FastAPI:
         scraper = _scraper(services)
         if scraper is not None:
             await scraper.start()
+        prober = _prober(services)
+        if prober is not None:
+            await prober.start()
         host = _host_collector(services)
         if host is not None:
             await host.start()
@@ -92,6 +98,8 @@ def create_app(services: Services) -> FastAPI:
             await alerts.stop_dispatcher(dispatcher, dispatch_task)
             if scraper is not None:
                 await scraper.stop()
+            if prober is not None:
+                await prober.stop()
             if host is not None:
                 await host.stop()
             for background in (task, token_task):
@@ -152,6 +160,19 @@ def _scraper(services: Services) -> Scraper | None:
         await asyncio.wrap_future(services.ingestor.submit(WriteRequest("scrape", decoded)))
 
     return Scraper(config, sink, services.clock)
+
+
+def _prober(services: Services) -> Prober | None:
+    """The HTTP/TCP probes, when the config directory has a probes.yaml."""
+    config_dir = services.settings.config_dir
+    if config_dir is None or not (config_dir / PROBES_FILE).exists():
+        return None
+    config = load_probes_config(config_dir / PROBES_FILE)
+
+    async def sink(decoded: DecodedSamples) -> None:
+        await asyncio.wrap_future(services.ingestor.submit(WriteRequest("probes", decoded)))
+
+    return Prober(config, sink, services.clock)
 
 
 def _host_collector(services: Services) -> HostCollector | None:
