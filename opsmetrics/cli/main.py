@@ -13,12 +13,17 @@ import typer
 from rich.console import Console
 
 from opsmetrics import __version__
-from opsmetrics.auth import TokenVerifier, new_token
+from opsmetrics.auth import (
+    DEFAULT_KEY_RATE_PER_MIN,
+    TokenVerifier,
+    new_publishable_key,
+    new_token,
+)
 from opsmetrics.cli import analyze, importer, kpi, query
 from opsmetrics.cli import rules as rules_cli
 from opsmetrics.cli.storage_cmd import storage_app
 from opsmetrics.clock import SystemClock, clock_from_env
-from opsmetrics.errors import OpsMetricsError, UserError
+from opsmetrics.errors import BadDataError, OpsMetricsError, UserError
 from opsmetrics.settings import Settings
 from opsmetrics.storage.token_records import Scope
 
@@ -139,18 +144,30 @@ def version() -> None:
 
 @token_app.command("create")
 def token_create(
-    scope: Annotated[Scope, typer.Option("--scope", help="ingest, read or admin.")],
+    scope: Annotated[Scope, typer.Option("--scope", help="ingest, read, admin or events.")],
     name: Annotated[str, typer.Option("--name", help="A note: who or what uses it.")] = "",
     data: DataOpt = None,
+    origin: Annotated[
+        list[str] | None, typer.Option("--origin", help="events: a page origin (repeatable).")
+    ] = None,
+    rate: Annotated[
+        int, typer.Option("--rate", help="events: requests/min per client address.")
+    ] = DEFAULT_KEY_RATE_PER_MIN,
 ) -> None:
-    """Create a bearer token (the server must be stopped: it owns the data file)."""
+    """Create a bearer token, or with --scope events a publishable key for web pages (the
+    server must be stopped: it owns the data file)."""
     from opsmetrics.storage.open import open_storage
 
     s = settings(data_dir=data)
     clock = SystemClock()
+    if scope is Scope.EVENTS:
+        token = new_publishable_key(name or scope.value, origin or [], clock.now_ms(), rate)
+    elif origin:
+        raise BadDataError("--origin is for publishable keys only: add --scope events")
+    else:
+        token = new_token(name or scope.value, scope, clock.now_ms())
     storage = open_storage(s, clock)
     try:
-        token = new_token(name or scope.value, scope, clock.now_ms())
         storage.save_token(token.record)
     finally:
         storage.close()
@@ -169,7 +186,7 @@ def token_list(data: DataOpt = None) -> None:
     try:
         verifier = TokenVerifier(storage.tokens())
         for t in storage.tokens():
-            console.print(f"{t.id}\t{t.scope.value}\t{t.name}")
+            console.print(f"{t.id}\t{t.scope.value}\t{t.name}\t{' '.join(t.origins)}".rstrip())
         if not verifier.enabled:
             err_console.print("no tokens: the server accepts requests only on loopback")
     finally:

@@ -39,6 +39,7 @@ from opsmetrics.web.routers import (
     query,
     read,
     rules,
+    sdk,
     ui,
 )
 
@@ -123,7 +124,7 @@ def create_app(services: Services) -> FastAPI:
     kpi_metrics.install(app, services)
     routers = (
         *(ingest, read, query, rules, events, kpis, ops),
-        *(dashboards, alerts, analysis_stats, analysis_series),
+        *(dashboards, alerts, analysis_stats, analysis_series, sdk),
     )
     for module in routers:
         app.include_router(module.router)
