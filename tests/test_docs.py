@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import warnings
 from pathlib import Path
 
 from opsmetrics.clock import ALLOW_FAKE_NOW_ENV, FAKE_NOW_ENV
@@ -65,11 +66,17 @@ def test_every_http_route_is_documented(tmp_path: Path) -> None:
 
     services = open_services(Settings(data_dir=tmp_path), FakeClock())
     try:
-        paths = {getattr(r, "path", "") for r in create_app(services).routes}
+        app = create_app(services)
+        # FastAPI groups included routers in one route each: its OpenAPI schema lists them all
+        # (GET+POST routes, as Prometheus has them, share an operation id: a warning only).
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "Duplicate Operation ID", UserWarning)
+            paths = set(app.openapi()["paths"]) - {"/"}
     finally:
         services.close()
+    assert len(paths) > 40  # the schema really lists the API
     text = (ROOT / "docs" / "api.md").read_text()
-    assert {p for p in paths if p and f"`{p}" not in text and f" {p}`" not in text} == set()
+    assert {p for p in paths if f"`{p}" not in text and f" {p}`" not in text} == set()
 
 
 def test_every_cli_command_is_documented() -> None:
