@@ -581,6 +581,30 @@ def test_versions_survive_a_restart_and_refuse_duplicates(
         storage.close()
 
 
+def test_a_version_another_node_recorded_meanwhile_is_not_an_error(
+    catalog_dir: Path, tmp_path: Path
+) -> None:
+    """Two nodes sharing a state store start at once: both see no version of a KPI, one
+    records it first; the other's start goes on (tests/test_state_stores.py: the store
+    refuses the second copy with ValueError on every backend)."""
+    storage = open_store(tmp_path / "data", 5)
+    catalog = load_catalog(catalog_dir)
+    other: list[list[object]] = []
+
+    def author(_: Path) -> str:  # called between reading the history and recording
+        if not other:
+            other.append(list(record_versions(catalog, storage, 5, lambda _: "node-b")))
+        return "node-a"
+
+    try:
+        assert record_versions(catalog, storage, 5, author) == []
+        assert len(other[0]) == 12
+        assert {v.author for k in catalog for v in storage.kpi_versions(k.name)} == {"node-b"}
+        assert all(len(storage.kpi_versions(k.name)) == 1 for k in catalog)
+    finally:
+        storage.close()
+
+
 def test_author_comes_from_git_when_the_config_is_in_a_repo(catalog_dir: Path) -> None:
     def git(*args: str) -> None:
         subprocess.run(["git", *args], cwd=catalog_dir, check=True, capture_output=True)

@@ -46,7 +46,14 @@ def record_versions(
         if previous is not None and previous.hash == kpi.hash:
             continue
         version = new_version(kpi, previous, author_of(Path(kpi.source.file)), now_ms)
-        storage.record_kpi_version(version)
+        try:
+            storage.record_kpi_version(version)
+        except ValueError:
+            # Another node sharing the state store recorded this version as we started.
+            latest = storage.kpi_versions(kpi.name)
+            if not latest or latest[-1].hash != kpi.hash:
+                raise
+            continue
         changes.append(VersionChange(kpi.name, version, previous))
     annotations = [change_annotation(c) for c in changes if c.previous is not None]
     if annotations:
