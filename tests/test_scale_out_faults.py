@@ -180,7 +180,10 @@ def test_postgresql_down_ingest_goes_on_state_changes_get_503(tmp_path: Path) ->
             assert httpx.post(srv.url + "/api/v1/silences", json=silence).status_code == 200
             pg.stop()
             assert write(srv.url, "during_outage", 0, 10).status_code == 204
-            refused = httpx.post(srv.url + "/api/v1/silences", json={**silence, "comment": "x"})
+            # The state store waits a few seconds for PostgreSQL before it gives up (docs).
+            refused = httpx.post(
+                srv.url + "/api/v1/silences", json={**silence, "comment": "x"}, timeout=60
+            )
             assert refused.status_code == 503, refused.text
             assert f"127.0.0.1:{pg.port}" in refused.json()["error"]
             assert refused.headers["retry-after"] == "1"
