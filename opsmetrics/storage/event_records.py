@@ -30,6 +30,17 @@ class Grain(enum.Enum):
     YEAR = "year"
 
 
+HOUR_MS = 3_600_000
+DAY_MS = 86_400_000
+#: Grains of fixed width in UTC, with the origin of their alignment (1970-01-05 is a Monday):
+#: every backend buckets these by arithmetic on epoch milliseconds.
+FIXED_UTC_GRAINS = {
+    Grain.HOUR: (HOUR_MS, 0),
+    Grain.DAY: (DAY_MS, 0),
+    Grain.WEEK: (7 * DAY_MS, 4 * DAY_MS),
+}
+
+
 class Agg(enum.Enum):
     COUNT = "count"  # events
     SUM = "sum"  # of value

@@ -12,14 +12,13 @@ table by table (series before samples), and a failed write is repaired by writin
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from opsmetrics.model import (
     Annotation,
-    Event,
     Float64Array,
     Int64Array,
     Labels,
@@ -50,33 +49,17 @@ from opsmetrics.storage.clickhouse.series import (
     matcher_sql,
     rows_to_series,
 )
-from opsmetrics.storage.event_records import (
-    Bucket,
-    EventAggregate,
-    Funnel,
-    FunnelRow,
-    Retention,
-    RetentionRow,
-    RollingUnique,
-)
-from opsmetrics.storage.experiment_records import ArmMoments, ArmMomentsRow
-from opsmetrics.storage.kpi_records import (
-    ConversionQuery,
-    ConversionRow,
-    SqlResult,
-    StateQuery,
-    StateRow,
-)
 from opsmetrics.storage.series_id import series_id
 
 
-class ClickHouseStorage:
-    """The DataStore protocol (SampleStore + EventStore) over one ClickHouse database."""
+class ClickHouseStorage(ClickHouseEvents):
+    """The DataStore protocol over one ClickHouse database: the SampleStore here, the
+    EventStore inherited from ClickHouseEvents (events.py) on the same client."""
 
     def __init__(self, ch: ClickHouse, *, now_ms: int, late_window_ms: int = 3_600_000) -> None:
         self._ch = ch
         self._late_window_ms = late_window_ms
-        self._events = ClickHouseEvents(ch.client)
+        super().__init__(ch.client)
         self._series = SeriesCache()
         self._heads = HeadCache()
         self._ttl_applied: list[str] = []
@@ -176,7 +159,7 @@ class ClickHouseStorage:
         self._insert_metadata(batch.metadata)
         self._insert_annotations(batch.annotations)
         if batch.events:
-            self._events.insert_events(batch.events)
+            self.insert_events(batch.events)
         self._series.add(batch.new_series)
         if len(batch.ts):
             self._heads.advance(batch.series_ids, batch.ts, batch.values)
@@ -301,7 +284,7 @@ class ClickHouseStorage:
             parts.drop_before(self._ch, rollups_table(w), "bucket", now_ms - policy.rollups_ms)[1]
             for w in ROLLUP_WIDTHS_MS
         )
-        events = self._events.delete_events_before(now_ms - policy.events_ms)
+        events = self.delete_events_before(now_ms - policy.events_ms)
         return RetentionResult(deleted, events, dropped, expired_rollups)
 
     def _set_ttl(self, now_ms: int, policy: RetentionPolicy) -> None:
@@ -329,40 +312,7 @@ class ClickHouseStorage:
             series=int(self._ch.command("SELECT uniqExact(id) FROM series")),
             samples=sum(p.rows for p in states),
             samples_head=head,
-            events=self._events.count_events(),
+            events=self.count_events(),
             annotations=int(self._ch.command("SELECT count() FROM annotations FINAL")),
             partitions=len(compacted),
         )
-
-    # --- events: ClickHouseEvents -------------------------------------------------------
-    def read_events(
-        self, name: str | None, start_ms: int, end_ms: int, limit: int | None = None
-    ) -> list[Event]:
-        return self._events.read_events(name, start_ms, end_ms, limit)
-
-    def event_aggregate(self, q: EventAggregate) -> list[Bucket]:
-        return self._events.event_aggregate(q)
-
-    def event_rolling_unique(self, q: RollingUnique) -> list[Bucket]:
-        return self._events.event_rolling_unique(q)
-
-    def event_funnel(self, q: Funnel) -> list[FunnelRow]:
-        return self._events.event_funnel(q)
-
-    def event_retention(self, q: Retention) -> list[RetentionRow]:
-        return self._events.event_retention(q)
-
-    def arm_moments(self, q: ArmMoments) -> list[ArmMomentsRow]:
-        return self._events.arm_moments(q)
-
-    def kpi_state(self, q: StateQuery) -> list[StateRow]:
-        return self._events.kpi_state(q)
-
-    def kpi_conversion(self, q: ConversionQuery) -> list[ConversionRow]:
-        return self._events.kpi_conversion(q)
-
-    def newest_event_ms(self, names: Sequence[str]) -> int | None:
-        return self._events.newest_event_ms(names)
-
-    def kpi_sql(self, query: str, params: Mapping[str, int]) -> SqlResult:
-        return self._events.kpi_sql(query, params)

@@ -11,7 +11,6 @@ event row reaches Python and no self-join is needed.
 from __future__ import annotations
 
 from opsmetrics.storage.clickhouse.event_sql import (
-    DAY_MS,
     EVENTS,
     MS,
     Calendar,
@@ -23,6 +22,7 @@ from opsmetrics.storage.clickhouse.event_sql import (
     prop_text,
 )
 from opsmetrics.storage.event_records import (
+    DAY_MS,
     Agg,
     EventAggregate,
     Funnel,

@@ -12,16 +12,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from opsmetrics.storage.event_records import UTC, EventMatch, FilterOp, Grain, PropFilter
+from opsmetrics.storage.event_records import (
+    DAY_MS,
+    FIXED_UTC_GRAINS,
+    HOUR_MS,
+    UTC,
+    EventMatch,
+    FilterOp,
+    Grain,
+    PropFilter,
+)
 
-HOUR_MS = 3_600_000
-DAY_MS = 86_400_000
-#: Grains of fixed width in UTC, with the origin of their alignment (1970-01-05 is a Monday).
-_FIXED_UTC = {
-    Grain.HOUR: (HOUR_MS, 0),
-    Grain.DAY: (DAY_MS, 0),
-    Grain.WEEK: (7 * DAY_MS, 4 * DAY_MS),
-}
 #: Truncation of a naive local DateTime64 (wall clock read as UTC) to its period.
 _TRUNC = {
     Grain.HOUR: "toStartOfHour({})",
@@ -131,7 +132,7 @@ class Calendar:
 
     def __init__(self, p: Params, grain: Grain, tz: str) -> None:
         self.grain = grain
-        self.fixed = _FIXED_UTC.get(grain) if tz == UTC else None
+        self.fixed = FIXED_UTC_GRAINS.get(grain) if tz == UTC else None
         self._tz = "" if self.fixed else p.add(tz, "String")
 
     def local(self, ms: str) -> str:

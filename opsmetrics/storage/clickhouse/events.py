@@ -27,8 +27,9 @@ from opsmetrics.storage.clickhouse.event_rows import (
     dedup_token,
     event_columns,
 )
-from opsmetrics.storage.clickhouse.event_sql import DAY_MS, EVENTS, MS, Params
+from opsmetrics.storage.clickhouse.event_sql import EVENTS, MS, Params
 from opsmetrics.storage.event_records import (
+    DAY_MS,
     Bucket,
     EventAggregate,
     Funnel,

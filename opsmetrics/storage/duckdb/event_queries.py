@@ -15,6 +15,8 @@ from typing import Any
 import duckdb
 
 from opsmetrics.storage.event_records import (
+    DAY_MS,
+    FIXED_UTC_GRAINS,
     UTC,
     Agg,
     Bucket,
@@ -30,14 +32,6 @@ from opsmetrics.storage.event_records import (
     RollingUnique,
 )
 
-HOUR_MS = 3_600_000
-DAY_MS = 86_400_000
-#: Grains of fixed width in UTC, with the origin of their alignment (1970-01-05 is a Monday).
-_FIXED_UTC = {
-    Grain.HOUR: (HOUR_MS, 0),
-    Grain.DAY: (DAY_MS, 0),
-    Grain.WEEK: (7 * DAY_MS, 4 * DAY_MS),
-}
 _AGG_SQL = {
     Agg.COUNT: "count(*)",
     Agg.SUM: "coalesce(sum(value), 0)",
@@ -122,7 +116,7 @@ class Calendar:
 
     def __init__(self, p: Params, grain: Grain, tz: str) -> None:
         self.grain = grain
-        self.fixed = _FIXED_UTC.get(grain) if tz == UTC else None
+        self.fixed = FIXED_UTC_GRAINS.get(grain) if tz == UTC else None
         self._tz = "" if self.fixed else p.add(tz)
 
     def period(self, ms: str) -> str:
