@@ -25,6 +25,7 @@ from opsmetrics.storage.base import DAY_MS, KpiVersion, StateStore
 from opsmetrics.storage.duckdb import DuckDBStorage
 from opsmetrics.storage.kpi_records import ManualKpiValue
 from opsmetrics.storage.postgres import PostgresStateStore
+from opsmetrics.storage.timeline_records import ActionClaim, TimelineEntry
 from opsmetrics.storage.token_records import Scope, TokenRecord
 
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
@@ -413,5 +414,64 @@ def test_reopening_keeps_every_piece_of_state(open_state: StateOpener) -> None:
         assert len(before[4]) == 2 and before[0]  # type: ignore[arg-type]
         assert not again.hold_lease("alerting", "node-b", NOW + 1, 60_000)
         assert again.newest_manual_kpi_ms("nps") == T0
+    finally:
+        again.close()
+
+
+# --- incident timelines and protocol action claims ----------------------------------------
+def entry(id_: str, at_ms: int, kind: str = "fired", fp: str = "fp1") -> TimelineEntry:
+    detail = '{"channel": "ops",  "status": "delivered", "ü": 1}'
+    return TimelineEntry(id_, fp, T0, at_ms, kind, "opsmetrics", detail)
+
+
+def test_a_timeline_comes_back_oldest_first_with_its_detail_kept(state: StateStore) -> None:
+    later, first = entry("b", T0 + 5, "notified"), entry("a", T0 + 1)
+    tie = entry("c", T0 + 5, "acknowledged")
+    assert state.record_timeline([later, first, tie, entry("z", T0, fp="fp2")]) == 4
+    assert state.timeline("fp1") == [first, later, tie]
+    assert state.timeline("nope") == []
+
+
+def test_an_entry_recorded_again_is_stored_once(state: StateStore) -> None:
+    assert state.record_timeline([entry("a", T0), entry("a", T0)]) == 1
+    assert state.record_timeline([entry("a", T0 + 9), entry("b", T0 + 1)]) == 1
+    assert [(e.id, e.at_ms) for e in state.timeline("fp1")] == [("a", T0), ("b", T0 + 1)]
+    assert state.record_timeline([]) == 0
+
+
+def test_timeline_entries_filter_by_kind_and_time(state: StateStore) -> None:
+    state.record_timeline([
+        entry("f1", T0), entry("a1", T0 + 10, "acknowledged"), entry("r1", T0 + 20, "resolved"),
+        entry("a2", T0 + 30, "acknowledged", fp="fp2"), entry("s1", T0 + 40, "step"),
+    ])  # fmt: skip
+    got = state.timeline_entries(["acknowledged", "resolved"], T0 + 10)
+    assert [e.id for e in got] == ["a1", "r1", "a2"]
+    assert [e.id for e in state.timeline_entries(["acknowledged"], T0 + 11)] == ["a2"]
+
+
+def claim(key: str, at_ms: int = T0) -> ActionClaim:
+    return ActionClaim(key, "fp1", T0, "scale-out", at_ms)
+
+
+def test_an_action_is_claimed_once_until_its_run_fails(state: StateStore) -> None:
+    assert state.claim_action(claim("k1"))
+    assert not state.claim_action(claim("k1", T0 + 1))  # claimed, not finished: never again
+    assert state.claim_action(claim("k2"))  # another key
+    state.finish_action("k1", "failed", T0 + 2)
+    assert state.claim_action(claim("k1", T0 + 3))  # a failed run may be tried again
+    state.finish_action("k1", "succeeded", T0 + 4)
+    assert not state.claim_action(claim("k1", T0 + 5))
+
+
+def test_timeline_and_claims_survive_a_reopen(open_state: StateOpener) -> None:
+    store = open_state()
+    store.record_timeline([entry("a", T0), entry("b", T0 + 1, "step")])
+    store.claim_action(claim("k1"))
+    before = store.timeline("fp1")
+    store.close()
+    again = open_state()
+    try:
+        assert again.timeline("fp1") == before and len(before) == 2
+        assert not again.claim_action(claim("k1", T0 + 9))
     finally:
         again.close()

@@ -52,6 +52,7 @@ from opsmetrics.storage.kpi_records import (
     StateQuery,
     StateRow,
 )
+from opsmetrics.storage.timeline_records import TimelineStore
 from opsmetrics.storage.token_records import TokenRecord
 
 if TYPE_CHECKING:
@@ -303,8 +304,9 @@ class EventStore(Protocol):
         ...
 
 
-class StateStore(Protocol):
-    """Small transactional state: KPI versions, manual values, tokens, the alert log."""
+class StateStore(TimelineStore, Protocol):
+    """Small transactional state: KPI versions, manual values, tokens, the alert log (and,
+    from TimelineStore, incident timelines)."""
 
     def save_token(self, token: TokenRecord) -> None: ...
 

@@ -61,6 +61,7 @@ from opsmetrics.storage.kpi_records import (
     StateRow,
 )
 from opsmetrics.storage.spool import Spool, SpoolStats
+from opsmetrics.storage.timeline_records import ActionClaim, TimelineEntry
 from opsmetrics.storage.token_records import TokenRecord
 
 
@@ -277,6 +278,21 @@ class SplitStorage:
 
     def acks(self) -> list[AckRow]:
         return self._state.acks()
+
+    def record_timeline(self, entries: Sequence[TimelineEntry]) -> int:
+        return self._state.record_timeline(entries)
+
+    def timeline(self, fingerprint: str) -> list[TimelineEntry]:
+        return self._state.timeline(fingerprint)
+
+    def timeline_entries(self, kinds: Sequence[str], since_ms: int) -> list[TimelineEntry]:
+        return self._state.timeline_entries(kinds, since_ms)
+
+    def claim_action(self, claim: ActionClaim) -> bool:
+        return self._state.claim_action(claim)
+
+    def finish_action(self, key: str, status: str, at_ms: int) -> None:
+        self._state.finish_action(key, status, at_ms)
 
     def hold_lease(self, name: str, holder: str, now_ms: int, ttl_ms: int) -> bool:
         return self._state.hold_lease(name, holder, now_ms, ttl_ms)

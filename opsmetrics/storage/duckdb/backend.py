@@ -50,6 +50,7 @@ from opsmetrics.storage.duckdb.migrations import apply_migrations
 from opsmetrics.storage.duckdb.read_cache import ReadCache
 from opsmetrics.storage.duckdb.sample_reads import head_min, read_ids
 from opsmetrics.storage.duckdb.sql import first_row
+from opsmetrics.storage.duckdb.timeline_store import TimelineTables
 from opsmetrics.storage.index import SeriesIndex
 from opsmetrics.storage.spool import SpoolStats
 
@@ -57,7 +58,13 @@ DB_FILE = "opsmetrics.duckdb"
 
 
 class DuckDBStorage(
-    EventTables, EventQueries, ExperimentQueries, KpiVersionTable, KpiQueries, AlertTables
+    EventTables,
+    EventQueries,
+    ExperimentQueries,
+    KpiVersionTable,
+    KpiQueries,
+    AlertTables,
+    TimelineTables,
 ):
     """The Storage protocol over one DuckDB file in the data directory."""
 

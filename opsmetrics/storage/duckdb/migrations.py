@@ -10,6 +10,7 @@ import duckdb
 from opsmetrics.errors import StorageUnavailableError
 from opsmetrics.storage.duckdb.alert_store import ALERT_TABLES
 from opsmetrics.storage.duckdb.sql import scalar
+from opsmetrics.storage.duckdb.timeline_store import TIMELINE_TABLES
 
 #: Migration 7's rollup columns without width_ms (migration 9 has a table per width).
 _ROLLUP_COLUMNS = (
@@ -241,6 +242,8 @@ MIGRATIONS: list[tuple[int, str]] = [
         ALTER TABLE tokens ADD COLUMN IF NOT EXISTS rate_per_min INTEGER;
         """,
     ),
+    # Incident timelines and protocol action claims (storage/duckdb/timeline_store.py).
+    (12, TIMELINE_TABLES),
 ]
 
 

@@ -110,6 +110,34 @@ MIGRATIONS: list[tuple[int, str]] = [
         ALTER TABLE tokens ADD COLUMN IF NOT EXISTS rate_per_min integer;
         """,
     ),
+    (
+        3,
+        """
+        -- Every alert instance's history (alerting/timeline.py); ids are derived from what
+        -- happened, so an entry recorded again is not stored twice.
+        CREATE TABLE alert_timeline (
+            id text COLLATE "C" PRIMARY KEY,
+            fingerprint text COLLATE "C" NOT NULL,
+            started_ms bigint NOT NULL,        -- the instance: when it started firing
+            at_ms bigint NOT NULL,
+            kind text NOT NULL,
+            actor text NOT NULL,
+            detail json NOT NULL
+        );
+        CREATE INDEX alert_timeline_fingerprint ON alert_timeline (fingerprint, at_ms);
+        CREATE INDEX alert_timeline_kind ON alert_timeline (kind, at_ms);
+        -- Protocol actions, claimed before they are sent (alerting/protocols.py).
+        CREATE TABLE alert_actions (
+            key text COLLATE "C" PRIMARY KEY,  -- the Idempotency-Key sent with the request
+            fingerprint text NOT NULL,
+            started_ms bigint NOT NULL,
+            action text NOT NULL,
+            status text NOT NULL,              -- claimed | succeeded | failed
+            claimed_ms bigint NOT NULL,
+            finished_ms bigint
+        );
+        """,
+    ),
 ]
 
 

@@ -14,6 +14,7 @@ from opsmetrics.storage.postgres.alert_log import AlertLog
 from opsmetrics.storage.postgres.database import Database
 from opsmetrics.storage.postgres.migrations import apply_migrations
 from opsmetrics.storage.postgres.target import parse_url
+from opsmetrics.storage.postgres.timeline_log import TimelineLog
 from opsmetrics.storage.token_records import Scope, TokenRecord, origins_from_column
 
 #: Seconds a call waits for a pooled connection before StorageUnavailableError. Short: with the
@@ -41,8 +42,9 @@ _PERIOD_VALUES = """
 """
 
 
-class PostgresStateStore(AlertLog):
-    """KPI versions, manual KPI values, tokens, the alert log and leases in PostgreSQL.
+class PostgresStateStore(AlertLog, TimelineLog):
+    """KPI versions, manual KPI values, tokens, the alert log, incident timelines and leases
+    in PostgreSQL.
 
     Thread-safe (a small connection pool); each writing call is one transaction. A server
     that cannot be reached, or a connection that drops, raises StorageUnavailableError.
