@@ -42,7 +42,9 @@ from opsmetrics.storage.event_records import (
     PropFilter,
     Retention,
     RollingUnique,
+    ValueFilter,
 )
+from opsmetrics.storage.exclusion_records import exclusion_checks
 from opsmetrics.storage.experiment_records import ArmMoments, UnitAgg, UnitColumn
 from opsmetrics.storage.kpi_records import ConversionQuery, StateCombine, StateQuery
 from tests.chshim_fixture import (
@@ -701,3 +703,92 @@ def test_hostile_property_names_and_values_are_data(events: Backend) -> None:
     steps = (EventMatch("e"), EventMatch(f"e{INJECT}"))
     assert funnel_entities(events, steps, HOUR) == [2, 0]
     assert len(events.store.read_events(None, 0, NOW)) == 2
+
+
+# --- exclusions: which in-scope events an aggregation left out, and why (issue 17) ----------
+def surveys(b: Backend) -> None:
+    """Ten nps_response events on two days: the score as a property, as the value, as text
+    that is not a number, and not at all."""
+    b.write(
+        Event("nps_response", D0 + HOUR, "u1", None, {"score": 9}),
+        Event("nps_response", D0 + 2 * HOUR, "u2", None, {"score": 3, "plan": "pro"}),
+        Event("nps_response", D0 + 3 * HOUR, "u3", None, {"score": "ten"}),
+        Event("nps_response", D0 + 4 * HOUR, "u4", 10.0),
+        Event("nps_response", D0 + 5 * HOUR, "u5", 6.0, {"plan": "pro"}),
+        Event("nps_response", D0 + DAY, "u6", 8.0),
+        Event("nps_response", D0 + DAY + 1, "u7", None, {"score": "7"}),
+        Event("nps_response", D0 + DAY + 2, "u8", 2.0, {"score": 10}),
+        Event("nps_response", D0 + DAY + 3, "u9"),
+        Event("nps_response", D0 + DAY + 4, "u10", None, {"score": None}),
+        Event("other", D0 + HOUR, "u1", 1.0),
+    )
+
+
+Counts = tuple[int, ...]
+
+
+def exclusions(b: Backend, q: EventAggregate) -> list[tuple[int, dict[str, str], int, Counts]]:
+    return [(x.start_ms, x.group, x.rows, x.excluded) for x in b.store.event_exclusions(q)]
+
+
+def test_exclusions_of_a_numeric_filter_count_missing_wrong_type_and_outside(
+    events: Backend,
+) -> None:
+    surveys(events)
+    f = PropFilter("score", FilterOp.GTE, ("9",))
+    q = EventAggregate("nps_response", Agg.COUNT, D0, D0 + 7 * DAY, where=(f,))
+    assert [c.reason.value for c in exclusion_checks(q)] == [
+        "missing_property",
+        "wrong_type",
+        "outside_filter",
+    ]
+    # day 1: 9 kept; 3 outside; "ten" wrong type; u4, u5 missing. day 2: 10 kept; "7" outside;
+    # u6, u9 and the JSON null missing
+    assert exclusions(events, q) == [
+        (D0, {}, 5, (2, 1, 1)),
+        (D0 + DAY, {}, 5, (3, 0, 1)),
+    ]
+    assert buckets(events, q) == [(D0, {}, 1.0, 1), (D0 + DAY, {}, 1.0, 1)]
+
+
+def test_exclusions_of_an_in_filter_have_no_wrong_type(events: Backend) -> None:
+    surveys(events)
+    f = PropFilter("score", FilterOp.IN, ("9", "10"))
+    q = EventAggregate("nps_response", Agg.COUNT, D0, D0 + 7 * DAY, None, where=(f,))
+    # in compares text: "ten" and "7" and 3 are outside; five have no score
+    assert exclusions(events, q) == [(D0, {}, 10, (5, 3))]
+
+
+def test_exclusions_of_value_aggregations(events: Backend) -> None:
+    surveys(events)
+    of_value = EventAggregate("nps_response", Agg.AVG, D0, D0 + 7 * DAY, None)
+    assert exclusions(events, of_value) == [(D0, {}, 10, (6,))]  # four carry a value
+    of_prop = EventAggregate("nps_response", Agg.SUM, D0, D0 + 7 * DAY, None, value_prop="score")
+    assert exclusions(events, of_prop) == [(D0, {}, 10, (5, 1))]  # 9, 3, 10 and "7" are numbers
+    [(_, _, total, n)] = buckets(events, of_prop)
+    assert (total, n) == (29.0, 4)
+
+
+def test_value_filters_keep_events_whose_value_is_in_range(events: Backend) -> None:
+    surveys(events)
+    top = (ValueFilter(FilterOp.GTE, 9.0), ValueFilter(FilterOp.LTE, 10.0))
+    q = EventAggregate("nps_response", Agg.COUNT, D0, D0 + 7 * DAY, value_where=top)
+    assert buckets(events, q) == [(D0, {}, 1.0, 1)]  # u4's 10
+    assert exclusions(events, q) == [(D0, {}, 5, (3, 1, 0)), (D0 + DAY, {}, 5, (3, 2, 0))]
+    of_prop = EventAggregate(
+        "nps_response", Agg.COUNT, D0, D0 + 7 * DAY, None, value_prop="score", value_where=top
+    )
+    assert buckets(events, of_prop) == [(D0, {}, 2.0, 2)]  # 9 and 10
+    assert exclusions(events, of_prop) == [(D0, {}, 10, (5, 1, 2, 0))]
+
+
+def test_exclusions_break_down_by_group_and_nothing_in_scope_is_no_bucket(
+    events: Backend,
+) -> None:
+    surveys(events)
+    f = PropFilter("score", FilterOp.EXISTS)
+    q = EventAggregate("nps_response", Agg.COUNT, D0, D0 + DAY, None, where=(f,), by=("plan",))
+    assert exclusions(events, q) == [(D0, {"plan": ""}, 3, (1,)), (D0, {"plan": "pro"}, 2, (1,))]
+    plain = EventAggregate("nps_response", Agg.COUNT, D0, D0 + DAY, None)
+    assert exclusions(events, plain) == [(D0, {}, 5, ())]
+    assert exclusions(events, EventAggregate("none", Agg.COUNT, D0, D0 + DAY)) == []

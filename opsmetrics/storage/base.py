@@ -43,6 +43,7 @@ from opsmetrics.storage.event_records import (
     RetentionRow,
     RollingUnique,
 )
+from opsmetrics.storage.exclusion_records import ExclusionBucket
 from opsmetrics.storage.experiment_records import ArmMoments, ArmMomentsRow
 from opsmetrics.storage.kpi_records import (
     ConversionQuery,
@@ -56,6 +57,7 @@ from opsmetrics.storage.timeline_records import TimelineStore
 from opsmetrics.storage.token_records import TokenRecord
 
 if TYPE_CHECKING:
+    from opsmetrics.storage.diskspace import DiskStatus
     from opsmetrics.storage.spool import SpoolStats
 
 DAY_MS = 86_400_000
@@ -271,6 +273,11 @@ class EventStore(Protocol):
         """Buckets with at least one matching event, sorted by (start, group)."""
         ...
 
+    def event_exclusions(self, q: EventAggregate) -> list[ExclusionBucket]:
+        """Per bucket with at least one event in scope (name and time), the events each check
+        of `exclusion_checks(q)` left out (storage/exclusion_records.py)."""
+        ...
+
     def event_rolling_unique(self, q: RollingUnique) -> list[Bucket]:
         """One bucket per local day of the range, zeros included."""
         ...
@@ -391,4 +398,8 @@ class Storage(SampleStore, EventStore, StateStore, Protocol):
 
     def spool_stats(self) -> SpoolStats:
         """What this node holds for a data store that is down (storage/spool.py)."""
+        ...
+
+    def disk_status(self) -> list[DiskStatus]:
+        """Free space and writability of each local directory written to (diskspace.py)."""
         ...

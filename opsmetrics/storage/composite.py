@@ -42,6 +42,7 @@ from opsmetrics.storage.base import (
     StorageStats,
     WriteBatch,
 )
+from opsmetrics.storage.diskspace import DiskGuard, DiskStatus
 from opsmetrics.storage.event_records import (
     Bucket,
     EventAggregate,
@@ -51,6 +52,7 @@ from opsmetrics.storage.event_records import (
     RetentionRow,
     RollingUnique,
 )
+from opsmetrics.storage.exclusion_records import ExclusionBucket
 from opsmetrics.storage.experiment_records import ArmMoments, ArmMomentsRow
 from opsmetrics.storage.kpi_records import (
     ConversionQuery,
@@ -72,10 +74,17 @@ class DataStore(SampleStore, EventStore, Protocol):
 class SplitStorage:
     """The Storage protocol over a data store and a state store (each closed with it)."""
 
-    def __init__(self, data: DataStore, state: StateStore, spool: Spool | None = None) -> None:
+    def __init__(
+        self,
+        data: DataStore,
+        state: StateStore,
+        spool: Spool | None = None,
+        disks: Sequence[DiskGuard] = (),
+    ) -> None:
         self._data = data
         self._state = state
         self._spool = spool
+        self._disks = tuple(disks)  # the local directories written to: DuckDB files, spool
 
     @property
     def data(self) -> DataStore:
@@ -91,6 +100,9 @@ class SplitStorage:
 
     def spool_stats(self) -> SpoolStats:
         return self._spool.stats() if self._spool is not None else SpoolStats()
+
+    def disk_status(self) -> list[DiskStatus]:
+        return [d.status() for d in self._disks]
 
     def close(self) -> None:
         try:
@@ -192,6 +204,9 @@ class SplitStorage:
 
     def event_aggregate(self, q: EventAggregate) -> list[Bucket]:
         return self._data.event_aggregate(q)
+
+    def event_exclusions(self, q: EventAggregate) -> list[ExclusionBucket]:
+        return self._data.event_exclusions(q)
 
     def event_rolling_unique(self, q: RollingUnique) -> list[Bucket]:
         return self._data.event_rolling_unique(q)

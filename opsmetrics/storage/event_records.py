@@ -75,6 +75,15 @@ class PropFilter:
 
 
 @dataclass(frozen=True, slots=True)
+class ValueFilter:
+    """A bound on the number an aggregation reads (the event's value, or `value_prop`): only
+    GT, GTE, LT and LTE; an event without that number never passes."""
+
+    op: FilterOp
+    value: float
+
+
+@dataclass(frozen=True, slots=True)
 class EventMatch:
     """Which events count: by name (None: any name) and property filters (all must hold)."""
 
@@ -90,6 +99,8 @@ class EventAggregate:
     bucket down by property values (a missing property groups as ""). `value_prop` names a
     property that value aggregations (sum, avg, min, max, percentiles) read as a number instead
     of the event's value; where it is missing or not a number the event has no value.
+    `value_where` keeps only the events whose value (as read) passes every bound; with it a
+    count reads the value too (`nps` with `score: value` counts responses in a score range).
     """
 
     name: str | None
@@ -101,10 +112,16 @@ class EventAggregate:
     where: tuple[PropFilter, ...] = ()
     by: tuple[str, ...] = ()
     value_prop: str | None = None
+    value_where: tuple[ValueFilter, ...] = ()
 
     @property
     def match(self) -> EventMatch:
         return EventMatch(self.name, self.where)
+
+    @property
+    def reads_value(self) -> bool:
+        """Whether an event without the value it reads is left out."""
+        return self.agg not in (Agg.COUNT, Agg.UNIQUE) or bool(self.value_where)
 
 
 @dataclass(frozen=True, slots=True)

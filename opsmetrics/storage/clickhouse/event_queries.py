@@ -11,6 +11,7 @@ event row reaches Python and no self-join is needed.
 from __future__ import annotations
 
 from opsmetrics.storage.clickhouse.event_sql import (
+    COMPARE_SQL,
     EVENTS,
     MS,
     Calendar,
@@ -27,9 +28,12 @@ from opsmetrics.storage.event_records import (
     EventAggregate,
     Funnel,
     Grain,
+    PropFilter,
     Retention,
     RollingUnique,
+    ValueFilter,
 )
+from opsmetrics.storage.exclusion_records import ExclusionCheck, Test, exclusion_checks
 
 _AGG_SQL = {
     Agg.COUNT: "count()",
@@ -58,21 +62,76 @@ def _bucket_sql(p: Params, q: EventAggregate) -> tuple[str, str]:
     return cal.period("ms"), cal.start_ms("b")
 
 
+def _value_sql(p: Params, q: EventAggregate) -> str:
+    """The number an aggregation reads: the event's value or `value_prop` as a number."""
+    return "value" if q.value_prop is None else prop_number(p, q.value_prop)
+
+
+def _value_filter_sql(p: Params, v: str, f: ValueFilter) -> str:
+    return f"coalesce({v} {COMPARE_SQL[f.op]} {p.add(f.value, 'Float64')}, false)"
+
+
+def _scope_sql(p: Params, q: EventAggregate) -> list[str]:
+    """Conditions selecting the events in scope of `q`: its name and time range."""
+    conds = [f"ts >= {p.ts(q.start_ms)}", f"ts < {p.ts(q.end_ms)}"]
+    if q.name is not None:
+        conds.append(f"name = {p.add(q.name, 'String')}")
+    return conds
+
+
 def aggregate_sql(q: EventAggregate) -> Query:
     p = Params()
     bucket, bucket_start = _bucket_sql(p, q)
     groups = [f"{prop_text(p, prop)} AS g{i}" for i, prop in enumerate(q.by)]
-    value = "value" if q.value_prop is None else prop_number(p, q.value_prop)
-    conds = [f"ts >= {p.ts(q.start_ms)}", f"ts < {p.ts(q.end_ms)}"]
-    if q.name is not None:
-        conds.append(f"name = {p.add(q.name, 'String')}")
+    value = _value_sql(p, q)
+    conds = _scope_sql(p, q)
     conds += [filter_sql(p, f) for f in q.where]
+    conds += [_value_filter_sql(p, _value_sql(p, q), f) for f in q.value_where]
     inner = ", ".join([f"{MS} AS ms", f"{bucket} AS b", *groups, "entity", f"{value} AS v"])
     keys = ", ".join(["b", *(f"g{i}" for i in range(len(q.by)))])
     n = "count()" if q.agg in _COUNTS_EVENTS else "count(v)"
     cols = [bucket_start, *(f"g{i}" for i in range(len(q.by))), _AGG_SQL[q.agg], n]
     sql = (
         f"SELECT {', '.join(cols)} "
+        f"FROM (SELECT {inner} FROM {EVENTS} WHERE {' AND '.join(conds)}) "
+        f"GROUP BY {keys} ORDER BY {keys}"
+    )
+    return sql, p.values
+
+
+def _check_sql(p: Params, q: EventAggregate, c: ExclusionCheck) -> str:
+    """A condition that holds for an event that fails check `c` of `q`."""
+    match c.test:
+        case Test.MISSING:
+            if c.prop is None:
+                return "value IS NULL"
+            return f"NOT mapContains(props, {p.add(c.prop, 'String')})"
+        case Test.NOT_A_NUMBER:
+            return f"NOT mapContains(nums, {p.add(c.prop or '', 'String')})"
+        case Test.FAILS_FILTER:
+            assert isinstance(c.rule, PropFilter)
+            return f"NOT {filter_sql(p, c.rule)}"
+        case Test.FAILS_VALUE:
+            assert isinstance(c.rule, ValueFilter)
+            return f"NOT {_value_filter_sql(p, _value_sql(p, q), c.rule)}"
+
+
+def exclusions_sql(q: EventAggregate) -> Query:
+    """Per bucket, group and the number of the first check of `exclusion_checks(q)` an
+    in-scope event fails (0: kept), the events: the same answer as the DuckDB backend's."""
+    p = Params()
+    bucket, bucket_start = _bucket_sql(p, q)
+    groups = [f"{prop_text(p, prop)} AS g{i}" for i, prop in enumerate(q.by)]
+    whens = [
+        f"WHEN {_check_sql(p, q, c)} THEN {i}" for i, c in enumerate(exclusion_checks(q), 1)
+    ]
+    why = f"CASE {' '.join(whens)} ELSE 0 END" if whens else "0"
+    conds = _scope_sql(p, q)
+    gs = [f"g{i}" for i in range(len(q.by))]
+    keys = ", ".join(["b", *gs, "why"])
+    inner = ", ".join([f"{MS} AS ms", f"{bucket} AS b", *groups, f"toUInt32({why}) AS why"])
+    sql = (
+        f"SELECT {', '.join([bucket_start, *gs, 'why', 'count()'])} "
         f"FROM (SELECT {inner} FROM {EVENTS} WHERE {' AND '.join(conds)}) "
         f"GROUP BY {keys} ORDER BY {keys}"
     )

@@ -32,7 +32,7 @@ _TRUNC = {
     Grain.QUARTER: "toDateTime(toStartOfQuarter({}), 'UTC')",
     Grain.YEAR: "toDateTime(toStartOfYear({}), 'UTC')",
 }
-_COMPARE_SQL = {FilterOp.GT: ">", FilterOp.GTE: ">=", FilterOp.LT: "<", FilterOp.LTE: "<="}
+COMPARE_SQL = {FilterOp.GT: ">", FilterOp.GTE: ">=", FilterOp.LT: "<", FilterOp.LTE: "<="}
 #: The events table read with its duplicates merged away (ReplacingMergeTree, see events.py).
 EVENTS = "events FINAL"
 #: Millisecond timestamp of a row of the events table.
@@ -88,7 +88,7 @@ def prop_number(p: Params, prop: str) -> str:
 def filter_sql(p: Params, f: PropFilter) -> str:
     k = p.add(f.prop, "String")
     present = f"mapContains(props, {k})"
-    compare = _COMPARE_SQL.get(f.op)
+    compare = COMPARE_SQL.get(f.op)
     if compare is not None:
         value = number_of(f.values[0]) if f.values else None
         if value is None:  # no value, or not a number: matches nothing

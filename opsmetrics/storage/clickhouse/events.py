@@ -38,6 +38,7 @@ from opsmetrics.storage.event_records import (
     RetentionRow,
     RollingUnique,
 )
+from opsmetrics.storage.exclusion_records import ExclusionBucket, fold_rows
 from opsmetrics.storage.experiment_records import ArmMoments, ArmMomentsRow
 from opsmetrics.storage.kpi_records import (
     ConversionQuery,
@@ -46,12 +47,21 @@ from opsmetrics.storage.kpi_records import (
     StateQuery,
     StateRow,
 )
+from opsmetrics.storage.sql_sandbox import (
+    SqlLimits,
+    access_error,
+    check_row_count,
+    timeout_error,
+)
 
 Row = Sequence[Any]
 
 
 class ClickHouseEvents:
     """EventStore over one ClickHouse database (clickhouse-connect client)."""
+
+    #: The limits of `sql:` KPI queries.
+    sql_limits = SqlLimits()
 
     def __init__(self, client: Client) -> None:
         self._client = client
@@ -127,6 +137,9 @@ class ClickHouseEvents:
             for r in rows
         ]
 
+    def event_exclusions(self, q: EventAggregate) -> list[ExclusionBucket]:
+        return fold_rows(q, self._run(event_queries.exclusions_sql(q)))
+
     def event_rolling_unique(self, q: RollingUnique) -> list[Bucket]:
         rows = self._run(event_queries.rolling_unique_sql(q))
         return [Bucket(int(t), {}, float(n), int(n)) for t, n in rows]
@@ -177,15 +190,17 @@ class ClickHouseEvents:
 
     def kpi_sql(self, query: str, params: Mapping[str, int]) -> SqlResult:
         """Run an `sql:` KPI read-only; `$name` parameters it uses are bound from `params`."""
-        sql, used = event_kpis.user_sql(query, params)
+        limits = self.sql_limits
+        sql, used = event_kpis.user_sql(query, params, limits)
         try:
             result = self._client.query(
-                sql, parameters=used or None, settings=dict(event_kpis.SQL_SETTINGS)
+                sql, parameters=used or None, settings=event_kpis.sql_settings(limits)
             )
         except OperationalError:
             raise  # the server is unreachable: not the query's fault
         except DatabaseError as exc:
-            raise BadDataError(f"sql: the query failed: {_server_message(exc)}") from None
+            raise _sql_error(_server_message(exc), limits) from None
+        check_row_count(len(result.result_rows), limits)
         return SqlResult(list(result.column_names), [tuple(r) for r in result.result_rows])
 
     # --- helpers ------------------------------------------------------------------------
@@ -208,6 +223,14 @@ def _funnel_rows(r: Row) -> list[FunnelRow]:
     for i in range(2, len(r), 3):
         out.append(FunnelRow(group, len(out), int(r[i]), _opt(r[i + 1]), _opt(r[i + 2])))
     return out
+
+
+def _sql_error(message: str, limits: SqlLimits) -> BadDataError:
+    if "(TIMEOUT_EXCEEDED)" in message:
+        return timeout_error(limits)
+    if "(READONLY)" in message:  # a table function that reads files or other servers
+        return access_error(message)
+    return BadDataError(f"sql: the query failed: {message}")
 
 
 def _server_message(exc: DatabaseError) -> str:

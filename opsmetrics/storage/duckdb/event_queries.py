@@ -30,6 +30,14 @@ from opsmetrics.storage.event_records import (
     Retention,
     RetentionRow,
     RollingUnique,
+    ValueFilter,
+)
+from opsmetrics.storage.exclusion_records import (
+    ExclusionBucket,
+    ExclusionCheck,
+    Test,
+    exclusion_checks,
+    fold_rows,
 )
 
 _AGG_SQL = {
@@ -139,7 +147,7 @@ class Calendar:
         return f"date_diff('{self.grain.value}', {a}, {b})"
 
 
-def _bucket_sql(p: Params, q: EventAggregate) -> tuple[str, str]:
+def bucket_sql(p: Params, q: EventAggregate) -> tuple[str, str]:
     """SQL for the bucket of an event's `ts`, and for the UTC ms start of a bucket `b`."""
     if q.grain is None:
         return p.add(q.start_ms), "b"
@@ -147,15 +155,31 @@ def _bucket_sql(p: Params, q: EventAggregate) -> tuple[str, str]:
     return cal.period("ts"), cal.start_ms("b")
 
 
-def aggregate_sql(q: EventAggregate) -> tuple[str, dict[str, Any]]:
-    p = Params()
-    bucket, bucket_start = _bucket_sql(p, q)
-    groups = [f"{prop_sql(p, prop)} AS g{i}" for i, prop in enumerate(q.by)]
-    value = "value" if q.value_prop is None else number_sql(prop_sql(p, q.value_prop)) + " AS value"
+def value_sql(p: Params, q: EventAggregate) -> str:
+    """The number an aggregation reads: the event's value or `value_prop` as a number."""
+    return "value" if q.value_prop is None else number_sql(prop_sql(p, q.value_prop))
+
+
+def value_filter_sql(p: Params, v: str, f: ValueFilter) -> str:
+    return f"coalesce({v} {_COMPARE_SQL[f.op]} {p.add(f.value)}, false)"
+
+
+def scope_sql(p: Params, q: EventAggregate) -> list[str]:
+    """Conditions selecting the events in scope of `q`: its name and time range."""
     conds = ["ts >= " + p.add(q.start_ms), "ts < " + p.add(q.end_ms)]
     if q.name is not None:
         conds.append("name = " + p.add(q.name))
+    return conds
+
+
+def aggregate_sql(q: EventAggregate) -> tuple[str, dict[str, Any]]:
+    p = Params()
+    bucket, bucket_start = bucket_sql(p, q)
+    groups = [f"{prop_sql(p, prop)} AS g{i}" for i, prop in enumerate(q.by)]
+    value = value_sql(p, q) + " AS value"
+    conds = scope_sql(p, q)
     conds += [filter_sql(p, f) for f in q.where]
+    conds += [value_filter_sql(p, value_sql(p, q), f) for f in q.value_where]
     inner = ", ".join([f"{bucket} AS b", *groups, "entity", value])
     gs = [f"coalesce(g{i}, '')" for i in range(len(q.by))]
     keys = ", ".join(["b", *gs])
@@ -164,6 +188,39 @@ def aggregate_sql(q: EventAggregate) -> tuple[str, dict[str, Any]]:
         f"SELECT {', '.join([bucket_start, *gs, _AGG_SQL[q.agg], n])} "
         f"FROM (SELECT {inner} FROM events WHERE {' AND '.join(conds)}) "
         f"GROUP BY {keys} ORDER BY {keys}"
+    )
+    return sql, p.values
+
+
+def check_sql(p: Params, q: EventAggregate, c: ExclusionCheck) -> str:
+    """A condition that holds for an event that fails check `c` of `q`."""
+    match c.test:
+        case Test.MISSING:
+            return ("value" if c.prop is None else prop_sql(p, c.prop)) + " IS NULL"
+        case Test.NOT_A_NUMBER:
+            return f"{number_sql(prop_sql(p, c.prop or ''))} IS NULL"
+        case Test.FAILS_FILTER:
+            assert isinstance(c.rule, PropFilter)
+            return f"NOT coalesce({filter_sql(p, c.rule)}, false)"
+        case Test.FAILS_VALUE:
+            assert isinstance(c.rule, ValueFilter)
+            return f"NOT {value_filter_sql(p, value_sql(p, q), c.rule)}"
+
+
+def exclusions_sql(q: EventAggregate) -> tuple[str, dict[str, Any]]:
+    """Per bucket, group and the number of the first check of `exclusion_checks(q)` an
+    in-scope event fails (0: kept), the events."""
+    p = Params()
+    bucket, bucket_start = bucket_sql(p, q)
+    groups = [f"{prop_sql(p, prop)} AS g{i}" for i, prop in enumerate(q.by)]
+    whens = [f"WHEN {check_sql(p, q, c)} THEN {i}" for i, c in enumerate(exclusion_checks(q), 1)]
+    why = f"CASE {' '.join(whens)} ELSE 0 END" if whens else "0"
+    gs = [f"coalesce(g{i}, '')" for i in range(len(q.by))]
+    keys = ", ".join(["b", *gs, "why"])
+    sql = (
+        f"SELECT {', '.join([bucket_start, *gs, 'why', 'count(*)'])} "
+        f"FROM (SELECT {', '.join([f'{bucket} AS b', *groups, f'{why} AS why'])} "
+        f"FROM events WHERE {' AND '.join(scope_sql(p, q))}) GROUP BY {keys} ORDER BY {keys}"
     )
     return sql, p.values
 
@@ -279,6 +336,10 @@ class EventQueries:
             Bucket(int(r[0]), dict(zip(q.by, r[1:-2], strict=True)), _float(r[-2]), int(r[-1]))
             for r in rows
         ]
+
+    def event_exclusions(self, q: EventAggregate) -> list[ExclusionBucket]:
+        sql, params = exclusions_sql(q)
+        return fold_rows(q, self._cursor().execute(sql, params).fetchall())
 
     def event_rolling_unique(self, q: RollingUnique) -> list[Bucket]:
         sql, params = rolling_unique_sql(q)
