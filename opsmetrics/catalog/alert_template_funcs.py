@@ -246,10 +246,29 @@ def _regex(pattern: Any) -> re.Pattern[str]:
         raise TemplateError(f"error parsing regexp: {exc}") from None
 
 
+#: `$1`, `${1}`, `$name`, `${name}` and `$$` in a Go replacement string.
+_GO_GROUP_REF = re.compile(r"\$(?:\{(\w+)\}|(\w+)|(\$))")
+
+
 def re_replace_all(pattern: Any, replacement: Any, text: Any) -> str:
-    """Go's Regexp.ReplaceAllString: `$1` / `${1}` in the replacement name groups."""
-    repl = re.sub(r"\$\{?(\w+)\}?", r"\\g<\1>", str(replacement).replace("\\", "\\\\"))
-    return _regex(pattern).sub(repl, str(text))
+    """Go's Regexp.ReplaceAllString: `$1` / `${1}` in the replacement name groups, and a
+    group that does not exist expands to "" (Python's own templates would raise)."""
+    template = str(replacement)
+
+    def expand(match: re.Match[str]) -> str:
+        return _GO_GROUP_REF.sub(lambda ref: _group_text(match, ref), template)
+
+    return _regex(pattern).sub(expand, str(text))
+
+
+def _group_text(match: re.Match[str], ref: re.Match[str]) -> str:
+    if ref.group(3):
+        return "$"
+    name = ref.group(1) or ref.group(2)
+    try:
+        return match.group(int(name) if name.isdigit() else name) or ""
+    except IndexError:
+        return ""
 
 
 def _split_host_port(text: str) -> tuple[str, str] | None:

@@ -31,7 +31,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from opsmetrics.catalog.yamlfile import parse_model
+from opsmetrics.catalog.yamlfile import parse_model, read_config_text
 from opsmetrics.durations import parse_duration_ms
 from opsmetrics.errors import BadDataError, ConfigError, NotFoundError
 
@@ -179,7 +179,7 @@ def load_experiments(config_dir: Path | None) -> dict[str, Experiment]:
     problems: list[str] = []
     for path in experiment_files(config_dir):
         try:
-            exp, _ = parse_model(path.read_text(encoding="utf-8"), str(path), Experiment)
+            exp, _ = parse_model(read_config_text(path), str(path), Experiment)
         except ConfigError as exc:
             problems.append(exc.message)
             continue

@@ -18,7 +18,7 @@ from opsmetrics.catalog.kpi_alerts import (
 from opsmetrics.catalog.kpi_model import Direction, Grain, KpiDefinition
 from opsmetrics.catalog.kpis import Catalog
 from opsmetrics.catalog.rules import rule_files
-from opsmetrics.catalog.yamlfile import parse_model
+from opsmetrics.catalog.yamlfile import parse_model, read_config_text
 from opsmetrics.errors import ConfigError
 
 
@@ -160,8 +160,5 @@ def _check_metric(metric: str, kpis: set[str]) -> None:
 
 
 def load_alert_file(path: Path, kpis: set[str]) -> list[KpiAlertSpec]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    text = read_config_text(path)
     return parse_alert_file(text, str(path), kpis)

@@ -15,7 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from opsmetrics.catalog.mute_windows import MONTHS, WEEKDAYS, Window, parse_range, parse_time
-from opsmetrics.catalog.yamlfile import LinePath, parse_model, problem
+from opsmetrics.catalog.yamlfile import LinePath, parse_model, problem, read_config_text
 from opsmetrics.durations import parse_duration_ms
 from opsmetrics.errors import BadDataError, ConfigError
 
@@ -212,7 +212,7 @@ def load_notify(config_dir: Path | None) -> NotifyConfig:
     if config_dir is None or not (config_dir / FILE).exists():
         return NotifyConfig()
     path = config_dir / FILE
-    return parse_notify(path.read_text(encoding="utf-8"), str(path))
+    return parse_notify(read_config_text(path), str(path))
 
 
 def parse_notify(text: str, source: str) -> NotifyConfig:

@@ -14,7 +14,7 @@ from pydantic import BeforeValidator, Field
 
 from opsmetrics.catalog.config_fields import ConfigModel, label_names
 from opsmetrics.catalog.scrape import DurationMs
-from opsmetrics.catalog.yamlfile import LinePath, parse_model, problem
+from opsmetrics.catalog.yamlfile import LinePath, parse_model, problem, read_config_text
 from opsmetrics.errors import ConfigError
 
 FILE = "probes.yaml"
@@ -110,10 +110,7 @@ class ProbesConfig(ConfigModel):
 
 def load_probes_config(path: Path) -> ProbesConfig:
     """Read and validate probes.yaml; `ca_file`s come back as absolute paths."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    text = read_config_text(path)
     return parse_probes_config(text, str(path), base_dir=path.parent)
 
 

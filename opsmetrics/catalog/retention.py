@@ -11,7 +11,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
-from opsmetrics.catalog.yamlfile import parse_model
+from opsmetrics.catalog.yamlfile import parse_model, read_config_text
 from opsmetrics.durations import parse_duration_ms
 from opsmetrics.errors import BadDataError
 from opsmetrics.storage.base import RetentionPolicy
@@ -41,7 +41,7 @@ def load_retention(config_dir: Path | None) -> RetentionPolicy:
     if config_dir is None or not (config_dir / FILE).exists():
         return RetentionPolicy()
     path = config_dir / FILE
-    parsed, _ = parse_model(path.read_text(encoding="utf-8"), str(path), _RetentionFile)
+    parsed, _ = parse_model(read_config_text(path), str(path), _RetentionFile)
     return RetentionPolicy(
         raw_ms=parse_duration_ms(parsed.raw_samples),
         rollups_ms=parse_duration_ms(parsed.rollups),

@@ -29,7 +29,7 @@ from pydantic import BeforeValidator, Field, field_validator
 
 from opsmetrics.catalog.config_fields import ConfigModel, LabelMap, PromQL
 from opsmetrics.catalog.kpi_alerts import is_alert_file
-from opsmetrics.catalog.yamlfile import LinePath, parse_model, problem
+from opsmetrics.catalog.yamlfile import LinePath, parse_model, problem, read_config_text
 from opsmetrics.durations import config_duration_ms
 from opsmetrics.errors import ConfigError
 
@@ -204,10 +204,7 @@ def rule_files(config_dir: Path) -> list[Path]:
 
 
 def load_rule_file(path: Path) -> list[RuleGroup]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    text = read_config_text(path)
     return parse_rule_file(text, str(path))
 
 

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BeforeValidator, Field
 
 from opsmetrics.catalog.config_fields import ConfigModel, label_names
-from opsmetrics.catalog.yamlfile import LinePath, parse_model, problem
+from opsmetrics.catalog.yamlfile import LinePath, parse_model, problem, read_config_text
 from opsmetrics.durations import config_duration_ms
 from opsmetrics.errors import ConfigError
 
@@ -78,10 +78,7 @@ class ScrapeConfig(ConfigModel):
 
 
 def load_scrape_config(path: Path) -> ScrapeConfig:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    text = read_config_text(path)
     return parse_scrape_config(text, str(path))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
@@ -10,6 +11,21 @@ from pydantic import BaseModel, ValidationError
 from opsmetrics.errors import ConfigError
 
 M = TypeVar("M", bound=BaseModel)
+
+
+def read_config_text(path: Path) -> str:
+    """A config file's text; ConfigError (`file:line:`) if it cannot be read or is not UTF-8."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(
+            f"{path}:{line}: (document): not valid UTF-8 (byte {exc.start}); save the file as UTF-8"
+        ) from None
 
 
 def parse_model(text: str, source: str, model: type[M]) -> tuple[M, dict[LinePath, int]]:

@@ -197,19 +197,26 @@ def _lines(path: Path, start: Position) -> Iterator[tuple[bytes, Position]]:
 class _TrackedLines:
     """Feeds csv.reader decoded lines while remembering the position after the last one."""
 
-    def __init__(self, f: BinaryIO, start: Position) -> None:
+    def __init__(self, f: BinaryIO, start: Position, path: Path) -> None:
         self._f = f
+        self._path = path
         self.pos = start
 
     def __iter__(self) -> Iterator[str]:
         for raw in self._f:
             self.pos = Position(self.pos.offset + len(raw), self.pos.line + 1)
-            yield raw.decode("utf-8-sig" if self.pos.offset == len(raw) else "utf-8")
+            try:
+                yield raw.decode("utf-8-sig" if self.pos.offset == len(raw) else "utf-8")
+            except UnicodeDecodeError as exc:
+                raise BadDataError(
+                    f"{self._path}:{self.pos.line}: not valid UTF-8 (byte {exc.start} of the "
+                    "line); save the file as UTF-8"
+                ) from None
 
 
 def csv_event_chunks(ctx: ReadContext, start: Position) -> Iterator[Chunk]:
     with ctx.path.open("rb") as f:
-        header_lines = _TrackedLines(f, Position())
+        header_lines = _TrackedLines(f, Position(), ctx.path)
         header = next(csv.reader(header_lines), None)
         if header is None or "name" not in header:
             raise BadDataError(
@@ -217,7 +224,7 @@ def csv_event_chunks(ctx: ReadContext, start: Position) -> Iterator[Chunk]:
                 "required, `ts`, `entity`, `value`, `id` are optional"
             )
         f.seek(max(start.offset, header_lines.pos.offset))
-        lines = _TrackedLines(f, max(start, header_lines.pos, key=lambda p: p.offset))
+        lines = _TrackedLines(f, max(start, header_lines.pos, key=lambda p: p.offset), ctx.path)
         yield from _csv_batches(ctx, header, lines)
 
 

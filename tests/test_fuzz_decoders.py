@@ -1,0 +1,166 @@
+"""Every decoder and parser, fuzzed briefly: each input decodes or raises a UserError.
+
+The targets are in tests/fuzz_targets.py. Here each runs under hypothesis, derandomized and
+without an example database so that every run of `make test` tries the same inputs: random
+bytes, and the target's seeds (tests/fuzz_seeds.py) mutated by byte edits, splices and tokens
+that parsers treat specially. bench/fuzz.py runs the same targets for minutes, coverage-guided
+under atheris. Each finding's exact input is kept in tests/fuzz_regressions/<target>/ and
+replayed by `test_regression`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, note, settings
+from hypothesis import strategies as st
+
+from tests.fuzz_targets import TARGETS, FuzzEnv, check
+
+REGRESSIONS = Path(__file__).parent / "fuzz_regressions"
+
+#: Bytes that parsers give a meaning to; inserted at random places in the seeds.
+TOKENS = [
+    b"\x00",
+    b"\xff",
+    b"\x80",
+    b"\xc3",
+    b"\xed\xa0\x80",
+    b"\xef\xbb\xbf",
+    b"\n",
+    b"\r",
+    b"\t",
+    b" ",
+    b'"',
+    b"'",
+    b"\\",
+    b"{",
+    b"}",
+    b"[",
+    b"]",
+    b"(",
+    b")",
+    b",",
+    b":",
+    b"=",
+    b"#",
+    b"# EOF\n",
+    b"# TYPE x counter\n",
+    b"{{",
+    b"}}",
+    b"{{ end }}",
+    b"$",
+    b"|",
+    b"-",
+    b"+",
+    b"0",
+    b"-1",
+    b"1e309",
+    b"-0",
+    b"NaN",
+    b"+Inf",
+    b"9223372036854775808",
+    b"1.5",
+    b"&a",
+    b"*a",
+    b"!!binary",
+    b"---",
+    b"? ",
+    b"%YAML 1.1\n",
+    b"~",
+    b"null",
+    b"true",
+    b"\x08\x96\x01",
+    b"\x0a\xff\xff\xff\xff\x0f",
+    b"\x12\x00",
+    b"\x1a\x05",
+    b"\x09" * 9,
+]
+
+#: Targets slower than about 5 ms an input get fewer examples, so the file stays near a minute.
+EXAMPLES = {"kpi_alerts_file": 40, "kpis_file": 80, "dashboards_file": 80, "promql": 150}
+DEFAULT_EXAMPLES = 250
+
+
+@st.composite
+def mutated(draw: st.DrawFn, seeds: list[bytes]) -> bytes:
+    """A seed after a few edits: insert, delete, overwrite, a token, or a copied slice."""
+    data = bytearray(draw(st.sampled_from(seeds)))
+    for _ in range(draw(st.integers(1, 6))):
+        at = draw(st.integers(0, len(data)))
+        op = draw(st.integers(0, 4))
+        if op == 0:
+            data[at:at] = draw(st.binary(min_size=1, max_size=8))
+        elif op == 1:
+            del data[at : at + draw(st.integers(1, 16))]
+        elif op == 2 and at < len(data):
+            data[at] = draw(st.integers(0, 255))
+        elif op == 3:
+            data[at:at] = draw(st.sampled_from(TOKENS))
+        else:
+            start = draw(st.integers(0, len(data)))
+            data[at:at] = data[start : start + draw(st.integers(1, 64))]
+    return bytes(data)
+
+
+def inputs(seeds: list[bytes]) -> st.SearchStrategy[bytes]:
+    if not seeds:
+        return st.binary(max_size=1024)
+    return st.one_of(st.binary(max_size=256), st.sampled_from(seeds), mutated(seeds))
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory) -> FuzzEnv:
+    return FuzzEnv(tmp_path_factory.mktemp("fuzz"))
+
+
+@pytest.mark.parametrize("name", sorted(TARGETS))
+def test_fuzz(name: str, env: FuzzEnv) -> None:
+    target = TARGETS[name]
+
+    @settings(
+        max_examples=EXAMPLES.get(name, DEFAULT_EXAMPLES),
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
+    @given(inputs(target.seeds()))
+    def run(data: bytes) -> None:
+        note(f"input bytes: {data!r}")
+        check(target, env, data)
+
+    run()
+
+
+def regression_cases() -> list[tuple[str, Path]]:
+    if not REGRESSIONS.is_dir():
+        return []
+    return [
+        (folder.name, path)
+        for folder in sorted(REGRESSIONS.iterdir())
+        if folder.is_dir()
+        for path in sorted(folder.iterdir())
+        if path.is_file()
+    ]
+
+
+def test_regression_folders_name_targets() -> None:
+    unknown = {name for name, _ in regression_cases()} - set(TARGETS)
+    assert not unknown, f"tests/fuzz_regressions has folders for no target: {unknown}"
+
+
+@pytest.mark.parametrize(
+    ("name", "path"), regression_cases(), ids=[f"{n}/{p.name}" for n, p in regression_cases()]
+)
+def test_regression(name: str, path: Path, env: FuzzEnv) -> None:
+    """A past finding's exact bytes: now decoded or refused with a UserError."""
+    check(TARGETS[name], env, path.read_bytes())
+
+
+def test_the_invariant_lets_only_user_errors_through(env: FuzzEnv) -> None:
+    """check() itself: a refusal passes, a crash of any other type is reported."""
+    check(TARGETS["samples_json"], env, b"{")  # malformed JSON: a BadDataError
+    with pytest.raises(ZeroDivisionError):
+        check(TARGETS["samples_json"].__class__("x", lambda e, d: 1 / 0, list, ""), env, b"")
