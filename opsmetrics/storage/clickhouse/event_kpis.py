@@ -23,6 +23,7 @@ from opsmetrics.storage.clickhouse.event_sql import (
 from opsmetrics.storage.event_records import EventMatch
 from opsmetrics.storage.experiment_records import ArmMoments, UnitAgg, UnitColumn
 from opsmetrics.storage.kpi_records import ConversionQuery, StateCombine, StateQuery
+from opsmetrics.storage.sql_sandbox import SqlLimits, wrapped
 
 Query = tuple[str, dict[str, object]]
 _Key = tuple[EventMatch, int, int, str | None]
@@ -38,15 +39,21 @@ _COMBINE_SQL = {
     StateCombine.MIN: "min(lv)",
     StateCombine.MAX: "max(lv)",
 }
-MAX_SQL_ROWS = 100_000
-MAX_SQL_SECONDS = 30
-#: `readonly` goes last: a server applies settings in order and refuses changes after it.
-SQL_SETTINGS: dict[str, object] = {
-    "max_execution_time": MAX_SQL_SECONDS,
-    "max_result_rows": MAX_SQL_ROWS,
-    "result_overflow_mode": "break",
-    "readonly": 1,
-}
+
+
+def sql_settings(limits: SqlLimits) -> dict[str, object]:
+    """The settings an `sql:` KPI runs with. `readonly=1` refuses table functions that read
+    files or reach other servers (file, url, remote, s3, mysql…) and settings changes, also in
+    a SETTINGS clause; the checker (catalog/kpi_sql.py) refuses the scalar `file()`, which
+    readonly does not stop. `readonly` goes last: a server refuses setting changes after it."""
+    return {
+        "max_execution_time": limits.timeout_s,
+        "max_result_rows": limits.max_rows + 1,
+        "result_overflow_mode": "break",
+        "readonly": 1,
+    }
+
+
 #: A quoted literal or comment (left alone), or a `$name` parameter.
 _SQL_TOKEN = re.compile(
     r"'(?:[^'\\]|\\.|'')*'|\"(?:[^\"\\]|\\.)*\"|`[^`]*`|--[^\n]*|/\*.*?\*/|\$([a-z_]+)\b",
@@ -168,7 +175,7 @@ def newest_sql(names: list[str]) -> Query:
     return sql, p.values
 
 
-def user_sql(query: str, params: Mapping[str, int]) -> Query:
+def user_sql(query: str, params: Mapping[str, int], limits: SqlLimits) -> Query:
     """An `sql:` KPI as one wrapped SELECT; its `$name` parameters become `{name:Int64}`."""
     used: dict[str, object] = {}
 
@@ -179,5 +186,4 @@ def user_sql(query: str, params: Mapping[str, int]) -> Query:
         used[name] = params[name]
         return f"{{{name}:Int64}}"
 
-    body = _SQL_TOKEN.sub(bind, query.strip().rstrip(";"))
-    return f"SELECT * FROM ({body}\n) AS kpi LIMIT {MAX_SQL_ROWS}", used
+    return wrapped(_SQL_TOKEN.sub(bind, query), limits), used
