@@ -11,6 +11,7 @@ from __future__ import annotations
 import concurrent.futures
 import hashlib
 import logging
+import math
 import queue
 import threading
 import time
@@ -24,10 +25,10 @@ from opsmetrics.clock import Clock
 from opsmetrics.errors import (
     LimitExceededError,
     OpsMetricsError,
-    OverloadedError,
     StorageUnavailableError,
     UserError,
 )
+from opsmetrics.ingest.admission import QUEUE_FULL, IngestAdmission, IngestOverloadedError
 from opsmetrics.ingest.decoded import DecodedSamples
 from opsmetrics.ingest.samples import GroupState, prepare_samples
 from opsmetrics.ingest.validate import validate_event
@@ -40,6 +41,8 @@ log = logging.getLogger(__name__)
 
 #: Stop adding requests to a group past this many samples: bounded commit latency and memory.
 MAX_GROUP_SAMPLES = 200_000
+#: Retry-After never says more than this: a client should look again within a minute.
+MAX_RETRY_AFTER_S = 60
 
 
 @dataclass(slots=True)
@@ -55,6 +58,10 @@ class WriteRequest:
             n += len(self.samples.batch) + len(self.samples.deltas)
         return n
 
+    def work(self) -> int:
+        """What the request costs the writer: its items, and one for the request itself."""
+        return self.size() + 1
+
 
 @dataclass(frozen=True, slots=True)
 class WriteResult:
@@ -67,6 +74,50 @@ class WriteResult:
 class _Pending:
     request: WriteRequest
     future: concurrent.futures.Future[WriteResult]
+    work: int
+
+
+class Backlog:
+    """The work queued for the writer and how fast it drains: how long a client should wait.
+
+    The drain rate is an exponentially weighted mean of each group commit's work per second,
+    measured on the writer's busy time (so an idle writer does not look slow).
+    """
+
+    SMOOTHING = 0.2
+
+    def __init__(self, max_work: int) -> None:
+        self._max_work = max_work
+        self._lock = threading.Lock()
+        self.queued = 0
+        self.rate = 0.0
+
+    def add(self, work: int) -> bool:
+        """Count `work` in, unless it would pass the bound (an empty queue takes anything)."""
+        with self._lock:
+            if self.queued and self.queued + work > self._max_work:
+                return False
+            self.queued += work
+            return True
+
+    def cancel(self, work: int) -> None:
+        """Take back work that was counted but not queued."""
+        with self._lock:
+            self.queued -= work
+
+    def done(self, work: int, seconds: float) -> None:
+        with self._lock:
+            self.queued -= work
+            rate = work / max(seconds, 1e-4)
+            self.rate = rate if not self.rate else self.rate + self.SMOOTHING * (rate - self.rate)
+
+    def seconds(self) -> float:
+        """How long the queued work takes to drain at the recent rate (0 before any commit)."""
+        return self.queued / self.rate if self.rate else 0.0
+
+    def retry_after_s(self) -> int:
+        """The backlog in whole seconds, at least 1 and at most MAX_RETRY_AFTER_S."""
+        return min(MAX_RETRY_AFTER_S, max(1, math.ceil(self.seconds())))
 
 
 Maintenance = Callable[[], None]
@@ -83,6 +134,9 @@ class Ingestor:
         self._queue: queue.Queue[_Pending | Maintenance | None] = queue.Queue(
             maxsize=limits.write_queue_max_requests
         )
+        self.backlog = Backlog(limits.max_queued_samples)
+        #: The HTTP ingest endpoints' limits; Retry-After comes from this queue's backlog.
+        self.admission = IngestAdmission(limits, telemetry.registry, self.backlog.retry_after_s)
         self._thread = threading.Thread(target=self._run, name="opsmetrics-writer", daemon=True)
         self._failed: BaseException | None = None
         #: Metadata as last committed, per metric: OTLP and remote_write senders repeat it with
@@ -108,15 +162,28 @@ class Ingestor:
         future: concurrent.futures.Future[WriteResult] = concurrent.futures.Future()
         if self._failed is not None:
             raise StorageUnavailableError(f"the writer stopped after an error: {self._failed}")
+        work = request.work()
+        if not self.backlog.add(work):
+            raise self._queue_full(
+                f"the write queue holds {self.backlog.queued} samples and events, its limit "
+                "(OPSMETRICS_MAX_QUEUED_SAMPLES)"
+            )
         try:
-            self._queue.put_nowait(_Pending(request, future))
+            self._queue.put_nowait(_Pending(request, future, work))
         except queue.Full:
-            self._telemetry.rejected.labels("overloaded").inc()
-            raise OverloadedError(
-                "the write queue is full; retry with backoff (HTTP 429)"
+            self.backlog.cancel(work)
+            raise self._queue_full(
+                f"the write queue holds {self._queue.maxsize} requests, its limit "
+                "(OPSMETRICS_WRITE_QUEUE_MAX_REQUESTS)"
             ) from None
         self._telemetry.queue_depth.set(self._queue.qsize())
         return future
+
+    def _queue_full(self, message: str) -> IngestOverloadedError:
+        self._telemetry.rejected.labels(QUEUE_FULL).inc()
+        return IngestOverloadedError(
+            message, reason=QUEUE_FULL, retry_after_s=self.backlog.retry_after_s()
+        )
 
     def write(self, request: WriteRequest) -> WriteResult:
         """Submit and wait (for threads that are not on the event loop)."""
@@ -136,7 +203,12 @@ class Ingestor:
                 self._maintain(item)
                 continue
             group, stop = self._drain(item)
-            self._commit_group(group)
+            started = time.perf_counter()
+            try:
+                self._commit_group(group)
+            finally:
+                work = sum(p.work for p in group)
+                self.backlog.done(work, time.perf_counter() - started)
             if stop:
                 return
 

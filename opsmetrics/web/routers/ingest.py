@@ -1,4 +1,7 @@
-"""Ingest endpoints. Every 2xx answer is sent only after the data is committed to disk."""
+"""Ingest endpoints. Every 2xx answer is sent only after the data is committed to disk.
+
+Each runs inside its endpoint's admission (web/backpressure.py): overload answers 429.
+"""
 
 from __future__ import annotations
 
@@ -24,6 +27,7 @@ from opsmetrics.ingest.pipeline import WriteRequest, WriteResult
 from opsmetrics.ingest.remote_write import LabelsCache, decode_remote_write
 from opsmetrics.services import Services
 from opsmetrics.storage.token_records import Scope
+from opsmetrics.web.backpressure import guard, otlp_answer
 from opsmetrics.web.deps import read_body, require, services
 
 router = APIRouter(dependencies=[Depends(require(Scope.INGEST))], tags=["ingest"])
@@ -71,6 +75,7 @@ def _ok(data: dict[str, object]) -> JSONResponse:
 
 
 @router.post("/api/v1/write", status_code=204, summary="Prometheus remote_write 1.0")
+@guard("remote_write")
 async def remote_write(request: Request) -> Response:
     svc, body = await _body(request)
     limits = svc.settings.limits
@@ -85,6 +90,7 @@ async def remote_write(request: Request) -> Response:
 
 
 @router.post("/api/v1/import/prometheus", summary="Prometheus text format / OpenMetrics")
+@guard("import_prometheus")
 async def import_prometheus(request: Request) -> JSONResponse:
     svc, body = await _text_body(request)
     ctype = request.headers.get("content-type")
@@ -95,6 +101,7 @@ async def import_prometheus(request: Request) -> JSONResponse:
 
 
 @router.post("/v1/metrics", summary="OTLP/HTTP metrics (protobuf or JSON)")
+@guard("otlp", otlp_answer)
 async def otlp_metrics(request: Request) -> Response:
     svc, body = await _body(request)
     limits = svc.settings.limits
@@ -111,6 +118,7 @@ async def otlp_metrics(request: Request) -> Response:
 
 
 @router.post("/api/v1/samples", summary="Samples as JSON or NDJSON")
+@guard("samples")
 async def samples_json(request: Request) -> JSONResponse:
     svc, body = await _text_body(request)
     now = svc.clock.now_ms()
@@ -120,7 +128,13 @@ async def samples_json(request: Request) -> JSONResponse:
 
 
 @router.post("/api/v1/events", summary="Business events as a JSON array or NDJSON")
+@guard("events")
 async def post_events(request: Request) -> JSONResponse:
+    return await accept_events(request)
+
+
+async def accept_events(request: Request) -> JSONResponse:
+    """Decode, validate and store events (also the SDK endpoint's, under its own guard)."""
     svc, body = await _text_body(request)
     now = svc.clock.now_ms()
     decoded = await _decode(svc, lambda: decode_events_json(body, now))
@@ -129,6 +143,7 @@ async def post_events(request: Request) -> JSONResponse:
 
 
 @router.post("/api/v1/annotations", summary="Annotations: deploys, incidents, campaigns")
+@guard("annotations")
 async def post_annotations(request: Request) -> JSONResponse:
     svc, body = await _text_body(request)
     now = svc.clock.now_ms()

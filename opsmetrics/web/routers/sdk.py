@@ -17,6 +17,7 @@ from fastapi import APIRouter, Request, Response
 from opsmetrics.auth import KeyRateLimiter, check_origin
 from opsmetrics.errors import OpsMetricsError
 from opsmetrics.storage.token_records import TokenRecord
+from opsmetrics.web.backpressure import guard
 from opsmetrics.web.deps import services
 from opsmetrics.web.errors import error_response, status_for
 from opsmetrics.web.routers import ingest
@@ -27,6 +28,8 @@ EVENTS_PATH = "/api/v1/sdk/events"
 _FILES = {"opsmetrics.js": "text/javascript", "opsmetrics.mjs": "text/javascript"}
 #: How long a browser may reuse a preflight answer, in seconds.
 PREFLIGHT_MAX_AGE_S = 600
+#: The events handler of POST /api/v1/events, with the SDK endpoint's own admission slots.
+_accept_events = guard("sdk_events")(ingest.accept_events)
 
 
 @functools.cache
@@ -105,7 +108,7 @@ async def sdk_events(request: Request) -> Response:
         svc.telemetry.rejected.labels("rate_limited").inc()
         return _cors(_rate_limited(key, wait_s), origin)
     try:
-        response: Response = await ingest.post_events(request)
+        response = await _accept_events(request)
     except OpsMetricsError as exc:
         # Answered here rather than by the app's handler, so the page can read the status
         # (and Retry-After): without CORS headers the browser hides the answer.
