@@ -10,6 +10,10 @@ from opsmetrics.alerting.model import Alert, AlertState
 from opsmetrics.alerting.notifiers.base import Batch, NotifiedAlert
 from opsmetrics.alerting.routing import GroupKey
 from opsmetrics.catalog.notify import RouteSpec
+from opsmetrics.catalog.protocols import ProtocolSet
+
+#: How many of a protocol's steps a notification carries.
+FIRST_STEPS = 3
 
 
 @dataclass
@@ -34,8 +38,9 @@ def content_hash(firing: Sequence[str], resolved: Sequence[str]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
-def notified(alert: Alert) -> NotifiedAlert:
+def notified(alert: Alert, protocols: ProtocolSet | None = None) -> NotifiedAlert:
     resolved = alert.state is AlertState.INACTIVE
+    protocol = protocols.for_labels(dict(alert.labels)) if protocols is not None else None
     return NotifiedAlert(
         fingerprint=alert.fingerprint,
         status="resolved" if resolved else "firing",
@@ -45,13 +50,22 @@ def notified(alert: Alert) -> NotifiedAlert:
         ends_at_ms=alert.resolved_at_ms if resolved else None,
         value=alert.value,
         generator_url=alert.generator_url,
+        active_at_ms=alert.active_at_ms,
+        protocol=protocol.name if protocol else "",
+        team=protocol.team if protocol else "",
+        steps=tuple(s.title for s in protocol.steps[:FIRST_STEPS]) if protocol else (),
     )
 
 
 def make_batch(
-    group: Group, channel: str, alerts: Sequence[Alert], kind: str, external_url: str
+    group: Group,
+    channel: str,
+    alerts: Sequence[Alert],
+    kind: str,
+    external_url: str,
+    protocols: ProtocolSet | None = None,
 ) -> Batch:
-    items = tuple(notified(a) for a in sorted(alerts, key=lambda a: a.labels))
+    items = tuple(notified(a, protocols) for a in sorted(alerts, key=lambda a: a.labels))
     firing = any(a.status == "firing" for a in items)
     return Batch(
         group_key=group.key.text,

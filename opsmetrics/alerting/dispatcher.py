@@ -19,11 +19,13 @@ from opsmetrics.alerting.model import Alert, AlertSource, AlertState
 from opsmetrics.alerting.notifiers import ChannelUnconfigured, Notifier, build_notifier
 from opsmetrics.alerting.notifiers.base import Batch
 from opsmetrics.alerting.outbox import Outbox
+from opsmetrics.alerting.protocols import Responder
 from opsmetrics.alerting.quieting import Quieting
 from opsmetrics.alerting.routing import GroupKey, group_channels, group_key, routes_for
 from opsmetrics.alerting.silences import Inhibitions
 from opsmetrics.catalog.mute_windows import interval_contains
 from opsmetrics.catalog.notify import NotifyConfig, RouteSpec
+from opsmetrics.catalog.protocols import ProtocolSet
 from opsmetrics.clock import Clock
 from opsmetrics.storage.alert_records import NotificationRecord
 from opsmetrics.storage.base import Storage
@@ -51,8 +53,11 @@ class Dispatcher:
         retry: RetryPolicy | None = None,
         source: AlertSource | None = None,
         telemetry: Telemetry | None = None,
+        responder: Responder | None = None,
     ) -> None:
         self.config = config
+        #: Response protocols and incident timelines (alerting/protocols.py), if kept.
+        self.responder = responder
         self._storage = storage
         self._clock = clock
         self._external_url = external_url
@@ -62,7 +67,10 @@ class Dispatcher:
             name: dataclasses.replace(retry or RetryPolicy(), max_retries=ch.max_retries)
             for name, ch in config.channels.items()
         }
-        self._outbox = Outbox(storage, clock, self._notifiers, policies, telemetry=telemetry)
+        on_outcome = responder.notified if responder is not None else None
+        self._outbox = Outbox(
+            storage, clock, self._notifiers, policies, telemetry=telemetry, on_outcome=on_outcome
+        )
         self.quieting = Quieting(storage, config.inhibit_rules)
         self._alerts: dict[str, Alert] = {}
         self._seen_ms: dict[str, int] = {}
@@ -98,6 +106,8 @@ class Dispatcher:
 
     def close(self) -> None:
         self._outbox.close()
+        if self.responder is not None:
+            self.responder.close()
 
     def wait_idle(self, timeout_s: float = 30.0) -> None:
         """Wait for deliveries under way (tests, benchmarks)."""
@@ -112,10 +122,13 @@ class Dispatcher:
 
     def _receive(self, alert: Alert, at_ms: int) -> None:
         fp = alert.fingerprint
+        before = self._alerts.get(fp)
         self._alerts[fp] = alert
         self._seen_ms[fp] = at_ms
         if alert.state is AlertState.INACTIVE:
             self.quieting.drop_ack(fp)
+        if self.responder is not None:
+            self._tell_responder(self.responder, alert, before)
         for route in routes_for(self.config, alert):
             key = group_key(route, alert)
             group = self._groups.get(key)
@@ -124,6 +137,13 @@ class Dispatcher:
                     continue
                 group = self._new_group(key, route, at_ms)
             group.fps.add(fp)
+
+    @staticmethod
+    def _tell_responder(responder: Responder, alert: Alert, before: Alert | None) -> None:
+        if alert.state is AlertState.FIRING:
+            responder.fired(alert)
+        elif before is None or before.state is not AlertState.INACTIVE:
+            responder.resolved(alert)  # once per resolution (re-sent ones are repeats)
 
     def _new_group(self, key: GroupKey, route: RouteSpec, at_ms: int) -> Group:
         group = Group(key, route, at_ms + route.timings.group_wait_ms)
@@ -184,6 +204,8 @@ class Dispatcher:
                 resolved_at_ms=seen + RESOLVE_TIMEOUT_MS,
             )
             self.quieting.drop_ack(fp)
+            if self.responder is not None:
+                self.responder.resolved(self._alerts[fp])
 
     def _split(
         self, group: Group, now_ms: int, inhib: Inhibitions
@@ -220,8 +242,7 @@ class Dispatcher:
         return self._batches(group, channels, [*firing, *to_tell], "notify", digest)
 
     def _escalate(self, group: Group, now_ms: int, inhib: Inhibitions) -> list[tuple[Batch, str]]:
-        after = group.route.timings.escalate_after_ms
-        if after is None or not group.route.escalate_to or self._muted(group.route, now_ms):
+        if not group.route.escalate_to or self._muted(group.route, now_ms):
             return []
         firing, _ = self._split(group, now_ms, inhib)
         due = [
@@ -229,7 +250,7 @@ class Dispatcher:
             for a in firing
             if a.fingerprint not in group.escalated
             and not self.quieting.is_acked(a.fingerprint)
-            and (a.fired_at_ms or a.active_at_ms) + after <= now_ms
+            and self._escalation_due(group.route, a, now_ms)
         ]
         if not due:
             return []
@@ -237,14 +258,26 @@ class Dispatcher:
         digest = content_hash([a.fingerprint for a in due], [])
         return self._batches(group, group.route.escalate_to, due, "escalation", digest)
 
+    def _escalation_due(self, route: RouteSpec, alert: Alert, now_ms: int) -> bool:
+        """Unacknowledged for the protocol's response time (its severity's), else for the
+        route's escalate_after."""
+        after = route.timings.escalate_after_ms
+        if self.responder is not None:
+            after = self.responder.response_time_ms(alert) or after
+        return after is not None and (alert.fired_at_ms or alert.active_at_ms) + after <= now_ms
+
     def _batches(
         self, group: Group, channels: Sequence[str], alerts: list[Alert], kind: str, digest: str
     ) -> list[tuple[Batch, str]]:
         return [
-            (make_batch(group, channel, alerts, kind, self._external_url), digest)
+            (make_batch(group, channel, alerts, kind, self._external_url, self._protocols), digest)
             for channel in channels
             if channel in self._notifiers
         ]
+
+    @property
+    def _protocols(self) -> ProtocolSet | None:
+        return self.responder.incidents.protocols if self.responder is not None else None
 
     def _muted(self, route: RouteSpec, now_ms: int) -> bool:
         intervals = self.config.time_intervals
@@ -266,6 +299,9 @@ class Dispatcher:
         now = self._clock.now_ms()
         self.quieting.ack(fingerprint, by, comment, now)
         with self._lock:
+            alert = self._alerts.get(fingerprint)
+            if alert is not None and self.responder is not None:
+                self.responder.acknowledged(alert, by, comment, now)
             work = []
             for group in self._groups.values():
                 if fingerprint not in group.notified_firing:

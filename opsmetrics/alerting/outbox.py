@@ -11,7 +11,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 
 from opsmetrics.alerting.delivery import Outcome, RetryPolicy, deliver
@@ -33,8 +33,11 @@ class Outbox:
         policies: dict[str, RetryPolicy],
         workers: int = 8,
         telemetry: Telemetry | None = None,
+        on_outcome: Callable[[Batch, NotificationOutcome], None] | None = None,
     ) -> None:
         self._storage = storage
+        #: Told of every delivery's outcome (the incident timeline), off the caller's thread.
+        self._on_outcome = on_outcome
         self._telemetry = telemetry
         self._clock = clock
         self._notifiers = notifiers
@@ -124,6 +127,11 @@ class Outbox:
             id, status, attempts, result.status_code, result.detail, self._clock.now_ms()
         )
         self._record(outcome)
+        if self._on_outcome is not None:
+            try:
+                self._on_outcome(batch, outcome)
+            except Exception:  # the log has the outcome; the timeline misses one entry
+                log.exception("could not add notification %s to the incident timeline", id)
 
     def _record(self, outcome: NotificationOutcome) -> None:
         with self._cond:

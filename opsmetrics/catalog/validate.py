@@ -12,6 +12,7 @@ from opsmetrics.catalog.kpis import read_catalog
 from opsmetrics.catalog.notify import load_notify
 from opsmetrics.catalog.probes import FILE as PROBES_FILE
 from opsmetrics.catalog.probes import load_probes_config
+from opsmetrics.catalog.protocols import read_protocols
 from opsmetrics.catalog.retention import FILE as RETENTION_FILE
 from opsmetrics.catalog.retention import load_retention
 from opsmetrics.catalog.rules import load_rule_file, rule_files
@@ -40,6 +41,7 @@ def validate_config_dir(config_dir: Path) -> list[str]:
     problems += read_kpi_alert_rules(catalog, config_dir)[1]
     problems += dashboard_problems(config_dir, catalog)
     problems += experiment_problems(config_dir)
+    problems += read_protocols(config_dir, catalog.names())[1]
     return problems
 
 

@@ -23,10 +23,22 @@ class NotifiedAlert:
     ends_at_ms: int | None
     value: float
     generator_url: str = ""
+    #: The instance's activeAt (its timeline's key); 0 in batches logged before it was kept.
+    active_at_ms: int = 0
+    #: The response protocol the alert takes (catalog/protocols.py), its team and first steps.
+    protocol: str = ""
+    team: str = ""
+    steps: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:
         return self.labels.get("alertname", "")
+
+    def protocol_json(self) -> dict[str, Any] | None:
+        """What notifications say of the protocol: its name, team and first steps."""
+        if not self.protocol:
+            return None
+        return {"name": self.protocol, "team": self.team, "steps": list(self.steps)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +74,9 @@ class Batch:
     @staticmethod
     def from_json(text: str) -> Batch:
         data = json.loads(text)
-        data["alerts"] = tuple(NotifiedAlert(**a) for a in data["alerts"])
+        data["alerts"] = tuple(
+            NotifiedAlert(**{**a, "steps": tuple(a.get("steps", ()))}) for a in data["alerts"]
+        )
         return Batch(**data)
 
 

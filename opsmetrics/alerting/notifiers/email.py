@@ -27,6 +27,9 @@ def _text(batch: Batch) -> str:
         for k, v in sorted(a.annotations.items()):
             lines.append(f"    {k}: {v}")
         lines.append("    labels: " + ", ".join(f"{k}={v}" for k, v in sorted(a.labels.items())))
+        if a.protocol:
+            lines.append(f"    protocol {a.protocol} (team {a.team}), first steps:")
+            lines += [f"      {i}. {title}" for i, title in enumerate(a.steps, 1)]
     if batch.external_url:
         lines += ["", f"Alerts: {batch.external_url.rstrip('/')}/alerts"]
     return "\n".join(lines) + "\n"

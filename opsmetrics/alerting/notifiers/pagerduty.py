@@ -29,7 +29,12 @@ def pagerduty_event(batch: Batch, routing_key: str) -> dict[str, Any]:
             "group": batch.route,
             "custom_details": {
                 "alerts": [
-                    {"labels": a.labels, "annotations": a.annotations, "value": a.value}
+                    {
+                        "labels": a.labels,
+                        "annotations": a.annotations,
+                        "value": a.value,
+                        **({"protocol": a.protocol_json()} if a.protocol else {}),
+                    }
                     for a in batch.alerts
                 ]
             },

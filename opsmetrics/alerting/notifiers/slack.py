@@ -14,6 +14,8 @@ def slack_payload(batch: Batch) -> dict[str, Any]:
     ]
     for alert in batch.alerts[:20]:
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": _line(alert)}})
+        if alert.protocol:
+            blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": _steps(alert)}})
         link = _link(batch, alert)
         if link:
             blocks.append(
@@ -32,6 +34,11 @@ def _line(alert: NotifiedAlert) -> str:
         parts.append(summary)
     labels = ", ".join(f"{k}={v}" for k, v in sorted(alert.labels.items()) if k != "alertname")
     return " — ".join(parts) + (f"\n_{labels}_" if labels else "")
+
+
+def _steps(alert: NotifiedAlert) -> str:
+    steps = "\n".join(f"{i}. {title}" for i, title in enumerate(alert.steps, 1))
+    return f"*Protocol {alert.protocol}* (team {alert.team}):\n{steps}"
 
 
 def _link(batch: Batch, alert: NotifiedAlert) -> str:

@@ -5,7 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from opsmetrics.alerting.notifiers.base import Batch, DeliveryResult, HttpPoster, rfc3339
+from opsmetrics.alerting.notifiers.base import (
+    Batch,
+    DeliveryResult,
+    HttpPoster,
+    NotifiedAlert,
+    rfc3339,
+)
 
 
 def webhook_payload(batch: Batch) -> dict[str, Any]:
@@ -29,10 +35,17 @@ def webhook_payload(batch: Batch) -> dict[str, Any]:
                 "endsAt": rfc3339(a.ends_at_ms),
                 "generatorURL": _absolute(batch.external_url, a.generator_url),
                 "fingerprint": a.fingerprint,
+                **_protocol(a),
             }
             for a in batch.alerts
         ],
     }
+
+
+def _protocol(alert: NotifiedAlert) -> dict[str, Any]:
+    """`protocol: {name, team, steps}` when a response protocol covers the alert."""
+    shown = alert.protocol_json()
+    return {"protocol": shown} if shown else {}
 
 
 def _absolute(base: str, url: str) -> str:

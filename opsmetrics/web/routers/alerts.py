@@ -10,6 +10,7 @@ import contextlib
 import json
 import logging
 import math
+import os
 from typing import Any
 
 import numpy as np
@@ -18,14 +19,16 @@ from fastapi.responses import JSONResponse
 
 from opsmetrics.alerting.dispatcher import Dispatcher
 from opsmetrics.alerting.model import Alert, AlertHub
+from opsmetrics.alerting.protocols import build_responder
 from opsmetrics.alerting.silences import Silence, parse_matchers
 from opsmetrics.catalog.notify import load_notify
+from opsmetrics.catalog.protocols import load_protocols
 from opsmetrics.durations import parse_time_ms
 from opsmetrics.errors import BadDataError, NotFoundError
 from opsmetrics.services import Services
 from opsmetrics.storage.alert_records import NotificationFilter, NotificationRecord
 from opsmetrics.storage.token_records import Scope
-from opsmetrics.web.deps import read_body, require, services
+from opsmetrics.web.deps import read_json_body, require, services
 from opsmetrics.web.routers.rules import rfc3339
 
 log = logging.getLogger(__name__)
@@ -38,9 +41,14 @@ TICK_S = 1.0
 
 # --- wiring (web/app.py) --------------------------------------------------------------
 def make_dispatcher(svc: Services, hub: AlertHub) -> Dispatcher:
-    """The dispatcher for the config directory's notify.yaml, subscribed to the hub."""
+    """The dispatcher for the config directory's notify.yaml, subscribed to the hub, with the
+    response protocols of config/protocols/ and the incident timeline."""
     settings = svc.settings
     external = f"http://{settings.host}:{settings.port}"
+    protocols = load_protocols(settings.config_dir, svc.catalog.names())
+    responder = build_responder(
+        svc.storage, svc.clock, protocols, svc.ingestor, dict(os.environ), external
+    )
     dispatcher = Dispatcher(
         load_notify(settings.config_dir),
         svc.storage,
@@ -48,6 +56,7 @@ def make_dispatcher(svc: Services, hub: AlertHub) -> Dispatcher:
         external_url=external,
         source=hub,
         telemetry=svc.telemetry,
+        responder=responder,
     )
     hub.add_sink(dispatcher)
     return dispatcher
@@ -206,7 +215,7 @@ def _time(body: dict[str, Any], key: str, default: int | None) -> int:
 
 
 async def _json_body(request: Request, *, required: bool) -> dict[str, Any]:
-    raw = await read_body(request, _BODY_LIMIT)
+    raw = await read_json_body(request, _BODY_LIMIT)
     if not raw.strip():
         if required:
             raise BadDataError("body: send a JSON object")
