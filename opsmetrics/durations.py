@@ -65,7 +65,8 @@ def parse_time_ms(text: str, *, field: str = "time") -> int:
     except ValueError:
         pass
     else:
-        if not math.isfinite(seconds):
+        # Beyond ±2^63 ms a timestamp overflows every int64 column it would be stored in.
+        if not math.isfinite(seconds) or abs(seconds) >= 9.2e15:
             raise BadDataError(f"{field}: {text!r} is not a valid timestamp")
         return round(seconds * 1000)
     try:

@@ -16,67 +16,10 @@ import pytest
 from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
+from tests.fuzz_seeds import TOKENS
 from tests.fuzz_targets import TARGETS, FuzzEnv, check
 
 REGRESSIONS = Path(__file__).parent / "fuzz_regressions"
-
-#: Bytes that parsers give a meaning to; inserted at random places in the seeds.
-TOKENS = [
-    b"\x00",
-    b"\xff",
-    b"\x80",
-    b"\xc3",
-    b"\xed\xa0\x80",
-    b"\xef\xbb\xbf",
-    b"\n",
-    b"\r",
-    b"\t",
-    b" ",
-    b'"',
-    b"'",
-    b"\\",
-    b"{",
-    b"}",
-    b"[",
-    b"]",
-    b"(",
-    b")",
-    b",",
-    b":",
-    b"=",
-    b"#",
-    b"# EOF\n",
-    b"# TYPE x counter\n",
-    b"{{",
-    b"}}",
-    b"{{ end }}",
-    b"$",
-    b"|",
-    b"-",
-    b"+",
-    b"0",
-    b"-1",
-    b"1e309",
-    b"-0",
-    b"NaN",
-    b"+Inf",
-    b"9223372036854775808",
-    b"1.5",
-    b"&a",
-    b"*a",
-    b"!!binary",
-    b"---",
-    b"? ",
-    b"%YAML 1.1\n",
-    b"~",
-    b"null",
-    b"true",
-    b"\x08\x96\x01",
-    b"\x0a\xff\xff\xff\xff\x0f",
-    b"\x12\x00",
-    b"\x1a\x05",
-    b"\x09" * 9,
-]
 
 #: Targets slower than about 5 ms an input get fewer examples, so the file stays near a minute.
 EXAMPLES = {"kpi_alerts_file": 40, "kpis_file": 80, "dashboards_file": 80, "promql": 150}

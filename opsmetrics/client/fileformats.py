@@ -217,7 +217,7 @@ class _TrackedLines:
 def csv_event_chunks(ctx: ReadContext, start: Position) -> Iterator[Chunk]:
     with ctx.path.open("rb") as f:
         header_lines = _TrackedLines(f, Position(), ctx.path)
-        header = next(csv.reader(header_lines), None)
+        header = next(_csv_rows(ctx.path, header_lines), None)
         if header is None or "name" not in header:
             raise BadDataError(
                 f"{ctx.path}:1: the header row must name the columns; `name` is "
@@ -228,10 +228,21 @@ def csv_event_chunks(ctx: ReadContext, start: Position) -> Iterator[Chunk]:
         yield from _csv_batches(ctx, header, lines)
 
 
+def _csv_rows(path: Path, lines: _TrackedLines) -> Iterator[list[str]]:
+    try:
+        yield from csv.reader(lines)
+    except csv.Error as exc:
+        problem = str(exc).split(" - ")[0]  # csv's own hint names a Python open() flag
+        raise BadDataError(
+            f"{path}:{lines.pos.line}: not valid CSV: {problem}; lines end in \\n or \\r\\n "
+            "and a field with a line break is quoted"
+        ) from None
+
+
 def _csv_batches(ctx: ReadContext, header: list[str], lines: _TrackedLines) -> Iterator[Chunk]:
     items: list[dict[str, object]] = []
     first = lines.pos.line + 1
-    for row in csv.reader(lines):
+    for row in _csv_rows(ctx.path, lines):
         if any(cell.strip() for cell in row):
             items.append(_csv_event(ctx, header, row, lines.pos.line))
         if len(items) >= ctx.batch_size:
