@@ -102,10 +102,14 @@ class TokenVerifier:
         self._by_hash = {t.hash: t for t in tokens}
 
     def _find(self, secret: str) -> TokenRecord | None:
+        # Every stored hash is compared, in constant time, so the time taken says nothing
+        # about the secret nor about which token (if any) it matched.
         presented = hash_secret(secret.strip())
-        return next(
-            (t for h, t in self._by_hash.items() if hmac.compare_digest(h, presented)), None
-        )
+        found = None
+        for stored, token in self._by_hash.items():
+            if hmac.compare_digest(stored, presented):
+                found = token
+        return found
 
     def check(self, authorization: str | None, needed: Scope) -> TokenRecord | None:
         """None when auth is off (no tokens exist); else the token, or an error."""
@@ -201,3 +205,35 @@ class KeyRateLimiter:
 
 def burst(key: TokenRecord) -> float:
     return float(max(1, math.ceil((key.rate_per_min or DEFAULT_KEY_RATE_PER_MIN) / 10)))
+
+
+class TokenFailureLimiter:
+    """Wrong tokens per client address, in memory (per node): a bucket of `per_min` attempts
+    that refills at `per_min` a minute. While it is empty the address is refused before its
+    token is checked at all, so guessing goes no faster than the rate."""
+
+    MAX_ADDRESSES = 100_000
+
+    def __init__(self, per_min: int) -> None:
+        self._per_ms = max(1, per_min) / 60_000
+        self._capacity = float(max(1, per_min))
+        self._buckets: dict[str, tuple[float, int]] = {}  # attempts left, at ms
+
+    def _left(self, address: str, now_ms: int) -> float:
+        left, at = self._buckets.get(address, (self._capacity, now_ms))
+        return min(self._capacity, left + max(0, now_ms - at) * self._per_ms)
+
+    def wait_s(self, address: str, now_ms: int) -> float:
+        """0 when `address` may present a token; else the seconds until it may."""
+        left = self._left(address, now_ms)
+        return 0.0 if left >= 1 else (1 - left) / self._per_ms / 1000
+
+    def failed(self, address: str, now_ms: int) -> bool:
+        """Count a wrong token; True when that used up the address's last attempt."""
+        left = self._left(address, now_ms) - 1
+        self._buckets.pop(address, None)  # re-inserted last: the dict is in order of use
+        self._buckets[address] = (left, now_ms)
+        if len(self._buckets) > self.MAX_ADDRESSES:
+            for old in list(self._buckets)[: self.MAX_ADDRESSES // 2]:
+                del self._buckets[old]
+        return left < 1

@@ -58,6 +58,23 @@ class UnsupportedMediaTypeError(UserError):
     reason = "unsupported_media_type"
 
 
+class RequestTimeoutError(UserError):
+    """The client sent its request too slowly (408); the connection is closed."""
+
+    reason = "timeout"
+
+
+class TooManyAttemptsError(UserError):
+    """Too many failed attempts (wrong tokens) from one client address (429)."""
+
+    error_type = "rate_limited"
+    reason = "rate_limited"
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
 class NotFoundError(UserError):
     error_type = "not_found"
     reason = "not_found"

@@ -34,6 +34,11 @@ class Limits:
     samples_late_window_ms: int = 60 * 60_000
     events_late_window_ms: int = 35 * 86_400_000
     write_queue_max_requests: int = 256
+    #: A request's headers, then its body, must arrive within these (slow clients, slowloris).
+    header_read_timeout_ms: int = 10_000
+    body_read_timeout_ms: int = 60_000
+    #: Wrong bearer tokens one client address may present per minute before it gets 429.
+    max_token_failures_per_min: int = 10
 
 
 @dataclass(frozen=True, slots=True)

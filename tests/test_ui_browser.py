@@ -403,7 +403,7 @@ def test_dashboard_page_carries_its_definition_and_preloads_its_modules(
     )
     assert embedded is not None and json.loads(embedded.group(1)) == api
     # The early data request asks for the dashboard's own range by default.
-    assert '|| "now-30d"' in page and api["time_range"] == 30 * 86400
+    assert 'data-default-from="now-30d"' in page and api["time_range"] == 30 * 86400
     preloaded = set(re.findall(r'<link rel="modulepreload" href="/static/js/([^"]+)">', page))
     # Every module the page imports, also indirectly (format.js through charts.js).
     assert {"api.js", "charts.js", "widgets.js", "format.js", "spark.js"} <= preloaded

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import uvicorn
 
 from opsmetrics.catalog.validate import validate_config_dir
+from opsmetrics.cli.http_protocol import header_deadline_protocol
 from opsmetrics.clock import Clock
 from opsmetrics.errors import ConfigError
 from opsmetrics.services import Services, open_services
@@ -91,6 +92,7 @@ def run_server(settings: Settings, clock: Clock, *, demo: bool, demo_days: int =
             port=settings.port,
             log_level="warning",
             timeout_graceful_shutdown=10,
+            http=header_deadline_protocol(settings.limits.header_read_timeout_ms / 1000),
         )
         _Server(config).run()
     finally:

@@ -20,6 +20,7 @@ import msgspec
 from opsmetrics.durations import parse_time_ms
 from opsmetrics.errors import BadDataError
 from opsmetrics.ingest.decoded import DecodedSamples
+from opsmetrics.ingest.json_depth import check_json_depth
 from opsmetrics.model import (
     METRIC_NAME,
     STALE_NAN,
@@ -73,6 +74,7 @@ def decode_items(body: bytes, item_type: type[T], what: str) -> list[T]:
     stripped = body.lstrip()
     if not stripped:
         raise BadDataError(f"empty body: send a JSON array of {what} or NDJSON lines")
+    check_json_depth(stripped)
     if stripped[:1] == b"[":
         return _decode(msgspec.json.Decoder(list[item_type]), stripped, what)  # type: ignore[valid-type]
     decoder = msgspec.json.Decoder(item_type)

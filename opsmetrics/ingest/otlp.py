@@ -22,6 +22,7 @@ from opsmetrics.errors import (
 )
 from opsmetrics.ingest.compression import decompress_body
 from opsmetrics.ingest.decoded import DecodedSamples
+from opsmetrics.ingest.json_depth import check_json_depth
 from opsmetrics.ingest.otlp_convert import convert
 from opsmetrics.ingest.proto import otlp_view_pb2 as view
 from opsmetrics.settings import Limits
@@ -85,6 +86,7 @@ def _parse_protobuf(raw: bytes) -> view.ExportView:
 
 
 def _parse_json(raw: bytes) -> view.ExportView:
+    check_json_depth(raw)
     try:
         request = ExportMetricsServiceRequest()
         json_format.Parse(raw, request, ignore_unknown_fields=True)

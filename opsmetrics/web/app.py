@@ -26,7 +26,7 @@ from opsmetrics.ingest.pipeline import WriteRequest
 from opsmetrics.ingest.probes import Prober
 from opsmetrics.ingest.scrape import Scraper
 from opsmetrics.services import Services
-from opsmetrics.web import errors, kpi_metrics
+from opsmetrics.web import bodies, errors, kpi_metrics, security
 from opsmetrics.web.routers import (
     alerts,
     analysis_series,
@@ -120,7 +120,12 @@ def create_app(services: Services) -> FastAPI:
     app.state.kpi_alerts = kpi_alerts
     app.state.dispatcher = dispatcher
     errors.install(app)
+    # Innermost (added first): its 408 must reach the error table, not an "http" middleware's
+    # task group. The security middleware is outermost: a refused request goes no further.
+    body_timeout_s = services.settings.limits.body_read_timeout_ms / 1000
+    app.add_middleware(bodies.BodyDeadlineMiddleware, timeout_s=body_timeout_s)
     app.middleware("http")(_timing(services))
+    app.add_middleware(security.SecurityMiddleware)
     kpi_metrics.install(app, services)
     routers = (
         *(ingest, read, query, rules, events, kpis, ops),

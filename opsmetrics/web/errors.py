@@ -23,11 +23,13 @@ STATUS: list[tuple[type[errors.OpsMetricsError], int]] = [
     (errors.AuthenticationError, 401),
     (errors.PermissionDeniedError, 403),
     (errors.NotFoundError, 404),
+    (errors.RequestTimeoutError, 408),
     (errors.PayloadTooLargeError, 413),
     (errors.UnsupportedMediaTypeError, 415),
     (QueryLimitError, 422),  # Prometheus errorType "execution"
     (QueryExecutionError, 422),
     (QueryTimeoutError, 503),  # Prometheus errorType "timeout"
+    (errors.TooManyAttemptsError, 429),
     (errors.UserError, 400),
     (errors.OverloadedError, 429),
     (errors.StorageUnavailableError, 503),
@@ -57,7 +59,12 @@ def install(app: FastAPI) -> None:
         status = status_for(exc)
         if status >= 500:
             log.error("%s %s: %s", request.method, request.url.path, exc.message)
-        return error_response(status, exc.error_type, exc.message)
+        response = error_response(status, exc.error_type, exc.message)
+        if isinstance(exc, errors.TooManyAttemptsError):
+            response.headers["Retry-After"] = str(exc.retry_after_s)
+        if status == 408:  # the rest of a slow body would keep the connection busy
+            response.headers["Connection"] = "close"
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def _params(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from opsmetrics.analysis import series_api
 from opsmetrics.params import Params
 from opsmetrics.storage.token_records import Scope
-from opsmetrics.web.deps import read_body, require, services
+from opsmetrics.web.deps import read_json_body, require, services
 from opsmetrics.web.routers.read import success
 
 router = APIRouter(tags=["analysis"])
@@ -63,5 +63,5 @@ async def _answer(request: Request, ask: series_api.Request) -> Response:
 
 
 async def _answer_numbers(request: Request, ask: Callable[[bytes], series_api.Data]) -> Response:
-    raw = await read_body(request, services(request).settings.limits.max_body_bytes)
+    raw = await read_json_body(request, services(request).settings.limits.max_body_bytes)
     return success(await asyncio.to_thread(ask, raw))

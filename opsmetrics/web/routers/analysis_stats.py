@@ -21,7 +21,7 @@ from opsmetrics.analysis.stats_api import correlation_request, experiment_summar
 from opsmetrics.catalog.experiments import get_experiment, load_experiments
 from opsmetrics.errors import BadDataError
 from opsmetrics.storage.token_records import Scope
-from opsmetrics.web.deps import require, services
+from opsmetrics.web.deps import read_json_body, require, services
 from opsmetrics.web.routers.read import success
 
 router = APIRouter(dependencies=[Depends(require(Scope.READ))], tags=["analysis"])
@@ -71,7 +71,7 @@ def _arm(data: dict[str, Any], kind: type[Any], field: str) -> Any:
 
 @router.post("/api/v1/analysis/ab", summary="A/B test from per-arm summaries")
 async def ab(request: Request) -> Response:
-    body: AbBody = decode(await request.body(), AbBody, "A/B test")
+    body: AbBody = decode(await _json_body(request), AbBody, "A/B test")
     if body.metric == "proportion":
         c, t = (
             _arm(body.control, Proportion, "control"),
@@ -93,7 +93,7 @@ async def ab(request: Request) -> Response:
 
 @router.post("/api/v1/analysis/sample-size", summary="Units per arm for a planned MDE")
 async def sample_size(request: Request) -> Response:
-    b: SampleSizeBody = decode(await request.body(), SampleSizeBody, "sample-size")
+    b: SampleSizeBody = decode(await _json_body(request), SampleSizeBody, "sample-size")
     return success(
         power.solve(
             baseline=b.baseline,
@@ -109,7 +109,7 @@ async def sample_size(request: Request) -> Response:
 
 @router.post("/api/v1/analysis/correlation", summary="Correlation, lead/lag and impact")
 async def correlation(request: Request) -> Response:
-    raw = await request.body()
+    raw = await _json_body(request)
     svc = services(request)
     result = await asyncio.to_thread(correlation_request, raw, svc.storage, svc.catalog, svc.clock)
     return success(result)
@@ -130,3 +130,7 @@ async def experiment(request: Request) -> Response:
     exp = get_experiment(svc.settings.config_dir, name)
     data = await asyncio.to_thread(readout, svc.storage, exp, svc.clock.now_ms())
     return success(data)
+
+
+async def _json_body(request: Request) -> bytes:
+    return await read_json_body(request, services(request).settings.limits.max_body_bytes)

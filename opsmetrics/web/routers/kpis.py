@@ -24,7 +24,7 @@ from opsmetrics.query import events as ev
 from opsmetrics.query.kpi import Compare
 from opsmetrics.storage.token_records import Scope
 from opsmetrics.web import kpi_json
-from opsmetrics.web.deps import read_body, require, services
+from opsmetrics.web.deps import read_json_body, require, services
 from opsmetrics.web.kpi_metrics import kpi_values
 from opsmetrics.web.routers.read import success
 
@@ -105,7 +105,7 @@ async def post_manual_values(request: Request, name: str) -> Response:
             f"KPI {name!r} is computed by its formula ({kpi.source}); only KPIs defined with "
             "`manual: true` take values by POST"
         )
-    body = await read_body(request, svc.settings.limits.max_body_bytes)
+    body = await read_json_body(request, svc.settings.limits.max_body_bytes)
     now = svc.clock.now_ms()
     entries = [_manual_entry(item, i, now) for i, item in enumerate(_decode_manual(body))]
     evaluator = kpi_values(request).evaluator

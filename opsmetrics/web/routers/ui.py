@@ -25,7 +25,7 @@ from opsmetrics import __version__
 from opsmetrics.dashboards.data import dashboard_json
 from opsmetrics.errors import AuthenticationError, NotFoundError, PermissionDeniedError
 from opsmetrics.storage.token_records import Scope
-from opsmetrics.web.deps import services
+from opsmetrics.web.deps import check_token, services
 
 HERE = Path(__file__).resolve().parent.parent
 TEMPLATES = Jinja2Templates(directory=str(HERE / "templates"))
@@ -159,7 +159,7 @@ def _denied(request: Request) -> Response | None:
     if not header and cookie:
         header = f"Bearer {cookie}"
     try:
-        services(request).tokens.check(header, Scope.READ)
+        check_token(request, header, Scope.READ)
     except (AuthenticationError, PermissionDeniedError) as exc:
         status = 403 if isinstance(exc, PermissionDeniedError) else 401
         context = {"title": "Sign in", "page": "login", "version": __version__}
