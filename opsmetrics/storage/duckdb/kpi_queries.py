@@ -2,9 +2,10 @@
 freshness, and user `sql:` KPIs run read-only against the documented views.
 
 As in event_queries.py, nothing a user sends becomes SQL text except the body of an `sql:` KPI,
-which the evaluator first puts through catalog/kpi_sql.py's read-only check; here it is wrapped
-as a subquery (so only a SELECT parses) and runs in a READ ONLY transaction, always rolled back:
-a write fails even if it slipped past the check.
+which the evaluator first puts through catalog/kpi_sql.py's read-only check; here it runs in the
+sandbox of storage/duckdb/sql_sandbox.py: wrapped as a subquery (so only a SELECT parses), in a
+READ ONLY transaction, on an instance that cannot reach files or the network, within row and
+time limits.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from typing import Any
 
 import duckdb
 
-from opsmetrics.errors import BadDataError
 from opsmetrics.storage.duckdb.event_queries import Params, prop_sql
+from opsmetrics.storage.duckdb.sql_sandbox import run_sandboxed
 from opsmetrics.storage.kpi_records import (
     ConversionQuery,
     ConversionRow,
@@ -27,6 +28,7 @@ from opsmetrics.storage.kpi_records import (
     StateQuery,
     StateRow,
 )
+from opsmetrics.storage.sql_sandbox import SqlLimits
 
 _COMBINE_SQL = {
     StateCombine.SUM: "sum(v)",
@@ -38,7 +40,6 @@ _COMBINE_SQL = {
 _MANUAL_COLUMNS = "kpi, ts, value, author, note, recorded_ms"
 _SIX = ", ".join("?" * 6)
 _PARAM = re.compile(r"\$([a-z_]+)\b")
-MAX_SQL_ROWS = 100_000
 
 
 def _key_sql(p: Params, prop: str | None) -> str:
@@ -116,6 +117,9 @@ def manual_sql(kpi: str, starts: Sequence[int], ends: Sequence[int]) -> tuple[st
 class KpiQueries:
     """Mixed into DuckDBStorage: the KPI half of the Storage protocol."""
 
+    #: The limits of `sql:` KPI queries.
+    sql_limits = SqlLimits()
+
     def _cursor(self) -> duckdb.DuckDBPyConnection:
         raise NotImplementedError  # provided by the storage class
 
@@ -171,20 +175,9 @@ class KpiQueries:
         return _opt_int(self._cursor().execute(sql, [kpi]).fetchall()[0][0])
 
     def kpi_sql(self, query: str, params: Mapping[str, int]) -> SqlResult:
-        """Run an `sql:` KPI read-only; `$name` parameters it uses are bound from `params`."""
+        """Run an `sql:` KPI in the sandbox; `$name` parameters it uses are bound from `params`."""
         used = {name: params[name] for name in _PARAM.findall(query) if name in params}
-        body = query.strip().rstrip(";")
-        cur = self._cursor()
-        cur.execute("BEGIN TRANSACTION READ ONLY")
-        try:
-            result = cur.execute(f"SELECT * FROM ({body}\n) AS kpi LIMIT {MAX_SQL_ROWS}", used)
-            columns = [d[0] for d in result.description or []]
-            rows = [tuple(r) for r in result.fetchall()]
-        except duckdb.Error as exc:
-            raise BadDataError(f"sql: the query failed: {exc}") from None
-        finally:
-            cur.execute("ROLLBACK")
-        return SqlResult(columns, rows)
+        return run_sandboxed(self._cursor(), query, used, self.sql_limits)
 
 
 def _opt(v: Any) -> float | None:
