@@ -199,6 +199,37 @@ def test_example_dashboard_renders_every_widget(
     _assert_drawn_sparklines(sparks, least_points=2)
 
 
+#: Every Content-Security-Policy violation the page reports, from its first script on.
+CSP_WATCH_JS = """
+window.cspViolations = [];
+window.cspWatched = true;
+document.addEventListener('securitypolicyviolation', (e) => {
+  window.cspViolations.push(`${e.violatedDirective}: ${e.blockedURI || 'inline'} ${e.sample}`);
+});
+"""
+
+
+@pytest.mark.parametrize("path", ["/", "/kpis/signups", "/alerts", "/dashboards/executive"])
+def test_pages_draw_under_the_csp_without_violations(
+    ui_server: ServerProcess, page: Page, path: str
+) -> None:
+    page.add_init_script(CSP_WATCH_JS)
+    watch = _visit(page, ui_server.url + path)
+    response = httpx.get(ui_server.url + path)
+    assert "script-src 'self'" in response.headers["content-security-policy"]
+    charts = page.locator(".chart canvas")
+    if charts.count():  # a tooltip: ECharts writes its HTML with inline style attributes
+        box = charts.first.bounding_box()
+        assert box is not None
+        page.mouse.move(box["x"] + box["width"] * 0.6, box["y"] + box["height"] * 0.5)
+        page.wait_for_timeout(300)
+    assert page.evaluate("window.cspViolations") == []
+    assert watch.problems == []
+    counts = _drawn_canvases(page)  # the charts still draw
+    assert all(n > 0 for n in counts), counts
+    assert page.evaluate("window.cspWatched") is True  # the listener did run
+
+
 def test_unknown_dashboard_is_a_404_page(ui_server: ServerProcess, page: Page) -> None:
     response = page.goto(f"{ui_server.url}/dashboards/no-such-board")
     assert response is not None and response.status == 404
