@@ -112,6 +112,13 @@ class StorageUnavailableError(InternalError):
     reason = "storage_unavailable"
 
 
+class InsufficientStorageError(StorageUnavailableError):
+    """The data directory's filesystem is full (or below its reserve): nothing was written,
+    and writes resume by themselves once space is freed (507 with Retry-After)."""
+
+    reason = "disk_full"
+
+
 class CorruptDataError(InternalError):
     """The data directory is damaged; we refuse to start rather than serve wrong data."""
 

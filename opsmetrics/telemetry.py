@@ -90,6 +90,25 @@ class Telemetry:
             ["kind"],
             registry=r,
         )
+        self.storage_writable = Gauge(
+            "opsmetrics_storage_writable",
+            "1 while the directory takes writes; 0 with the reason (below_reserve: less free "
+            "than OPSMETRICS_MIN_FREE_BYTES; disk_full: a write found no space)",
+            ["directory", "reason"],
+            registry=r,
+        )
+        self.storage_free_bytes = Gauge(
+            "opsmetrics_storage_free_bytes",
+            "Bytes free (to us) on the filesystem of a directory the server writes to",
+            ["directory"],
+            registry=r,
+        )
+        self.storage_min_free_bytes = Gauge(
+            "opsmetrics_storage_min_free_bytes",
+            "The reserve below which writes are refused (OPSMETRICS_MIN_FREE_BYTES)",
+            ["directory"],
+            registry=r,
+        )
         self.notifications = Counter(
             "opsmetrics_notifications",
             "Notification deliveries by channel and outcome (delivered, failed, retried: one "

@@ -34,6 +34,7 @@ from opsmetrics.clock import Clock, pause
 from opsmetrics.errors import StorageUnavailableError
 from opsmetrics.model import Annotation, Event, MetricMetadata, MetricType, Series
 from opsmetrics.storage.base import StoredEvent, WriteBatch
+from opsmetrics.storage.diskspace import DiskGuard, is_no_space
 
 log = logging.getLogger(__name__)
 SUFFIX = ".batch"
@@ -98,8 +99,10 @@ class Spool:
         clock: Clock,
         *,
         max_bytes: int,
+        disk: DiskGuard | None = None,
     ) -> None:
         self._dir = directory
+        self.disk = disk or DiskGuard(directory, 0)
         self._rejected_dir = directory / "rejected"
         self._rejected_dir.mkdir(parents=True, exist_ok=True)
         self._sink = sink
@@ -142,15 +145,16 @@ class Spool:
                 f"the store is unavailable and this node's spool is full ({self._bytes} of "
                 f"{self._max_bytes} bytes, OPSMETRICS_MAX_SPOOL_BYTES); retry later"
             )
+        self.disk.check()  # below the reserve: 507, as for the embedded store
+        path = self._dir / f"{self._seq + 1:020d}-{self._clock.now_ms()}{SUFFIX}"
+        try:
+            _write_durably(path, data)
+        except OSError as exc:
+            if is_no_space(exc):
+                raise self.disk.no_space(exc) from exc
+            raise StorageUnavailableError(f"cannot spool to {self._dir}: {exc}") from exc
+        self.disk.written()
         self._seq += 1
-        path = self._dir / f"{self._seq:020d}-{self._clock.now_ms()}{SUFFIX}"
-        tmp = path.with_suffix(".tmp")
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        _fsync_dir(self._dir)
         self._files.append(path)
         self._bytes += len(data)
 
@@ -224,6 +228,22 @@ class Spool:
         self._stop.set()
         self._wake.set()
         self._thread.join(timeout=10)
+
+
+def _write_durably(path: Path, data: bytes) -> None:
+    """Write to a .tmp file, fsync, rename, fsync the directory; on failure no file is left
+    (a full disk must not leave a half batch behind)."""
+    tmp = path.with_suffix(".tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -32,20 +32,30 @@ STATUS: list[tuple[type[errors.OpsMetricsError], int]] = [
     (errors.TooManyAttemptsError, 429),
     (errors.UserError, 400),
     (errors.OverloadedError, 429),
+    (errors.InsufficientStorageError, 507),  # the data directory's disk is full
     (errors.StorageUnavailableError, 503),
     (errors.InternalError, 500),
     (errors.OpsMetricsError, 500),
 ]
 
 
-def status_for(exc: errors.OpsMetricsError) -> int:
-    return next(code for cls, code in STATUS if isinstance(exc, cls))
+#: A full disk is not freed in a second: senders are asked to wait longer.
+DISK_FULL_RETRY_AFTER_S = 10
+#: OTLP/HTTP senders retry only 429, 502, 503 and 504 (and drop the data on any other code).
+RETRY_ONLY_ON_503 = frozenset({"/v1/metrics"})
+
+
+def status_for(exc: errors.OpsMetricsError, path: str = "") -> int:
+    status = next(code for cls, code in STATUS if isinstance(exc, cls))
+    return 503 if status == 507 and path in RETRY_ONLY_ON_503 else status
 
 
 def error_response(status: int, error_type: str, message: str) -> JSONResponse:
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     if status in (429, 503):
         headers = {"Retry-After": "1"}
+    if status == 507:
+        headers = {"Retry-After": str(DISK_FULL_RETRY_AFTER_S)}
     return JSONResponse(
         {"status": "error", "errorType": error_type, "error": message},
         status_code=status,
@@ -56,7 +66,7 @@ def error_response(status: int, error_type: str, message: str) -> JSONResponse:
 def install(app: FastAPI) -> None:
     @app.exception_handler(errors.OpsMetricsError)
     async def _ours(request: Request, exc: errors.OpsMetricsError) -> JSONResponse:
-        status = status_for(exc)
+        status = status_for(exc, request.url.path)
         if status >= 500:
             log.error("%s %s: %s", request.method, request.url.path, exc.message)
         response = error_response(status, exc.error_type, exc.message)
