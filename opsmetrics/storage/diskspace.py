@@ -71,6 +71,7 @@ class DiskGuard:
         self.min_free_bytes = min_free_bytes
         self._lock = threading.Lock()
         self._full = False
+        self._below = False  # for logging the change only, not every refused request
         self._probed_at = 0.0
 
     def free_bytes(self) -> int:
@@ -83,6 +84,7 @@ class DiskGuard:
         After an ENOSPC the write is still tried (it is the cheapest test of whether room has
         come back); the caller reports a new ENOSPC with `no_space`."""
         free = self.free_bytes()
+        self._log_change(free)
         if free < self.min_free_bytes:
             raise InsufficientStorageError(
                 f"not written: the filesystem of {self.directory} has {free} bytes free, less "
@@ -91,6 +93,22 @@ class DiskGuard:
                 "themselves, so retry later",
                 reason=BELOW_RESERVE,
             )
+
+    def _log_change(self, free: int) -> None:
+        below = free < self.min_free_bytes
+        if below == self._below:
+            return
+        self._below = below
+        if below:
+            log.error(
+                "%s: %d bytes free, less than the reserve of %d (OPSMETRICS_MIN_FREE_BYTES); "
+                "refusing writes",
+                self.directory,
+                free,
+                self.min_free_bytes,
+            )
+        else:
+            log.warning("%s: %d bytes free again; accepting writes", self.directory, free)
 
     def no_space(self, exc: BaseException) -> InsufficientStorageError:
         """Remember that a write hit ENOSPC; the error to raise instead of `exc`."""

@@ -67,7 +67,8 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(errors.OpsMetricsError)
     async def _ours(request: Request, exc: errors.OpsMetricsError) -> JSONResponse:
         status = status_for(exc, request.url.path)
-        if status >= 500:
+        # A full disk is logged once by storage/diskspace.py, not with every refused request.
+        if status >= 500 and not isinstance(exc, errors.InsufficientStorageError):
             log.error("%s %s: %s", request.method, request.url.path, exc.message)
         response = error_response(status, exc.error_type, exc.message)
         if isinstance(exc, errors.TooManyAttemptsError):
