@@ -245,6 +245,20 @@ def test_a_client_that_goes_away_gives_its_slot_back(start: Start) -> None:
     assert ok.status_code == 200 and stored_counts(srv) == {"after": 3}
 
 
+def test_a_large_refused_body_still_gets_its_429(start: Start) -> None:
+    """Refused before its body is read: the server (uvicorn) reads and drops the rest rather
+    than closing with unread bytes, which would reset the connection and lose the answer."""
+    srv = start(OPSMETRICS_MAX_INGEST_CONCURRENCY="1")
+    held = HeldRequest(srv, "/api/v1/samples", samples_body(srv, "held"), "application/json")
+    wait_inflight(srv, "samples", 1)
+    large = b" " * (8 * 1024 * 1024)
+    with httpx.Client(base_url=srv.url, timeout=30) as client:
+        for _ in range(5):
+            assert_overloaded(client.post("/api/v1/samples", content=large), "CONCURRENCY")
+    assert held.finish()[0] == 200
+    assert stored_counts(srv) == {"held": 3}
+
+
 def test_bytes_in_flight_are_bounded_across_endpoints(start: Start) -> None:
     srv = start(OPSMETRICS_MAX_INGEST_INFLIGHT_BYTES="1000")
     body = samples_body(srv, "held", n=40)
