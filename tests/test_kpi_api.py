@@ -336,12 +336,14 @@ JUNE = {"from": "2024-06-01T00:00:00Z", "to": "2024-06-04T00:00:00Z"}
 
 def test_series_answers_in_the_documented_shape(api: Api) -> None:
     data = series(api, "orders", **JUNE)
-    assert set(data) == {"kpi", "grain", "tz", "version", "freshness", "points"}
+    assert set(data) == {"kpi", "grain", "tz", "version", "freshness", "points", "meta"}
     assert (data["kpi"], data["grain"], data["tz"], data["version"]) == ("orders", "day", "UTC", 1)
     assert data["freshness"] == "2024-06-02T01:56:40Z"  # the newest purchase: D2 + 7,000 s
     point_keys = {"t", "value", "target", "status", "compare", "change", "attainment"}
-    point_keys |= {"sample_size", "ci", "group"}
+    point_keys |= {"sample_size", "ci", "group", "note"}
     assert all(set(p) == point_keys for p in data["points"])
+    # a count without filters cannot leave an event out (tests/test_kpi_exclusions.py)
+    assert data["meta"]["excluded"]["total"] == 0
 
 
 def test_event_count_against_hand_computed_values(api: Api) -> None:
@@ -419,9 +421,10 @@ def test_manual_values_round_trip_and_survive_a_restart(tmp_path: Path) -> None:
 def test_list_with_current_values(api: Api) -> None:
     data = {k["name"]: k for k in api.ok("GET", "/api/v1/kpis")}
     # current = the latest complete period: June 3 (NOW is June 4, noon)
-    assert data["api_up"]["current"] == {"t": "2024-06-03T00:00:00Z", "value": 0.5, "target": None}
+    june3 = {"t": "2024-06-03T00:00:00Z", "note": None}
+    assert data["api_up"]["current"] == june3 | {"value": 0.5, "target": None}
     assert data["api_up"]["status"] == "ok"  # avg of up (1 and 0); no thresholds to cross
-    assert data["orders"]["current"] == {"t": "2024-06-03T00:00:00Z", "value": 0.0, "target": 3.0}
+    assert data["orders"]["current"] == june3 | {"value": 0.0, "target": 3.0}
     assert data["orders"]["status"] == "critical"
     assert all(k["error"] is None for k in data.values())
 

@@ -32,6 +32,7 @@ from opsmetrics.catalog.kpi_model import (
     RatioFormula,
     StateAgg,
     StateFormula,
+    ValueBound,
 )
 from opsmetrics.catalog.validate import validate_config_dir, write_starter
 from opsmetrics.clock import FakeClock
@@ -252,6 +253,9 @@ def test_churn_and_retention_expand_to_bound_arithmetic() -> None:
 
 
 def test_customer_voice_entries_filter_on_whole_scores() -> None:
+    """Responses are those with a score on the scale: one without a score is excluded (and
+    reported), not counted as a passive."""
+
     def scores(*s: int) -> PropFilter:
         return PropFilter("score", FilterOp.IN, (*s, *(float(x) for x in s)))
 
@@ -259,12 +263,28 @@ def test_customer_voice_entries_filter_on_whole_scores() -> None:
         "(promoters - detractors) / responses * 100",
         promoters=EventFormula("nps_response", EventAgg.COUNT, None, (scores(9, 10),)),
         detractors=EventFormula("nps_response", EventAgg.COUNT, None, (scores(*range(7)),)),
-        responses=EventFormula("nps_response", EventAgg.COUNT),
+        responses=EventFormula("nps_response", EventAgg.COUNT, None, (scores(*range(11)),)),
     )
     assert expand("csat") == RatioFormula(
         EventFormula("csat_response", EventAgg.COUNT, None, (scores(4, 5),)),
-        EventFormula("csat_response", EventAgg.COUNT),
+        EventFormula("csat_response", EventAgg.COUNT, None, (scores(1, 2, 3, 4, 5),)),
     )
+
+
+def test_score_value_reads_the_events_value_in_the_score_range() -> None:
+    def between(low: float, high: float) -> EventFormula:
+        bounds = (ValueBound(FilterOp.GTE, low), ValueBound(FilterOp.LTE, high))
+        return EventFormula("nps_response", EventAgg.COUNT, VALUE, (), bounds)
+
+    assert expand("nps", score="value") == bound(
+        "(promoters - detractors) / responses * 100",
+        promoters=between(9, 10),
+        detractors=between(0, 6),
+        responses=between(0, 10),
+    )
+    assert LIBRARY["nps"].check({"score": "entity"}) == [
+        "parameter 'score': 'entity' is not an event field; use value or props.<name>"
+    ]
 
 
 def test_unit_economics_entries() -> None:

@@ -51,7 +51,7 @@ class Param:
     kind: ParamKind
     help: str
     default: Scalar | None = None  # None: required
-    choices: tuple[str, ...] = ()
+    choices: tuple[str, ...] = ()  # CHOICE: the values; FIELD: the sources allowed, if fewer
 
     @property
     def required(self) -> bool:
@@ -108,8 +108,11 @@ def _kind_problems(spec: Param, value: Scalar) -> list[str]:
 def _text_problems(spec: Param, value: str, where: str) -> list[str]:
     if spec.kind is ParamKind.CHOICE and value not in spec.choices:
         return [f"{where}: {value!r} is not one of {', '.join(spec.choices)}"]
-    if spec.kind is ParamKind.FIELD and not _is_field(value):
-        return [f"{where}: {value!r} is not an event field; use value, entity or props.<name>"]
+    if spec.kind is ParamKind.FIELD and not _is_field(value, spec.choices):
+        sources = spec.choices or FIELD_SOURCES
+        names = [f"{c}.<name>" if c == "props" else c for c in sources]
+        allowed = " or ".join([", ".join(names[:-1]), names[-1]] if len(names) > 1 else names)
+        return [f"{where}: {value!r} is not an event field; use {allowed}"]
     if spec.kind is ParamKind.DURATION:
         try:
             parse_duration_ms(value, field=spec.name)
@@ -120,8 +123,14 @@ def _text_problems(spec: Param, value: str, where: str) -> list[str]:
     return []
 
 
-def _is_field(value: str) -> bool:
-    return value in ("value", "entity") or (value.startswith("props.") and len(value) > 6)
+#: The sources a FIELD parameter may name unless its `choices` narrow them.
+FIELD_SOURCES = ("value", "entity", "props")
+
+
+def _is_field(value: str, choices: tuple[str, ...]) -> bool:
+    allowed = choices or FIELD_SOURCES
+    prop = value.startswith("props.") and len(value) > 6
+    return value in allowed if not prop else "props" in allowed
 
 
 # --- reading checked parameters -------------------------------------------------------------

@@ -28,12 +28,15 @@ from opsmetrics.catalog.kpi_library_base import (
 )
 from opsmetrics.catalog.kpi_model import (
     EventAgg,
+    EventFormula,
     ExprFormula,
+    FieldSource,
+    FilterOp,
     Formula,
-    PropFilter,
     RatioFormula,
     StateAgg,
     StateFormula,
+    ValueBound,
 )
 
 EVENT = Param(
@@ -137,30 +140,37 @@ def net_revenue_retention(p: Params) -> Formula:
     return _retention(p, "(total - delta + expansion + contraction + churned) / (total - delta)")
 
 
-def _scores(p: Params, low: float, high: float) -> PropFilter:
-    """score in [low, high], as the whole scores (written as 9 or 9.0) a survey records."""
-    prop = text(p, "score").removeprefix("props.")
+def _scored(p: Params, low: float, high: float) -> EventFormula:
+    """Responses with a score in [low, high]. From a property (`score: props.score`): the
+    whole scores (written as 9 or 9.0) a survey records; from the event's value (`score:
+    value`): any number in the range. A response without a score is excluded, and reported
+    (meta.excluded), rather than counted as a score outside the range."""
+    name, score = text(p, "event"), field(p, "score")
+    if score.source is FieldSource.VALUE:
+        bounds = (ValueBound(FilterOp.GTE, low), ValueBound(FilterOp.LTE, high))
+        return EventFormula(name, EventAgg.COUNT, score, (), bounds)
     whole = range(math.ceil(low), math.floor(high) + 1)
-    return one_of(prop, (*whole, *(float(s) for s in whole)))
+    return events(name, EventAgg.COUNT, None, one_of(str(score.prop), (*whole, *map(float, whole))))
+
+
+def _responses(p: Params) -> EventFormula:
+    """The responses with a score on the scale: the denominator."""
+    return _scored(p, number(p, "scale_min"), number(p, "scale_max"))
 
 
 def nps(p: Params) -> Formula:
-    name = text(p, "event")
     top, bottom = number(p, "scale_max"), number(p, "scale_min")
-    promoters = _scores(p, number(p, "promoter_min"), top)
-    detractors = _scores(p, bottom, number(p, "detractor_max"))
     return expr(
         "(promoters - detractors) / responses * 100",
-        promoters=events(name, EventAgg.COUNT, None, promoters),
-        detractors=events(name, EventAgg.COUNT, None, detractors),
-        responses=events(name),
+        promoters=_scored(p, number(p, "promoter_min"), top),
+        detractors=_scored(p, bottom, number(p, "detractor_max")),
+        responses=_responses(p),
     )
 
 
 def csat(p: Params) -> Formula:
-    name = text(p, "event")
-    satisfied = _scores(p, number(p, "satisfied_min"), number(p, "scale_max"))
-    return RatioFormula(events(name, EventAgg.COUNT, None, satisfied), events(name))
+    satisfied = _scored(p, number(p, "satisfied_min"), number(p, "scale_max"))
+    return RatioFormula(satisfied, _responses(p))
 
 
 def _cac_minor(p: Params) -> Formula:
@@ -207,7 +217,13 @@ MARGIN = Param("gross_margin", ParamKind.NUMBER, "gross margin as a fraction, e.
 def _score(event: str, least: str, threshold: int, low: int, high: int) -> tuple[Param, ...]:
     return (
         Param("event", ParamKind.TEXT, "the survey response event", event),
-        Param("score", ParamKind.FIELD, "the property holding the score", "props.score"),
+        Param(
+            "score",
+            ParamKind.FIELD,
+            "where the score is: props.<name> (a property) or value (the event's value)",
+            "props.score",
+            ("value", "props"),
+        ),
         Param(least, ParamKind.NUMBER, f"lowest score that counts ({threshold})", threshold),
         Param("scale_min", ParamKind.NUMBER, f"lowest score of the scale ({low})", low),
         Param("scale_max", ParamKind.NUMBER, f"highest score of the scale ({high})", high),

@@ -142,14 +142,25 @@ class PromqlFormula:
 
 
 @dataclass(frozen=True, slots=True)
+class ValueBound:
+    """A bound (gt, gte, lt, lte) on the number an event formula reads from its `field`."""
+
+    op: FilterOp
+    value: float
+
+
+@dataclass(frozen=True, slots=True)
 class EventFormula:
     """Aggregate events named `name` that pass every `where` filter; `field` is what sum/avg/
-    percentiles read (default `value`) or what `unique` counts (default `entity`)."""
+    percentiles read (default `value`) or what `unique` counts (default `entity`).
+    `value_where` keeps the events whose `field` read as a number passes every bound (the
+    library builds it: `nps` with `score: value` counts responses by the event's value)."""
 
     name: str
     agg: EventAgg
     field: EventField | None = None
     where: tuple[PropFilter, ...] = ()
+    value_where: tuple[ValueBound, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -57,6 +57,8 @@ def list_kpis(url: UrlOpt = DEFAULT_URL, token: TokenOpt = None, as_json: JsonOp
         typer.echo(json.dumps(response))
         return
     console.print(list_table(response["data"]))
+    for kpi in response["data"]:
+        _print_warnings(kpi.get("meta"), f"{kpi['name']}: ")
 
 
 @app.command("show")
@@ -106,6 +108,14 @@ def values(
         return
     kpi = api_get(url, token, f"/api/v1/kpis/{name}", {})["data"]
     console.print(values_table(series["data"], kpi))
+    _print_warnings(series["data"].get("meta"))
+
+
+def _print_warnings(meta: dict[str, Any] | None, prefix: str = "") -> None:
+    """The input events the evaluation excluded (meta.excluded), one line per event."""
+    excluded = (meta or {}).get("excluded") or {}
+    for line in excluded.get("warnings", []):
+        console.print(f"warning: {prefix}{line}", highlight=False, markup=False)
 
 
 # --- rendering --------------------------------------------------------------------------
@@ -177,8 +187,9 @@ def _indent(text: str) -> str:
 def values_table(series: dict[str, Any], kpi: dict[str, Any]) -> Table:
     points = series["points"]
     grouped = any(p["group"] for p in points)
+    noted = any(p.get("note") for p in points)
     headers = ["period", *(["group"] if grouped else []), "value", "target", "status"]
-    headers += ["compare", "change"]
+    headers += ["compare", "change", *(["note"] if noted else [])]
     table = Table(*headers, title=f"{series['kpi']} by {series['grain']} ({series['tz']})")
     for p in points:
         group = [", ".join(f"{k}={v}" for k, v in p["group"].items())] if grouped else []
@@ -191,5 +202,6 @@ def values_table(series: dict[str, Any], kpi: dict[str, Any]) -> Table:
             _status(p["status"]),
             format_value(p.get("compare"), kpi),
             "–" if change is None else f"{change * 100:+.1f} %",
+            *([p.get("note") or ""] if noted else []),
         )
     return table

@@ -13,7 +13,9 @@ from typing import Any
 from opsmetrics.catalog.kpi_lineage import Lineage
 from opsmetrics.catalog.kpi_model import FORMULA_KEYS, KpiDefinition, Target
 from opsmetrics.query.kpi import KpiPoint, KpiSeries
+from opsmetrics.query.kpi.exclusions import NOTHING, Excluded, InputExclusions
 from opsmetrics.storage.base import KpiVersion
+from opsmetrics.storage.exclusion_records import Reason
 
 #: A formula key and the keys that belong with it in the definition as written.
 _FORMULA_EXTRAS = {"use": ("params",)}
@@ -59,13 +61,17 @@ def summary_json(kpi: KpiDefinition) -> dict[str, Any]:
     }
 
 
-def current_json(point: KpiPoint | None, error: str | None) -> dict[str, Any]:
-    """The current value of a KPI in the list; `error` says why there is none."""
+def current_json(
+    point: KpiPoint | None, error: str | None, excluded: Excluded = NOTHING
+) -> dict[str, Any]:
+    """The current value of a KPI in the list; `error` says why there is none, `note` why a
+    value is null although the KPI evaluated, `excluded` what its evaluation left out."""
     if point is None:
         return {"current": None, "status": "unknown", "error": error}
     current = {"t": rfc3339(point.start_ms), "value": number(point.value)}
-    current["target"] = number(point.target)
-    return {"current": current, "status": point.status.value, "error": None}
+    current |= {"target": number(point.target), "note": point.note}
+    meta = {"excluded": excluded_json(excluded)}
+    return {"current": current, "status": point.status.value, "error": None, "meta": meta}
 
 
 def formula_as_written(kpi: KpiDefinition) -> dict[str, Any]:
@@ -129,6 +135,26 @@ def point_json(point: KpiPoint) -> dict[str, Any]:
         "sample_size": point.sample_size,
         "ci": ci,
         "group": dict(point.group),
+        "note": point.note,
+    }
+
+
+def _reasons(source: Excluded | InputExclusions) -> dict[str, dict[str, int]]:
+    return {r.value: source.by_reason(r) for r in Reason}
+
+
+def excluded_json(excluded: Excluded) -> dict[str, Any]:
+    """What the evaluation left out (docs/api.md#what-a-kpi-left-out): events in scope (`of`),
+    those left out for a missing property or wrong type (`total`), counts per reason and
+    field, the same per event, and one warning line per event with a data problem."""
+    return {
+        "total": excluded.total,
+        "of": excluded.of,
+        **_reasons(excluded),
+        "events": [
+            {"event": i.event, "total": i.total, "of": i.of, **_reasons(i)} for i in excluded.inputs
+        ],
+        "warnings": excluded.warnings(),
     }
 
 
@@ -141,4 +167,5 @@ def series_json(series: KpiSeries) -> dict[str, Any]:
         "version": series.version,
         "freshness": rfc3339(freshness) if freshness is not None else None,
         "points": [point_json(p) for p in series.points],
+        "meta": {"excluded": excluded_json(series.excluded)},
     }

@@ -21,6 +21,7 @@ from opsmetrics.catalog.kpis import Catalog
 from opsmetrics.clock import Clock
 from opsmetrics.errors import OpsMetricsError
 from opsmetrics.query.kpi import KpiEvaluator, KpiPoint, Status
+from opsmetrics.query.kpi.exclusions import Excluded
 from opsmetrics.services import Services
 
 DEFAULT_TTL_MS = 60_000
@@ -33,6 +34,7 @@ class Current:
 
     point: KpiPoint | None
     error: str | None = None
+    excluded: Excluded = Excluded()  # the input events its evaluation left out
 
 
 class KpiValues:
@@ -74,7 +76,8 @@ class KpiValues:
     def _evaluate(self, name: str) -> Current:
         # One broken KPI (a PromQL error, a missing view) must not hide the others.
         try:
-            return Current(self.evaluator.current(name))
+            got = self.evaluator.current_series(name)
+            return Current(got.points[0], excluded=got.excluded)
         except OpsMetricsError as exc:
             return Current(None, exc.message)
 

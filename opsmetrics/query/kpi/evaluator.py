@@ -18,6 +18,7 @@ from opsmetrics.query.events import check_tz
 from opsmetrics.query.kpi import periods as cal
 from opsmetrics.query.kpi.compare import compare_period
 from opsmetrics.query.kpi.context import EvalContext, SharedValues
+from opsmetrics.query.kpi.exclusions import Excluded
 from opsmetrics.query.kpi.formulas import compute
 from opsmetrics.query.kpi.freshness import newest_input_ms
 from opsmetrics.query.kpi.model import (
@@ -78,16 +79,20 @@ class KpiEvaluator:
             compared = _masked(of(earlier), earlier, ctx.now_ms)
         points = _points(kpi, periods, _masked(values, periods, ctx.now_ms), compared, tz)
         freshness = newest_input_ms(self._storage, self._catalog, kpi)
-        return KpiSeries(kpi, grain, tz, points, freshness, self._version(name))
+        excluded = Excluded(values.excluded)
+        return KpiSeries(kpi, grain, tz, points, freshness, self._version(name), excluded)
 
     def current(self, name: str, *, tz: str = "UTC") -> KpiPoint:
         """The latest complete period at the KPI's grain, compared with the one before."""
+        return self.current_series(name, tz=tz).points[0]
+
+    def current_series(self, name: str, *, tz: str = "UTC") -> KpiSeries:
+        """`current` as a one-point series, with what its evaluation excluded."""
         kpi = self._catalog.get(name)
         check_tz(tz)
         now = self._clock.now_ms()
         start = cal.add(cal.floor(now, kpi.grain, tz), kpi.grain, -1, tz)
-        got = self.series(name, start, start + 1, tz=tz, compare=Compare.PREVIOUS)
-        return got.points[0]
+        return self.series(name, start, start + 1, tz=tz, compare=Compare.PREVIOUS)
 
     def record_manual(self, name: str, ts_ms: int, value: float, author: str, note: str) -> None:
         kpi = self._catalog.get(name)
@@ -123,7 +128,7 @@ def _masked(values: Values, periods: Sequence[Period], now_ms: int) -> Values:
         g: [Cell(None) if later else c for c, later in zip(cs, future, strict=True)]
         for g, cs in values.cells.items()
     }
-    return Values(cells, values.is_count)
+    return Values(cells, values.is_count, values.excluded)
 
 
 def _points(
@@ -178,4 +183,5 @@ def _point(
         ci_low=ci[0] if ci else None,
         ci_high=ci[1] if ci else None,
         group=group,
+        note=cell.note,
     )

@@ -6,6 +6,7 @@ import enum
 from dataclasses import dataclass
 
 from opsmetrics.catalog.kpi_model import Grain, KpiDefinition
+from opsmetrics.query.kpi.exclusions import Excluded, InputExclusions
 from opsmetrics.query.promql.values import QueryError
 
 #: A breakdown group: (dimension, value) pairs in the order of `by`; () without a breakdown.
@@ -47,6 +48,7 @@ class KpiPoint:
     ci_low: float | None = None  # Wilson 95% for rate KPIs
     ci_high: float | None = None
     group: Group = ()  # dimension values when broken down
+    note: str | None = None  # why value is None when its inputs were all excluded
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +59,7 @@ class KpiSeries:
     points: list[KpiPoint]
     freshness_ms: int | None  # time of the newest input
     version: int | None  # the catalog version (storage.kpi_versions) that produced it
+    excluded: Excluded = Excluded()  # input events left out, and why (exclusions.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +81,7 @@ class Cell:
     value: float | None
     size: int | None = None
     hits: int | None = None
+    note: str | None = None  # why value is None when its inputs were all excluded
 
 
 @dataclass(slots=True)
@@ -85,11 +89,13 @@ class Values:
     """A formula's cells per group, each list aligned with the periods asked for.
 
     `is_count` says the values count events or entities, so a ratio of two such values is a
-    rate with a sample size (and a Wilson interval).
+    rate with a sample size (and a Wilson interval). `excluded`: what its event formulas
+    left out (one entry per event name).
     """
 
     cells: dict[Group, list[Cell]]
     is_count: bool = False
+    excluded: tuple[InputExclusions, ...] = ()
 
     def only(self, n: int) -> list[Cell]:
         """The cells without a breakdown (all None when there is no group)."""

@@ -1,0 +1,190 @@
+"""No silently wrong number (issue 17): a KPI reports the input events it left out and why, and
+a period whose every input was left out has no value, never a 0.
+
+Through a real server process on a fixed clock: NPS responses posted with the score as the
+event's value (the obvious way) give the right NPS with `score: value`, and with the default
+`score: props.score` a null value, a note and `meta.excluded` instead of NPS 0; the KPI list,
+`opsmetrics kpi values` and `opsmetrics validate --data` say the same.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import FIXED_NOW
+from tests.server import ServerProcess, run_bounded
+
+DAY = 86_400_000
+#: The day before the server's fixed now (2027-01-03, UTC).
+DAY_START = FIXED_NOW - FIXED_NOW % DAY - DAY
+SCORES = [10, 9, 9, 7, 2]  # 3 promoters, 1 detractor of 5: (3 - 1) / 5 * 100 = 40
+
+CATALOG = """\
+- name: nps
+  title: Net promoter score
+  owner: cx
+  unit: score
+  direction: higher_is_better
+  use: nps
+  params: {event: nps_response}
+- name: nps_of_value
+  title: Net promoter score (score as the event's value)
+  owner: cx
+  unit: score
+  direction: higher_is_better
+  use: nps
+  params: {event: nps_response, score: value}
+- name: survey_nps
+  title: Survey NPS (some responses carry no score)
+  owner: cx
+  unit: score
+  direction: higher_is_better
+  use: nps
+  params: {event: survey, score: props.score}
+- name: big_orders
+  title: Orders over 100
+  owner: sales
+  unit: count
+  direction: higher_is_better
+  event: {name: purchase, agg: count, where: {amount: {gt: 100}}}
+"""
+
+
+def events() -> list[dict[str, Any]]:
+    t = DAY_START + 3_600_000
+    by_value = [
+        {"name": "nps_response", "ts": t + i, "entity": f"u{i}", "value": s}
+        for i, s in enumerate(SCORES)
+    ]
+    # 3 scored (10, 9, 2: (2 - 1) / 3 * 100 = 33.3) and 2 without a score
+    survey = [
+        {"name": "survey", "ts": t + i, "entity": f"s{i}", "props": {"score": s}}
+        for i, s in enumerate([10, 9, 2])
+    ]
+    survey += [{"name": "survey", "ts": t + 10 + i, "entity": f"n{i}"} for i in range(2)]
+    purchases = [
+        {"name": "purchase", "ts": t + i, "entity": f"p{i}", "props": {"amount": a}}
+        for i, a in enumerate([150, 50, "lots"])
+    ]
+    purchases.append({"name": "purchase", "ts": t + 5, "entity": "p5"})
+    return by_value + survey + purchases
+
+
+@pytest.fixture(scope="module")
+def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    root = tmp_path_factory.mktemp("exclusions")
+    (root / "config" / "kpis").mkdir(parents=True)
+    (root / "config" / "kpis" / "voice.yaml").write_text(CATALOG)
+    server = ServerProcess(root / "data", root / "config", now_ms=FIXED_NOW).start()
+    try:
+        posted = httpx.post(server.url + "/api/v1/events", json=events(), timeout=10)
+        assert posted.status_code == 200, posted.text
+        yield server
+    finally:
+        server.kill()
+
+
+def series(srv: ServerProcess, name: str) -> dict[str, Any]:
+    params = {"from": DAY_START // 1000, "to": (DAY_START + DAY) // 1000, "grain": "day"}
+    got = httpx.get(f"{srv.url}/api/v1/kpis/{name}/series", params=params, timeout=10)
+    assert got.status_code == 200, got.text
+    data: dict[str, Any] = got.json()["data"]
+    return data
+
+
+def the_point(data: dict[str, Any]) -> dict[str, Any]:
+    [point] = [p for p in data["points"] if p["t"] == "2027-01-03T00:00:00Z"]
+    return point
+
+
+@pytest.mark.e2e
+def test_nps_reads_the_events_value_when_the_definition_says_so(srv: ServerProcess) -> None:
+    data = series(srv, "nps_of_value")
+    assert the_point(data)["value"] == pytest.approx(40.0)
+    excluded = data["meta"]["excluded"]
+    assert (excluded["total"], excluded["of"], excluded["warnings"]) == (0, 5, [])
+
+
+@pytest.mark.e2e
+def test_nps_from_a_property_the_responses_lack_is_no_value_with_a_warning(
+    srv: ServerProcess,
+) -> None:
+    """On main before issue 17 this answered NPS 0 and nothing else."""
+    data = series(srv, "nps")
+    point = the_point(data)
+    assert point["value"] is None
+    assert point["status"] == "unknown"
+    assert "all 5 nps_response events in the period were excluded" in point["note"]
+    assert "props.score" in point["note"]
+    excluded = data["meta"]["excluded"]
+    assert excluded["total"] == 5 and excluded["of"] == 5
+    assert excluded["missing_property"] == {"props.score": 5}
+    assert excluded["warnings"] == ["5 of 5 nps_response events excluded: 5 without props.score"]
+    [entry] = excluded["events"]
+    assert (entry["event"], entry["total"], entry["of"]) == ("nps_response", 5, 5)
+
+
+@pytest.mark.e2e
+def test_responses_without_a_score_are_excluded_not_counted_as_passives(
+    srv: ServerProcess,
+) -> None:
+    data = series(srv, "survey_nps")
+    assert the_point(data)["value"] == pytest.approx(100 / 3)  # not (2 - 1) / 5 * 100 = 20
+    excluded = data["meta"]["excluded"]
+    assert excluded["warnings"] == ["2 of 5 survey events excluded: 2 without props.score"]
+
+
+@pytest.mark.e2e
+def test_an_event_filter_reports_missing_wrong_type_and_outside(srv: ServerProcess) -> None:
+    data = series(srv, "big_orders")
+    assert the_point(data)["value"] == 1.0
+    excluded = data["meta"]["excluded"]
+    assert excluded["missing_property"] == {"props.amount": 1}
+    assert excluded["wrong_type"] == {"props.amount": 1}
+    assert excluded["outside_filter"] == {"props.amount": 1}  # 50: the filter doing its job
+    assert excluded["total"] == 2 and excluded["of"] == 4
+    why = "1 without props.amount, 1 with props.amount not a number"
+    assert excluded["warnings"] == [f"2 of 4 purchase events excluded: {why}"]
+
+
+@pytest.mark.e2e
+def test_the_kpi_list_carries_the_note_and_the_warnings(srv: ServerProcess) -> None:
+    got = httpx.get(srv.url + "/api/v1/kpis", params={"values": "1"}, timeout=10)
+    assert got.status_code == 200, got.text
+    rows = {k["name"]: k for k in got.json()["data"]}
+    nps = rows["nps"]
+    assert nps["current"]["value"] is None and "props.score" in nps["current"]["note"]
+    assert nps["meta"]["excluded"]["total"] == 5
+    assert rows["nps_of_value"]["current"]["value"] == pytest.approx(40.0)
+    assert rows["nps_of_value"]["meta"]["excluded"]["warnings"] == []
+
+
+def cli(*args: str) -> Any:
+    env = {**os.environ, "COLUMNS": "250", "NO_COLOR": "1"}
+    return run_bounded([sys.executable, "-m", "opsmetrics", *args], 60, env)
+
+
+@pytest.mark.e2e
+def test_cli_kpi_values_prints_the_warning_and_the_note(srv: ServerProcess) -> None:
+    start, end = str(DAY_START // 1000), str((DAY_START + DAY) // 1000)
+    done = cli("kpi", "values", "nps", "--from", start, "--to", end, "--url", srv.url)
+    assert done.returncode == 0, done.stderr
+    assert "warning: 5 of 5 nps_response events excluded: 5 without props.score" in done.stdout
+    assert "no value: all 5 nps_response events in the period were excluded" in done.stdout
+    raw = cli("kpi", "values", "nps", "--from", start, "--to", end, "--url", srv.url, "--json")
+    assert json.loads(raw.stdout)["data"]["meta"]["excluded"]["total"] == 5
+
+
+def test_the_catalog_parses(tmp_path: Path) -> None:
+    (tmp_path / "kpis").mkdir()
+    (tmp_path / "kpis" / "voice.yaml").write_text(CATALOG)
+    done = cli("validate", str(tmp_path))
+    assert done.returncode == 0, done.stdout + done.stderr
