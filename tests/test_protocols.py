@@ -300,8 +300,9 @@ def test_an_auto_action_runs_once_per_firing_even_after_a_restart(
         assert len(hook.requests) == 1
         actions = [json.loads(e.detail) for e in again.storage.timeline(a.fingerprint)
                    if e.kind == "action"]  # fmt: skip
-        assert [d["status"] for d in actions] == ["claimed", "succeeded"]
-        assert actions[1]["key"] == key and actions[1]["response"] == {"status": 200, "body": "ok"}
+        done = [d for d in actions if d["status"] != "claimed"]
+        assert sorted(d["status"] for d in actions) == ["claimed", "succeeded"]  # one run
+        assert done[0]["key"] == key and done[0]["response"] == {"status": 200, "body": "ok"}
         assert "s3cret" not in json.dumps(actions)  # header values are not logged
     finally:
         again.d.close()

@@ -23,7 +23,7 @@ import httpx
 
 from opsmetrics.alerting.model import Alert
 from opsmetrics.alerting.notifiers.base import Batch
-from opsmetrics.alerting.timeline import SYSTEM, IncidentLog, entry_id
+from opsmetrics.alerting.timeline import SYSTEM, IncidentLog, entry_id, started_ms
 from opsmetrics.catalog.alert_template_funcs import TemplateError
 from opsmetrics.catalog.alert_templates import AlertData
 from opsmetrics.catalog.alert_templates import parse as parse_template
@@ -119,7 +119,7 @@ class ActionRunner:
         self, alert: Alert, protocol: Protocol, action: Action, by: str
     ) -> TimelineEntry | None:
         """Claim, send, log; None if the action is claimed or succeeded already."""
-        fp, started = alert.fingerprint, alert.active_at_ms
+        fp, started = alert.fingerprint, started_ms(alert.active_at_ms)
         key = entry_id(fp, started, "action", action.name)
         claimed_ms = self.clock.now_ms()
         if not self.storage.claim_action(ActionClaim(key, fp, started, action.name, claimed_ms)):

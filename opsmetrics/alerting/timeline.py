@@ -38,6 +38,12 @@ _ORDER = {k: i for i, k in enumerate(
 )}  # fmt: skip
 
 
+def started_ms(active_at_ms: int) -> int:
+    """An instance's key: its activeAt in whole seconds, as ALERTS_FOR_STATE keeps it and a
+    restart restores it (alerting/alert_state.py)."""
+    return active_at_ms // 1000 * 1000
+
+
 def entry_id(fingerprint: str, started_ms: int, *what: object) -> str:
     text = "|".join(str(p) for p in (fingerprint, started_ms, *what))
     return hashlib.sha256(text.encode()).hexdigest()[:32]
@@ -77,7 +83,7 @@ class IncidentLog:
     # --- what the dispatcher reports ----------------------------------------------------
     def fired(self, alert: Alert) -> bool:
         """Record that the instance fired; True the first time this process sees it."""
-        key = (alert.fingerprint, alert.active_at_ms)
+        key = (alert.fingerprint, started_ms(alert.active_at_ms))
         if key in self._seen:
             return False
         self._seen.add(key)
@@ -93,18 +99,18 @@ class IncidentLog:
             "summary": dict(alert.annotations).get("summary", ""),
         }
         at = alert.fired_at_ms or alert.active_at_ms
-        self._record(alert.fingerprint, alert.active_at_ms, at, "fired", SYSTEM, detail)
+        self._record(alert.fingerprint, key[1], at, "fired", SYSTEM, detail)
         return True
 
     def resolved(self, alert: Alert) -> None:
-        fp, started = alert.fingerprint, alert.active_at_ms
+        fp, started = alert.fingerprint, started_ms(alert.active_at_ms)
         self._seen.discard((fp, started))
         at = alert.resolved_at_ms or self._clock.now_ms()
         if self._record(fp, started, at, "resolved", SYSTEM, {"value": alert.value}):
             self._incident_event("incident_resolved", fp, started, at)
 
     def acknowledged(self, alert: Alert, by: str, comment: str, at_ms: int) -> None:
-        fp, started = alert.fingerprint, alert.active_at_ms
+        fp, started = alert.fingerprint, started_ms(alert.active_at_ms)
         if self._record(fp, started, at_ms, "acknowledged", by, {"comment": comment}):
             self._incident_event("incident_acknowledged", fp, started, at_ms)
 
@@ -122,7 +128,7 @@ class IncidentLog:
         }
         entries = []
         for a in batch.alerts:
-            started = a.active_at_ms or a.starts_at_ms
+            started = started_ms(a.active_at_ms or a.starts_at_ms)
             d = {**detail, "alertStatus": a.status}
             entries.append(self._entry(a.fingerprint, started, outcome.finished_ms, kind,
                                        batch.receiver, d, outcome.id))  # fmt: skip
