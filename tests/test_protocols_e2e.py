@@ -6,6 +6,8 @@ KPIs all agree with a hand computation."""
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -17,7 +19,7 @@ import pytest
 from opsmetrics.clock import pause
 from tests.conftest import FIXED_NOW
 from tests.receivers import Receiver, receiver
-from tests.server import ServerProcess, wait_until
+from tests.server import ServerProcess, run_bounded, wait_until
 
 RULES = """
 groups:
@@ -212,3 +214,13 @@ def _after_restart(srv: ServerProcess, hooks: Receiver, fp: str) -> None:
 
     assert wait_until(lambda: kpi("mtta") == pytest.approx(mtta), "the mtta KPI")
     assert wait_until(lambda: kpi("mttr") == pytest.approx(mttr), "the mttr KPI")
+
+    shown = run_bounded(
+        [sys.executable, "-m", "opsmetrics", "alerts", "timeline", fp, "--url", srv.url],
+        60,
+        env={**os.environ, "COLUMNS": "200"},  # rich wraps a table to the terminal's width
+    )
+    assert shown.returncode == 0, shown.stderr
+    text = " ".join(shown.stdout.split())
+    assert "protocol checkout-errors (team payments)" in text
+    assert "scale-out succeeded (HTTP 200)" in text and "2. Open the dashboard" in text

@@ -1,4 +1,5 @@
-"""`opsmetrics rules test FILE...` (promtool-style rule unit tests) and `opsmetrics alerts list`."""
+"""`opsmetrics rules test FILE...` (promtool-style rule unit tests), `opsmetrics alerts list` and
+`opsmetrics alerts timeline FINGERPRINT`."""
 
 from __future__ import annotations
 
@@ -54,6 +55,50 @@ def list_alerts(
         return
     alerts = response.get("data", {}).get("alerts", [])
     console.print(alerts_table(alerts))
+
+
+@alerts_app.command("timeline")
+def timeline(
+    fingerprint: Annotated[str, typer.Argument(help="The alert's fingerprint (see --json).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the API response as is.")] = False,
+    url: UrlOpt = DEFAULT_URL,
+    token: TokenOpt = None,
+) -> None:
+    """An alert's incident timeline: fired, notified, acknowledged, escalated, protocol steps
+    and actions, resolved (GET /api/v1/alerts/{fingerprint}/timeline)."""
+    quiet_http_log()
+    transport = Transport(url, token, policy=RetryPolicy(max_retries=2, max_backoff=2.0))
+    try:
+        response = transport.get(f"/api/v1/alerts/{fingerprint}/timeline", {})
+    finally:
+        transport.close()
+    if as_json:
+        typer.echo(json.dumps(response))
+        return
+    for instance in response.get("data", {}).get("instances", []):
+        console.print(timeline_table(instance))
+
+
+def timeline_table(instance: dict[str, Any]) -> Table:
+    protocol = instance.get("protocol") or {}
+    table = Table("at", "what", "by", "detail")
+    shown = f" · protocol {protocol['name']} (team {protocol['team']})" if protocol else ""
+    table.title = f"fired at {instance.get('startedAt', '')}{shown}"
+    for e in instance.get("entries", []):
+        table.add_row(e["at"], e["kind"], e["by"], _detail(e["kind"], e["detail"]))
+    return table
+
+
+def _detail(kind: str, d: dict[str, Any]) -> str:
+    if kind == "step":
+        note = f" — {d['note']}" if d.get("note") else ""
+        return f"{d.get('step')}. {d.get('title', '')}{note}"
+    if kind == "action":
+        status = (d.get("response") or {}).get("status")
+        return f"{d.get('action')} {d.get('status')}" + (f" (HTTP {status})" if status else "")
+    if kind in ("notified", "escalated"):
+        return f"{d.get('kind')} {d.get('status')}"
+    return str(d.get("comment") or d.get("summary") or "")
 
 
 def alerts_table(alerts: list[dict[str, Any]]) -> Table:
