@@ -19,8 +19,13 @@ from typing import Any
 import httpx
 import pytest
 
+from opsmetrics.clock import ALLOW_FAKE_NOW_ENV, FAKE_NOW_ENV
+from opsmetrics.ingest.pipeline import event_key
+from opsmetrics.model import Event
+from opsmetrics.storage import StoredEvent, WriteBatch
 from tests.conftest import FIXED_NOW
 from tests.server import ServerProcess, run_bounded
+from tests.stores import open_store
 
 DAY = 86_400_000
 #: The day before the server's fixed now (2027-01-03, UTC).
@@ -167,9 +172,9 @@ def test_the_kpi_list_carries_the_note_and_the_warnings(srv: ServerProcess) -> N
     assert rows["nps_of_value"]["meta"]["excluded"]["warnings"] == []
 
 
-def cli(*args: str) -> Any:
-    env = {**os.environ, "COLUMNS": "250", "NO_COLOR": "1"}
-    return run_bounded([sys.executable, "-m", "opsmetrics", *args], 60, env)
+def cli(*args: str, env: dict[str, str] | None = None) -> Any:
+    full = {**os.environ, "COLUMNS": "250", "NO_COLOR": "1", **(env or {})}
+    return run_bounded([sys.executable, "-m", "opsmetrics", *args], 60, full)
 
 
 @pytest.mark.e2e
@@ -188,3 +193,47 @@ def test_the_catalog_parses(tmp_path: Path) -> None:
     (tmp_path / "kpis" / "voice.yaml").write_text(CATALOG)
     done = cli("validate", str(tmp_path))
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_validate_data_names_the_mismatch_and_the_fix(tmp_path: Path) -> None:
+    config = tmp_path / "config"
+    (config / "kpis").mkdir(parents=True)
+    (config / "kpis" / "voice.yaml").write_text(CATALOG)
+    store = open_store(tmp_path / "data", FIXED_NOW)
+    try:
+        stored = [StoredEvent(event_key(e), e) for e in map(as_event, events())]
+        store.write(WriteBatch(events=stored))
+    finally:
+        store.close()
+    env = {FAKE_NOW_ENV: str(FIXED_NOW / 1000), ALLOW_FAKE_NOW_ENV: "1"}
+    done = cli("validate", str(config), "--data", str(tmp_path / "data"), env=env)
+    assert done.returncode == 1, done.stdout + done.stderr
+    days = "in the last 30 days"
+    lines = [line.removeprefix(f"{config}/") for line in done.stdout.splitlines()]
+    assert sorted(lines) == sorted(
+        [
+            f"kpis/voice.yaml:1: nps reads props.score but 5 of 5 nps_response events {days} have "
+            "no `props.score`; they carry `value` — set `score: value`",
+            f"kpis/voice.yaml:15: survey_nps reads props.score but 2 of 5 survey events {days} "
+            "have no `props.score`",
+            f"kpis/voice.yaml:22: big_orders reads props.amount but 1 of 4 purchase events {days} "
+            "have no `props.amount`",
+            f"kpis/voice.yaml:22: big_orders reads props.amount as a number but 1 of 4 purchase "
+            f"events {days} hold something else there",
+        ]
+    )
+    fixed = CATALOG.replace(
+        "params: {event: nps_response}\n", "params: {event: nps_response, score: value}\n"
+    )
+    (config / "kpis" / "voice.yaml").write_text(fixed)
+    again = cli("validate", str(config), "--data", str(tmp_path / "data"), env=env)
+    kpis = [line.removeprefix(f"{config}/").split(" ")[1] for line in again.stdout.splitlines()]
+    assert sorted(kpis) == [
+        "big_orders",
+        "big_orders",
+        "survey_nps",
+    ]
+
+
+def as_event(e: dict[str, Any]) -> Event:
+    return Event(e["name"], e["ts"], e["entity"], e.get("value"), e.get("props", {}))

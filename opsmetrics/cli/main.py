@@ -124,16 +124,36 @@ def init(directory: Annotated[Path, typer.Argument(help="Config directory to cre
 @app.command()
 def validate(
     directory: Annotated[Path, typer.Argument(help="Config directory.")] = Path("config"),
+    data: Annotated[
+        Path | None,
+        typer.Option("--data", help="Also check the KPIs against this data directory's events."),
+    ] = None,
 ) -> None:
     """Check every file in a config directory; print `file:line: field: message` per problem."""
     from opsmetrics.catalog.validate import validate_config_dir
 
     problems = validate_config_dir(directory)
+    if data is not None and not problems:
+        problems = _data_problems(directory, data)
     for line in problems:
         print(line)
     if problems:
         raise typer.Exit(1)
     console.print(f"{directory}: ok")
+
+
+def _data_problems(config_dir: Path, data_dir: Path) -> list[str]:
+    """The catalog's KPIs against the stored events (query/kpi/data_check.py)."""
+    from opsmetrics.catalog.kpis import load_catalog
+    from opsmetrics.query.kpi.data_check import data_problems
+    from opsmetrics.storage.open import open_storage
+
+    clock = clock_from_env(os.environ)
+    storage = open_storage(settings(data_dir=data_dir), clock)
+    try:
+        return data_problems(storage, load_catalog(config_dir), clock.now_ms())
+    finally:
+        storage.close()
 
 
 @app.command()
