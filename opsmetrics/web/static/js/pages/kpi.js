@@ -71,11 +71,22 @@ function payloadFrom(series) {
   return out;
 }
 
+// meta.excluded: input events the evaluation left out (a missing property, a wrong type),
+// and the note of each period that has no value because all of its inputs were left out.
+function excludedWarnings(series) {
+  const lines = [...(series.meta?.excluded?.warnings ?? [])];
+  const notes = new Set(series.points.map((p) => p.note).filter(Boolean));
+  lines.push(...[...notes].slice(0, 3));
+  document.getElementById("kpi-excluded").replaceChildren(
+    ...lines.map((line) => el("p", { class: "warning-box", "data-warning": "excluded" }, line)));
+}
+
 function summary(series) {
   const last = [...series.points].reverse().find((p) => p.value != null);
   const box = document.getElementById("kpi-summary");
   if (!last) {
-    box.replaceChildren(el("p", { class: "muted" }, "No values in this range."));
+    const note = series.points.map((p) => p.note).find(Boolean);
+    box.replaceChildren(el("p", { class: "muted" }, note ? `No values in this range: ${note}` : "No values in this range."));
     return;
   }
   box.replaceChildren(el("div", { class: "metric-meta" },
@@ -139,6 +150,7 @@ async function relatedAlerts() {
 
 async function loadSeries() {
   const series = await getJSON(`${base}/series`, rangeParams({ compare: "previous" }));
+  excludedWarnings(series);
   summary(series);
   comparison(series);
   charts.draw(document.getElementById("kpi-chart"), () => charts.trendOption(payloadFrom(series), opts()));

@@ -13,6 +13,13 @@ function opts(kpi) {
   return { currency: kpi.currency, decimals: kpi.decimals ?? undefined };
 }
 
+// Input events its evaluation left out (meta.excluded), and why the value is empty if so.
+function excludedLines(kpi) {
+  const lines = [...(kpi.meta?.excluded?.warnings ?? [])];
+  if (kpi.current?.note) lines.push(kpi.current.note);
+  return lines.map((line) => el("p", { class: "warning-box", "data-warning": "excluded" }, line));
+}
+
 function tile(kpi) {
   const value = kpi.current?.value ?? null;
   const target = kpi.current?.target ?? (typeof kpi.target === "number" ? kpi.target : null);
@@ -26,6 +33,7 @@ function tile(kpi) {
     target != null ? el("span", { class: "muted" }, `Target ${formatValue(target, kpi.unit, opts(kpi))}`) : null,
     el("span", { class: "muted" }, `Owner: ${kpi.owner || "–"}`)),
     kpi.error ? el("p", { class: "error-box" }, kpi.error) : null,
+    ...excludedLines(kpi),
     spark);
   return { card, spark };
 }
