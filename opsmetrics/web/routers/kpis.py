@@ -55,7 +55,7 @@ async def list_kpis(request: Request) -> Response:
     if _bool(params, "values"):
         currents = await asyncio.to_thread(kpi_values(request).all)
         for kpi, current in currents:
-            rows[kpi.name] |= kpi_json.current_json(current.point, current.error)
+            rows[kpi.name] |= kpi_json.current_json(current.point, current.error, current.excluded)
     return success(list(rows.values()))
 
 
