@@ -214,6 +214,16 @@ CH_ACCESS = [
     "SELECT count() AS value FROM sqlite('{d}/x.db', 't')",
     "SELECT count() AS value FROM hdfs('hdfs://127.0.0.1:9/x', 'CSV', 'a String')",
     "SELECT count() AS value FROM file('{d}/secret.csv', 'CSV') SETTINGS readonly = 0",
+    # the scalar file() that readonly=1 lets through (it read /etc/passwd), however it is written
+    "SELECT length(file('/etc/passwd')) AS value",
+    "SELECT length(`file`('/etc/passwd')) AS value",
+    "SELECT length(\"file\"('/etc/passwd')) AS value",
+    "SELECT length(`\\x66ile`('/etc/passwd')) AS value",
+    "SELECT length(file /* x */ ('/etc/passwd')) AS value",
+    "SELECT length(file # a comment\n('/etc/passwd')) AS value",
+    "SELECT 1 # it's a comment to ClickHouse\n, length(file('/etc/passwd')) AS value -- '",
+    "SELECT $$'$$ AS a, length(file('/etc/passwd')) AS value -- '",
+    "SELECT 'a\\'' AS a, length(file('/etc/passwd')) AS value -- '",
 ]
 
 
@@ -247,6 +257,10 @@ def test_clickhouse_refuses_more_rows_than_the_limit(clickhouse: ClickHouseEvent
     ("query", "message"),
     [
         ("SELECT file('/etc/passwd') AS value", r"file\(\) is refused"),  # readonly allows it
+        ("SELECT `file`('/etc/passwd') AS value", r"quoted function name is refused"),
+        ("SELECT \"file\"('/etc/passwd') AS value", r"quoted function name is refused"),
+        ("SELECT file/**/('/etc/passwd') AS value", r"file\(\) is refused"),
+        ("SELECT 1 # it's\n, file('/etc/passwd') AS value -- '", r"file\(\) is refused"),
         ("SELECT count() AS value FROM url('http://x/y', 'CSV')", r"url\(\) is refused"),
         ("SELECT count() AS value FROM remote('h', system.one)", r"remote\(\) is refused"),
         ("SELECT count() AS value FROM s3('http://x/b/y')", r"s3\(\) is refused"),

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import re
 
+from opsmetrics.storage.sql_sources import file_function_refusal
+
 MAX_SQL_LENGTH = 20_000
 MAX_SQL_DEPTH = 100
 
@@ -40,8 +42,8 @@ _WRITES = frozenset(
 _FILE_READERS = re.compile(
     r"\b(read_\w+|glob|parquet_\w+|sniff_csv|query|query_table|sqlite_\w+|postgres_\w+|"
     r"mysql_\w+|iceberg_\w+|delta_scan|getenv|current_setting|"
-    # ClickHouse: readonly=1 refuses these table functions, but not the scalar file()
-    r"file|fileCluster|url|urlCluster|remote|remoteSecure|cluster|clusterAllReplicas|s3|"
+    # ClickHouse's table functions, which readonly=1 refuses (file(): storage/sql_sources.py)
+    r"fileCluster|url|urlCluster|remote|remoteSecure|cluster|clusterAllReplicas|s3|"
     r"s3Cluster|gcs|azureBlobStorage|hdfs|mysql|postgresql|jdbc|odbc|sqlite|mongodb|redis|"
     r"executable|input|python|deltaLake|iceberg|hudi)\s*\(",
     re.IGNORECASE,
@@ -68,7 +70,7 @@ def check_read_only(query: str) -> None:
     if ";" in bare:
         raise SqlRefusedError("more than one statement; write a single SELECT")
     _check_words(bare)
-    _check_sources(bare)
+    _check_sources(query, bare)
     _check_parentheses(bare)
 
 
@@ -83,7 +85,10 @@ def _check_words(bare: str) -> None:
         )
 
 
-def _check_sources(bare: str) -> None:
+def _check_sources(query: str, bare: str) -> None:
+    refusal = file_function_refusal(query)
+    if refusal:
+        raise SqlRefusedError(refusal)
     reader = _FILE_READERS.search(bare)
     if reader:
         raise SqlRefusedError(

@@ -53,6 +53,7 @@ from opsmetrics.storage.sql_sandbox import (
     check_row_count,
     timeout_error,
 )
+from opsmetrics.storage.sql_sources import file_function_refusal
 
 Row = Sequence[Any]
 
@@ -191,6 +192,9 @@ class ClickHouseEvents:
     def kpi_sql(self, query: str, params: Mapping[str, int]) -> SqlResult:
         """Run an `sql:` KPI read-only; `$name` parameters it uses are bound from `params`."""
         limits = self.sql_limits
+        refusal = file_function_refusal(query)  # the one read that readonly=1 lets through
+        if refusal:
+            raise access_error(refusal)
         sql, used = event_kpis.user_sql(query, params, limits)
         try:
             result = self._client.query(
