@@ -355,3 +355,16 @@ def test_an_action_whose_env_var_is_unset_fails_with_a_clear_detail(tmp_path: Pa
     finally:
         r.d.close()
         r.storage.close()
+
+
+def test_the_demo_protocols_cover_its_checkout_alert_and_conversion_kpi() -> None:
+    from opsmetrics.catalog.kpis import load_catalog
+    from opsmetrics.catalog.protocols import load_protocols
+    from opsmetrics.catalog.validate import EXAMPLE_CONFIG
+
+    ps = load_protocols(EXAMPLE_CONFIG, load_catalog(EXAMPLE_CONFIG).names())
+    checkout = {"alertname": "CheckoutErrorRateHigh", "severity": "critical", "team": "payments"}
+    assert ps.for_labels(checkout).name == "checkout-errors"  # type: ignore[union-attr]
+    kpi = {"alertname": "CheckoutConversionLow", "kpi": "checkout_conversion_rate",
+           "severity": "warning"}  # fmt: skip
+    assert ps.for_labels(kpi).response_time_ms("warning") == 2 * 3_600_000  # type: ignore[union-attr]
