@@ -47,6 +47,13 @@ Conventions:
   PromQL entries are evaluated at the period's end over `window`, so set `window` to the grain
   (`1h` for hourly KPIs, `1d` for daily ones) to cover the whole period.
 - Percent entries return fractions (0.35 is shown as 35 %).
+- Where an entry's input comes from is a parameter of kind `field`: `value` (the event's
+  value), `entity`, or `props.<name>` (a property). `nps` and `csat` read the score from
+  `props.score` by default (as before); set `score: value` when responses carry the score as
+  the event's value. They count only responses with a score on the scale (whole scores from a
+  property, any number in range from the value): a response without a score is excluded and
+  reported in `meta.excluded`, not counted as a passive, and a period whose every response
+  lacks the score has no value rather than 0.
 - Parameters without a default are required.
 
 The worked examples are the fixtures of `tests/test_kpi_library.py`.
