@@ -274,6 +274,8 @@ def test_clickhouse_refuses_more_rows_than_the_limit(clickhouse: ClickHouseEvent
         ("PRAGMA version", r"PRAGMA is refused"),
         ("LOAD httpfs", r"LOAD is refused"),
         ("INSTALL httpfs", r"INSTALL is refused"),
+        ("SELECT * FROM checkpoint()", r"CHECKPOINT is refused"),
+        ("SELECT * FROM force_checkpoint()", r"FORCE_CHECKPOINT is refused"),
         ("SELECT 1 AS value -- " + "x" * 1_000_000, r"longer than 20000; shorten it"),
         ("SELECT " + "(" * 10_000 + "1" + ")" * 10_000, r"longer than 20000"),
         ("SELECT " + "(" * 150 + "1" + ")" * 150, r"nested 150 deep, more than 100; flatten"),

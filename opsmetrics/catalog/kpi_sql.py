@@ -33,7 +33,8 @@ _WRITES = frozenset(
         "detach",
         "pragma",
         "install",
-        "checkpoint",
+        "checkpoint",  # also the checkpoint() table function: on a full disk it invalidates
+        "force_checkpoint",
         "vacuum",
         "grant",
         "revoke",
