@@ -231,6 +231,20 @@ def test_wrong_cookie_tokens_on_pages_count_too(tmp_path: Path) -> None:
         srv.kill()
 
 
+def test_the_sdk_route_is_no_faster_way_to_guess_tokens(tmp_path: Path) -> None:
+    # It tells a valid token of another scope (403) from an unknown one (401): an oracle.
+    srv, token = server_with_tokens(tmp_path, {"OPSMETRICS_MAX_TOKEN_FAILURES_PER_MIN": "3"})
+    try:
+        url, page = srv.url + "/api/v1/sdk/events", {"origin": "https://shop.example"}
+        codes = [httpx.post(url, params={"key": f"om_pk_{i}"}, headers=page, json=[]).status_code
+                 for i in range(4)]  # fmt: skip
+        assert codes == [401, 401, 401, 429]
+        r = httpx.post(url, params={"key": token.secret}, headers=page, json=[])
+        assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1
+    finally:
+        srv.kill()
+
+
 # --- cross-site requests ---------------------------------------------------------------
 SILENCE = {
     "matchers": [{"name": "alertname", "value": "Hostile", "isRegex": False}],

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from fastapi import Request
 
@@ -20,6 +21,7 @@ from opsmetrics.services import Services
 from opsmetrics.storage.token_records import Scope, TokenRecord
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def services(request: Request) -> Services:
@@ -42,6 +44,13 @@ def client_address(request: Request) -> str:
 
 def check_token(request: Request, authorization: str | None, scope: Scope) -> TokenRecord | None:
     """`TokenVerifier.check`, refused (429) for an address that sent too many wrong tokens."""
+    tokens = services(request).tokens
+    return limit_token_failures(request, authorization, lambda: tokens.check(authorization, scope))
+
+
+def limit_token_failures(request: Request, presented: str | None, check: Callable[[], T]) -> T:
+    """`check()` of the `presented` token, unless this client address has sent too many wrong
+    ones (429); a wrong one is counted against the address and logged."""
     svc = services(request)
     limiter = _token_failures(request)
     address, now = client_address(request), svc.clock.now_ms()
@@ -53,9 +62,9 @@ def check_token(request: Request, authorization: str | None, scope: Scope) -> To
             math.ceil(wait_s),
         )
     try:
-        return svc.tokens.check(authorization, scope)
+        return check()
     except AuthenticationError:
-        if authorization:  # a token was presented and is wrong; a missing one guesses nothing
+        if presented:  # a token was presented and is wrong; a missing one guesses nothing
             blocked = limiter.failed(address, now)
             log.warning(
                 "wrong bearer token from %s on %s %s%s",

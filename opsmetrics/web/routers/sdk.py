@@ -15,10 +15,10 @@ from pathlib import Path
 from fastapi import APIRouter, Request, Response
 
 from opsmetrics.auth import KeyRateLimiter, check_origin
-from opsmetrics.errors import OpsMetricsError
+from opsmetrics.errors import OpsMetricsError, TooManyAttemptsError
 from opsmetrics.storage.token_records import TokenRecord
 from opsmetrics.web.backpressure import guard
-from opsmetrics.web.deps import services
+from opsmetrics.web.deps import limit_token_failures, services
 from opsmetrics.web.errors import error_response, status_for
 from opsmetrics.web.routers import ingest
 
@@ -95,12 +95,18 @@ async def preflight(request: Request) -> Response:
 async def sdk_events(request: Request) -> Response:
     svc = services(request)
     origin = request.headers.get("origin")
+    presented = _presented_key(request)
     try:
-        key = svc.tokens.publishable(_presented_key(request))
+        # Counted like wrong bearer tokens: this route tells a valid token of another scope
+        # from an unknown one, so it must not be a way to guess tokens faster.
+        key = limit_token_failures(request, presented, lambda: svc.tokens.publishable(presented))
         check_origin(origin, key)
     except OpsMetricsError as exc:
         svc.telemetry.rejected.labels(exc.reason).inc()
-        return error_response(status_for(exc), exc.error_type, exc.message)
+        refused = error_response(status_for(exc), exc.error_type, exc.message)
+        if isinstance(exc, TooManyAttemptsError):
+            refused.headers["Retry-After"] = str(exc.retry_after_s)
+        return refused
     assert origin is not None  # check_origin refuses a request without one
     address = request.client.host if request.client else ""
     wait_s = _limiter(request).take(key, address, svc.clock.now_ms())
