@@ -2,6 +2,7 @@
 import { getJSON, postJSON } from "../api.js";
 import { el, setupRefresh, showError } from "../common.js";
 import { formatTime } from "../format.js";
+import { openTimeline } from "./alert_timeline.js";
 
 const groupsBox = document.getElementById("alert-groups");
 const form = document.getElementById("silence-form");
@@ -35,6 +36,12 @@ function actions(alert, group) {
     "aria-label": `Silence ${alert.labels?.alertname}` }, "Silence…");
   silence.addEventListener("click", () => prefill(alert.labels || {}));
   box.append(silence);
+  if (alert.fingerprint && alert.state === "firing") {
+    const timeline = el("button", { type: "button", class: "btn btn-ghost", "data-timeline": alert.fingerprint,
+      "aria-label": `Timeline of ${alert.labels?.alertname}` }, "Timeline");
+    timeline.addEventListener("click", () => openTimeline(alert));
+    box.append(timeline);
+  }
   return box;
 }
 
