@@ -368,3 +368,22 @@ def test_the_demo_protocols_cover_its_checkout_alert_and_conversion_kpi() -> Non
     kpi = {"alertname": "CheckoutConversionLow", "kpi": "checkout_conversion_rate",
            "severity": "warning"}  # fmt: skip
     assert ps.for_labels(kpi).response_time_ms("warning") == 2 * 3_600_000  # type: ignore[union-attr]
+
+
+def test_storage_migrate_copies_timelines_once(tmp_path: Path) -> None:
+    from opsmetrics.ingest.migrate import migrate_state
+    from opsmetrics.storage.duckdb import DuckDBStorage
+
+    src = DuckDBStorage(tmp_path / "src", now_ms=T0)
+    dst = DuckDBStorage(tmp_path / "dst", now_ms=T0)
+    try:
+        clock = FakeClock(T0)
+        log = IncidentLog(src, clock, protocols())
+        log.fired(alert())
+        log.acknowledged(alert(), "ann", "on it", T0 + M)
+        assert migrate_state(src, dst, lambda *_: None)["timeline_entries"] == 2
+        assert migrate_state(src, dst, lambda *_: None)["timeline_entries"] == 0
+        assert dst.timeline(alert().fingerprint) == src.timeline(alert().fingerprint)
+    finally:
+        src.close()
+        dst.close()

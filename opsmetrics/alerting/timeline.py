@@ -26,16 +26,14 @@ from opsmetrics.errors import BadDataError, NotFoundError
 from opsmetrics.model import Event, Scalar
 from opsmetrics.storage.alert_records import NotificationOutcome
 from opsmetrics.storage.base import Storage
-from opsmetrics.storage.timeline_records import TimelineEntry
+from opsmetrics.storage.timeline_records import KINDS, TimelineEntry
 
 log = logging.getLogger(__name__)
 #: Who did what the system did by itself.
 SYSTEM = "opsmetrics"
 EventWriter = Callable[[Sequence[Event]], None]
-#: Entries at the same ms sort in this order (a FakeClock makes such ties common).
-_ORDER = {k: i for i, k in enumerate(
-    ("fired", "notified", "escalated", "acknowledged", "step", "action", "resolved")
-)}  # fmt: skip
+#: Entries at the same ms sort in the order things happen (a FakeClock makes ties common).
+_ORDER = {k: i for i, k in enumerate(KINDS)}
 
 
 def started_ms(active_at_ms: int) -> int:

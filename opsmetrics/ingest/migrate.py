@@ -25,6 +25,7 @@ from opsmetrics.model import METRIC_NAME, Labels, Matcher, MatchOp, Series
 from opsmetrics.storage.alert_records import NotificationFilter, NotificationOutcome
 from opsmetrics.storage.base import DAY_MS, StateStore, StoredEvent, WriteBatch
 from opsmetrics.storage.composite import DataStore
+from opsmetrics.storage.timeline_records import KINDS as TIMELINE_KINDS
 
 #: Called as work advances: (phase, done, total).
 Progress = Callable[[str, int, int], None]
@@ -176,7 +177,8 @@ def _day_counts(store: DataStore, day: int) -> Counts:
 
 
 def migrate_state(src: StateStore, dst: StateStore, progress: Progress) -> dict[str, int]:
-    """Copy the state: tokens, KPI versions and manual values, silences, acks, the log."""
+    """Copy the state: tokens, KPI versions and manual values, silences, acks, the log,
+    incident timelines."""
     out: dict[str, int] = {}
     kpis = src.kpi_names()
     have_tokens = {t.id for t in dst.tokens()}
@@ -219,5 +221,8 @@ def migrate_state(src: StateStore, dst: StateStore, progress: Progress) -> dict[
         ]
     )
     out["notifications"] = len(log)
+    # Incident timelines; action claims stay behind (an alert firing during the move may run
+    # its `auto` actions again on the new store).
+    out["timeline_entries"] = dst.record_timeline(src.timeline_entries(TIMELINE_KINDS, 0))
     progress("state", 3, 3)
     return out

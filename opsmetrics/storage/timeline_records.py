@@ -7,6 +7,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+#: Every kind of entry, in the order they happen to an instance.
+KINDS = ("fired", "notified", "escalated", "acknowledged", "step", "action", "resolved")
+
 
 @dataclass(frozen=True, slots=True)
 class TimelineEntry:
@@ -17,7 +20,7 @@ class TimelineEntry:
     fingerprint: str
     started_ms: int
     at_ms: int
-    kind: str  # fired | notified | acknowledged | escalated | step | action | resolved
+    kind: str  # one of KINDS
     actor: str  # who: a person, a channel, or "opsmetrics"
     detail: str  # a JSON object
 
