@@ -74,6 +74,7 @@ class IncidentLog:
         self.protocols = protocols
         self._write_events = write_events
         self._seen: set[tuple[str, int]] = set()
+        self._resolved: set[tuple[str, int]] = set()
 
     def protocol_of(self, alert: Alert) -> Protocol | None:
         return self.protocols.for_labels(dict(alert.labels))
@@ -103,6 +104,9 @@ class IncidentLog:
     def resolved(self, alert: Alert) -> None:
         fp, started = alert.fingerprint, started_ms(alert.active_at_ms)
         self._seen.discard((fp, started))
+        if (fp, started) in self._resolved:
+            return  # a rule re-sends a resolved alert for 15 minutes
+        self._resolved.add((fp, started))
         at = alert.resolved_at_ms or self._clock.now_ms()
         if self._record(fp, started, at, "resolved", SYSTEM, {"value": alert.value}):
             self._incident_event("incident_resolved", fp, started, at)

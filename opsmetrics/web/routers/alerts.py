@@ -94,14 +94,14 @@ async def _tick_loop(dispatcher: Dispatcher, svc: Services) -> None:
             log.exception("notification dispatcher tick failed")
 
 
-def _dispatcher(request: Request) -> Dispatcher:
+def dispatcher_of(request: Request) -> Dispatcher:
     dispatcher: Dispatcher | None = getattr(request.app.state, "dispatcher", None)
     if dispatcher is None:
         raise NotFoundError("alert notifications are not enabled in this server")
     return dispatcher
 
 
-def _hub(request: Request) -> AlertHub:
+def hub_of(request: Request) -> AlertHub:
     hub: AlertHub | None = getattr(request.app.state, "alerts", None)
     return hub if hub is not None else AlertHub()
 
@@ -109,8 +109,8 @@ def _hub(request: Request) -> AlertHub:
 # --- alerts ---------------------------------------------------------------------------
 @router.get("/api/v1/alerts", dependencies=_READ)
 async def list_alerts(request: Request) -> JSONResponse:
-    dispatcher = _dispatcher(request)
-    alerts = sorted(_hub(request).active_alerts(), key=lambda a: a.labels)
+    dispatcher = dispatcher_of(request)
+    alerts = sorted(hub_of(request).active_alerts(), key=lambda a: a.labels)
     statuses = dispatcher.alert_statuses(alerts)
     out = [_alert_json(a, st) for a, st in zip(alerts, statuses, strict=True)]
     return JSONResponse({"status": "success", "data": {"alerts": out}})
@@ -140,12 +140,12 @@ def go_exp_float(value: float) -> str:
 
 @router.post("/api/v1/alerts/{fingerprint}/ack", dependencies=_ADMIN)
 async def ack_alert(fingerprint: str, request: Request) -> JSONResponse:
-    dispatcher = _dispatcher(request)
-    if not any(a.fingerprint == fingerprint for a in _hub(request).active_alerts()):
+    dispatcher = dispatcher_of(request)
+    if not any(a.fingerprint == fingerprint for a in hub_of(request).active_alerts()):
         raise NotFoundError(
             f"no active alert with fingerprint {fingerprint!r}; list them with GET /api/v1/alerts"
         )
-    body = await _json_body(request, required=False)
+    body = await json_body(request, required=False)
     by = str(body.get("by") or "anonymous")
     comment = str(body.get("comment") or "")
     await asyncio.to_thread(dispatcher.ack, fingerprint, by, comment)
@@ -155,7 +155,7 @@ async def ack_alert(fingerprint: str, request: Request) -> JSONResponse:
 # --- silences -------------------------------------------------------------------------
 @router.get("/api/v1/silences", dependencies=_READ)
 async def list_silences(request: Request) -> JSONResponse:
-    dispatcher = _dispatcher(request)
+    dispatcher = dispatcher_of(request)
     now = services(request).clock.now_ms()
     out = [_silence_json(s, now) for s in dispatcher.quieting.silences()]
     return JSONResponse({"status": "success", "data": out})
@@ -176,8 +176,8 @@ def _silence_json(s: Silence, now_ms: int) -> dict[str, Any]:
 
 @router.post("/api/v1/silences", dependencies=_ADMIN)
 async def post_silence(request: Request) -> JSONResponse:
-    dispatcher = _dispatcher(request)
-    body = await _json_body(request, required=True)
+    dispatcher = dispatcher_of(request)
+    body = await json_body(request, required=True)
     now = services(request).clock.now_ms()
     starts = _time(body, "startsAt", now)
     ends = _time(body, "endsAt", None)
@@ -199,7 +199,7 @@ async def post_silence(request: Request) -> JSONResponse:
 
 @router.delete("/api/v1/silences/{silence_id}", dependencies=_ADMIN)
 async def delete_silence(silence_id: str, request: Request) -> JSONResponse:
-    dispatcher = _dispatcher(request)
+    dispatcher = dispatcher_of(request)
     now = services(request).clock.now_ms()
     await asyncio.to_thread(dispatcher.quieting.expire_silence, silence_id, now)
     return JSONResponse({"status": "success", "data": {"silenceID": silence_id}})
@@ -214,7 +214,7 @@ def _time(body: dict[str, Any], key: str, default: int | None) -> int:
     return parse_time_ms(str(raw), field=key)
 
 
-async def _json_body(request: Request, *, required: bool) -> dict[str, Any]:
+async def json_body(request: Request, *, required: bool) -> dict[str, Any]:
     raw = await read_json_body(request, _BODY_LIMIT)
     if not raw.strip():
         if required:
@@ -265,4 +265,4 @@ def _record_json(r: NotificationRecord) -> dict[str, Any]:
 
 @router.get("/api/v1/notifications/status", dependencies=_READ)
 async def dispatcher_status(request: Request) -> JSONResponse:
-    return JSONResponse({"status": "success", "data": _dispatcher(request).status()})
+    return JSONResponse({"status": "success", "data": dispatcher_of(request).status()})

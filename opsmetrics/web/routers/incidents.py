@@ -22,7 +22,7 @@ from opsmetrics.errors import BadDataError, NotFoundError
 from opsmetrics.storage.timeline_records import TimelineEntry
 from opsmetrics.storage.token_records import Scope
 from opsmetrics.web.deps import require, services
-from opsmetrics.web.routers.alerts import _dispatcher, _hub, _json_body
+from opsmetrics.web.routers.alerts import dispatcher_of, hub_of, json_body
 from opsmetrics.web.routers.rules import rfc3339
 
 router = APIRouter(tags=["alerts"])
@@ -33,14 +33,14 @@ DEFAULT_WINDOW = "30d"
 
 
 def _responder(request: Request) -> Responder:
-    responder = _dispatcher(request).responder
+    responder = dispatcher_of(request).responder
     if responder is None:
         raise NotFoundError("incident timelines are not enabled in this server")
     return responder
 
 
 def _firing(request: Request, fingerprint: str) -> Alert:
-    for alert in _hub(request).active_alerts():
+    for alert in hub_of(request).active_alerts():
         if alert.fingerprint == fingerprint and alert.state is AlertState.FIRING:
             return alert
     raise NotFoundError(
@@ -86,7 +86,7 @@ async def get_timeline(fingerprint: str, request: Request) -> JSONResponse:
 @router.post("/api/v1/alerts/{fingerprint}/steps/{n}", dependencies=_ADMIN)
 async def complete_step(fingerprint: str, n: int, request: Request) -> JSONResponse:
     incidents = _responder(request).incidents
-    body = await _json_body(request, required=True)
+    body = await json_body(request, required=True)
     by, note = _who(body), str(body.get("note") or "")
     entry = await asyncio.to_thread(incidents.complete_step, fingerprint, n, by, note)
     return JSONResponse({"status": "success", "data": entry_json(entry)})
@@ -96,7 +96,7 @@ async def complete_step(fingerprint: str, n: int, request: Request) -> JSONRespo
 async def run_action(fingerprint: str, name: str, request: Request) -> JSONResponse:
     runner = _responder(request).actions
     alert = _firing(request, fingerprint)
-    by = _who(await _json_body(request, required=True))
+    by = _who(await json_body(request, required=True))
     entry = await asyncio.to_thread(runner.run_manual, alert, name, by)
     return JSONResponse({"status": "success", "data": entry_json(entry)})
 
