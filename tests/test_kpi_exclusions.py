@@ -19,10 +19,13 @@ from typing import Any
 import httpx
 import pytest
 
-from opsmetrics.clock import ALLOW_FAKE_NOW_ENV, FAKE_NOW_ENV
+from opsmetrics.catalog.kpis import load_catalog
+from opsmetrics.clock import ALLOW_FAKE_NOW_ENV, FAKE_NOW_ENV, FakeClock
 from opsmetrics.ingest.pipeline import event_key
 from opsmetrics.model import Event
+from opsmetrics.query.kpi import KpiEvaluator
 from opsmetrics.storage import StoredEvent, WriteBatch
+from opsmetrics.storage.exclusion_records import Reason
 from tests.conftest import FIXED_NOW
 from tests.server import ServerProcess, run_bounded
 from tests.stores import open_store
@@ -237,3 +240,70 @@ def test_validate_data_names_the_mismatch_and_the_fix(tmp_path: Path) -> None:
 
 def as_event(e: dict[str, Any]) -> Event:
     return Event(e["name"], e["ts"], e["entity"], e.get("value"), e.get("props", {}))
+
+
+# --- in process: breakdowns and formulas of several parts -----------------------------------
+PARTS = """\
+- name: revenue
+  title: Revenue from the amount property
+  owner: sales
+  unit: count
+  direction: higher_is_better
+  dimensions: [country]
+  event: {name: purchase, agg: sum, field: props.amount}
+- name: pro_share
+  title: Pro purchases per visit duration
+  owner: sales
+  unit: ratio
+  direction: higher_is_better
+  ratio:
+    numerator: {event: {name: purchase, where: {plan: pro}}}
+    denominator: {event: {name: visit, agg: avg}}
+"""
+
+
+@pytest.fixture
+def evaluator(tmp_path: Path) -> Iterator[KpiEvaluator]:
+    (tmp_path / "config" / "kpis").mkdir(parents=True)
+    (tmp_path / "config" / "kpis" / "parts.yaml").write_text(PARTS)
+    store = open_store(tmp_path / "data", FIXED_NOW)
+    t = DAY_START + 3_600_000
+    written = [
+        Event("purchase", t, "a", None, {"country": "de", "amount": 10, "plan": "pro"}),
+        Event("purchase", t + 1, "b", None, {"country": "de", "amount": "x", "plan": "free"}),
+        Event("purchase", t + 2, "c", None, {"country": "fr"}),
+        Event("purchase", t + 3, "d", None, {"country": "fr", "amount": None}),
+        Event("visit", t, "a", 30.0),
+        Event("visit", t + 1, "b"),
+    ]
+    store.write(WriteBatch(events=[StoredEvent(event_key(e), e) for e in written]))
+    try:
+        yield KpiEvaluator(store, load_catalog(tmp_path / "config"), FakeClock(FIXED_NOW))
+    finally:
+        store.close()
+
+
+def test_a_group_whose_events_all_lack_the_field_has_no_value(evaluator: KpiEvaluator) -> None:
+    got = evaluator.series("revenue", DAY_START, DAY_START + DAY, by=("country",))
+    by_group = {p.group: p for p in got.points}
+    assert by_group[(("country", "de"),)].value == 10.0
+    fr = by_group[(("country", "fr"),)]
+    assert fr.value is None and fr.note is not None and "props.amount" in fr.note
+    [entry] = got.excluded.inputs
+    assert (entry.event, entry.of, entry.total) == ("purchase", 4, 3)
+    assert got.excluded.by_reason(Reason.MISSING_PROPERTY) == {"props.amount": 2}
+    assert got.excluded.by_reason(Reason.WRONG_TYPE) == {"props.amount": 1}
+
+
+def test_a_formula_of_several_events_reports_each(evaluator: KpiEvaluator) -> None:
+    got = evaluator.series("pro_share", DAY_START, DAY_START + DAY)
+    assert [p.value for p in got.points] == [1 / 30]
+    assert [(i.event, i.of, i.total) for i in got.excluded.inputs] == [
+        ("purchase", 4, 2),  # two have no plan (and one another plan: the filter's job)
+        ("visit", 2, 1),
+    ]
+    assert got.excluded.by_reason(Reason.OUTSIDE_FILTER) == {"props.plan": 1}
+    assert got.excluded.warnings() == [
+        "2 of 4 purchase events excluded: 2 without props.plan",
+        "1 of 2 visit events excluded: 1 without value",
+    ]
