@@ -189,6 +189,11 @@ def test_cli_kpi_values_prints_the_warning_and_the_note(srv: ServerProcess) -> N
     assert "no value: all 5 nps_response events in the period were excluded" in done.stdout
     raw = cli("kpi", "values", "nps", "--from", start, "--to", end, "--url", srv.url, "--json")
     assert json.loads(raw.stdout)["data"]["meta"]["excluded"]["total"] == 5
+    listed = cli("kpi", "list", "--url", srv.url)
+    assert listed.returncode == 0, listed.stderr
+    assert "warning: nps: 5 of 5 nps_response events excluded: 5 without props.score" in (
+        listed.stdout
+    )
 
 
 def test_the_catalog_parses(tmp_path: Path) -> None:
