@@ -107,10 +107,15 @@ def run_target(name: str, args: argparse.Namespace, tmp: Path, dictionary: Path)
     proc = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=_env())
     seconds = time.monotonic() - started
     log = proc.stderr
-    (tmp / f"{name}.log").write_text(log)
     findings = keep_findings(name, artifacts)
-    if proc.returncode != 0 and not findings:
-        raise SystemExit(f"{name}: the fuzzer failed (exit {proc.returncode}):\n{log[-3000:]}")
+    if proc.returncode != 0:
+        # The log names the input even when the process died without writing an artifact
+        # (a signal, a panic in a native extension).
+        (FINDINGS / name).mkdir(parents=True, exist_ok=True)
+        (FINDINGS / name / "fuzzer.log").write_text(log)
+        if not findings:
+            print(f"{name}: the fuzzer died (exit {proc.returncode}); see its log", flush=True)
+            findings = [FINDINGS / name / "fuzzer.log"]
     return Result(
         name,
         target.covers,

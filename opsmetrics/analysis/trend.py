@@ -21,6 +21,10 @@ from opsmetrics.errors import BadDataError
 
 MINUTE_MS = 60_000
 #: (range, step) of the two standard views.
+#: STL's time grows with points x season. A week of 5-minute points with a daily season
+#: (2,016 x 288) takes seconds; 30 days of them (the default range) took 40 s, holding a server
+#: thread all along (found by tests/test_api_schema.py). Past this, decomposition is refused.
+MAX_STL_WORK = 600_000
 VIEWS = {"short": (DAY_MS, 5 * MINUTE_MS), "long": (90 * DAY_MS, DAY_MS)}
 
 
@@ -98,6 +102,12 @@ def decompose(series: Series, period: int) -> Decomposition:
         raise BadDataError(
             f'invalid parameter "season": decomposing needs two seasons of {period} points '
             f"and the series has {int(ok.sum())} values; use a longer range or a smaller season"
+        )
+    if len(y) * period > MAX_STL_WORK:
+        raise BadDataError(
+            f"decomposing {len(y)} points with a season of {period} is too much work for one "
+            f"request (points x season over {MAX_STL_WORK:,}); use a coarser step, a shorter "
+            "range or a smaller season"
         )
     idx = np.arange(len(y))
     filled = np.interp(idx, idx[ok], y[ok])

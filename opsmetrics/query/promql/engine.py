@@ -19,7 +19,7 @@ from opsmetrics.query.promql.functions import FUNCTIONS
 from opsmetrics.query.promql.nodes import (
     aggregate_param,
     call_args,
-    duration_ms,
+    duration_field_ms,
     parse_expr,
     unwrap_parens,
 )
@@ -158,8 +158,8 @@ def _binary(node: pp.BinaryExpr, ctx: EvalContext) -> Value:
 
 def _subquery(node: pp.SubqueryExpr, ctx: EvalContext) -> Value:
     """Evaluate the inner expression at absolute multiples of the subquery step."""
-    range_ms = duration_ms(node.range)
-    step = duration_ms(node.step) or DEFAULT_SUBQUERY_STEP_MS
+    range_ms = duration_field_ms(node, "range")
+    step = duration_field_ms(node, "step") or DEFAULT_SUBQUERY_STEP_MS
     window_end = selector_times(node, ctx)
     out = RangeVector([], [], [], range_ms, window_end)
     if len(window_end) == 0:

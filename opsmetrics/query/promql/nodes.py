@@ -28,6 +28,9 @@ _AT_DEBUG = re.compile(
 )
 
 
+#: ±2^62 ms, some 146 million years either side of 1970.
+MAX_AT_MS = 2**62
+
 #: The nodes that carry `offset` and `@` modifiers.
 TimedNode = pp.VectorSelector | pp.SubqueryExpr
 
@@ -59,7 +62,17 @@ def duration_ms(td: timedelta | None) -> int:
 
 
 def offset_ms(node: TimedNode) -> int:
-    return duration_ms(node.offset)
+    return duration_field_ms(node, "offset")
+
+
+def duration_field_ms(node: object, field: str) -> int:
+    """A node's duration field (`range`, `step`, `offset`) in ms. The binding cannot hand over
+    durations past timedelta's ±2.7 million years and raises ValueError on reading them."""
+    try:
+        value = getattr(node, field)
+    except (ValueError, OverflowError):
+        raise QueryError(f"the {field} of the expression is too long a duration") from None
+    return duration_ms(value)
 
 
 def at_ms(node: TimedNode, start_ms: int, end_ms: int) -> int | None:
@@ -71,7 +84,11 @@ def at_ms(node: TimedNode, start_ms: int, end_ms: int) -> int | None:
         return start_ms
     if at.type == pp.AtModifierType.End:
         return end_ms
-    return _at_timestamp(node, at)
+    ms = _at_timestamp(node, at)
+    # Room is left below int64 for the ranges and offsets the evaluator adds to it.
+    if abs(ms) > MAX_AT_MS:
+        raise QueryError(f"@ timestamp {ms / 1000:.0f} is out of range; use Unix seconds")
+    return ms
 
 
 def _at_timestamp(node: TimedNode, at: pp.AtModifier) -> int:

@@ -18,7 +18,7 @@ import promql_parser as pp
 
 from opsmetrics.model import Int64Array, Labels, Series
 from opsmetrics.query.promql.functions._common import build_vector
-from opsmetrics.query.promql.nodes import call_args, duration_ms
+from opsmetrics.query.promql.nodes import call_args, duration_field_ms
 from opsmetrics.query.promql.rollup_windows import (
     BucketGrid,
     GridResult,
@@ -77,7 +77,7 @@ def plan_call(node: pp.Call, ctx: EvalContext) -> RollupPlan | None:
     selector = args[0]
     if not isinstance(selector, pp.MatrixSelector) or len(ctx.steps) == 0:
         return None
-    range_ms = duration_ms(selector.range)
+    range_ms = duration_field_ms(selector, "range")
     ends = selector_times(selector.vector_selector, ctx)
     width = _width(range_ms, ends)
     if width is None:

@@ -10,7 +10,13 @@ import numpy as np
 import promql_parser as pp
 
 from opsmetrics.model import Int64Array, Labels, SampleRows, Series, is_stale
-from opsmetrics.query.promql.nodes import TimedNode, at_ms, duration_ms, matcher_groups, offset_ms
+from opsmetrics.query.promql.nodes import (
+    TimedNode,
+    at_ms,
+    duration_field_ms,
+    matcher_groups,
+    offset_ms,
+)
 from opsmetrics.query.promql.values import EvalContext, InstantVector, RangeVector
 
 
@@ -80,7 +86,7 @@ def instant_selector(node: pp.VectorSelector, ctx: EvalContext) -> InstantVector
 def range_selector(node: pp.MatrixSelector, ctx: EvalContext) -> RangeVector:
     """Raw points of a matrix selector; step j's window is (end_j - range, end_j]."""
     vs = node.vector_selector
-    range_ms = duration_ms(node.range)
+    range_ms = duration_field_ms(node, "range")
     window_end = selector_times(vs, ctx)
     if len(window_end) == 0:
         return RangeVector([], [], [], range_ms, window_end)
