@@ -311,3 +311,6 @@ def test_pages_and_api_answers_carry_security_headers(fixed_server: ServerProces
         assert "strict-transport-security" not in r.headers  # plain HTTP: no HSTS
     page = httpx.get(fixed_server.url + "/alerts").text
     assert "<script>" not in page  # every script is a file the CSP allows
+    docs = httpx.get(fixed_server.url + "/docs")  # FastAPI's page: CDN scripts, inline code
+    assert docs.status_code == 200 and "content-security-policy" not in docs.headers
+    assert docs.headers["x-content-type-options"] == "nosniff"
