@@ -33,6 +33,7 @@ from opsmetrics.web.routers import (
     analysis_stats,
     dashboards,
     events,
+    incidents,
     ingest,
     kpis,
     ops,
@@ -129,7 +130,7 @@ def create_app(services: Services) -> FastAPI:
     kpi_metrics.install(app, services)
     routers = (
         *(ingest, read, query, rules, events, kpis, ops),
-        *(dashboards, alerts, analysis_stats, analysis_series, sdk),
+        *(dashboards, alerts, incidents, analysis_stats, analysis_series, sdk),
     )
     for module in routers:
         app.include_router(module.router)
