@@ -15,6 +15,7 @@ from opsmetrics.alerting.dispatcher import Dispatcher
 from opsmetrics.alerting.model import Alert, AlertState
 from opsmetrics.alerting.notifiers.base import Batch
 from opsmetrics.alerting.notifiers.email import email_message
+from opsmetrics.alerting.notifiers.pagerduty import pagerduty_event
 from opsmetrics.alerting.notifiers.slack import slack_payload
 from opsmetrics.alerting.notifiers.webhook import webhook_payload
 from opsmetrics.alerting.protocols import ActionRunner, Responder
@@ -210,6 +211,8 @@ def test_notifications_carry_the_protocol_and_its_first_three_steps(rig: Rig) ->
     assert "Protocol checkout-errors* (team payments)" in json.dumps(slack_payload(batch))
     text = email_message(batch, "a@example.com", ["b@example.com"]).as_string()
     assert "3. Roll back the last deploy" in text and "Write the incident note" not in text
+    [details] = pagerduty_event(batch, "key")["payload"]["custom_details"]["alerts"]
+    assert details["protocol"] == webhook_payload(batch)["alerts"][0]["protocol"]
     again = Batch.from_json(batch.to_json())  # a resent intent keeps them
     assert again == batch and again.alerts[0].steps == batch.alerts[0].steps
 
