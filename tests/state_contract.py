@@ -23,6 +23,7 @@ from opsmetrics.storage.alert_records import (
 )
 from opsmetrics.storage.base import DAY_MS, KpiVersion, StateStore
 from opsmetrics.storage.duckdb import DuckDBStorage
+from opsmetrics.storage.initiative_records import InitiativeRecord
 from opsmetrics.storage.kpi_records import ManualKpiValue
 from opsmetrics.storage.postgres import PostgresStateStore
 from opsmetrics.storage.timeline_records import ActionClaim, TimelineEntry
@@ -475,3 +476,22 @@ def test_timeline_and_claims_survive_a_reopen(open_state: StateOpener) -> None:
         assert not again.claim_action(claim("k1", T0 + 9))
     finally:
         again.close()
+
+
+# --- improvement initiatives created through the API ------------------------------------
+def test_initiatives_come_back_by_name_and_a_name_is_taken_once(open_state: StateOpener) -> None:
+    first = InitiativeRecord("zeta", '{"name": "zeta", "title": "ü"}', T0, "admin")
+    other = InitiativeRecord("alpha", '{"name": "alpha"}', T0 + 1, "admin")
+    store = open_state()
+    assert store.initiatives() == []
+    assert store.save_initiative(first) and store.save_initiative(other)
+    assert not store.save_initiative(InitiativeRecord("zeta", "{}", T0 + 2, "someone"))
+    store.close()
+    reopened = open_state()
+    try:
+        got = reopened.initiatives()
+        assert [r.name for r in got] == ["alpha", "zeta"]
+        assert json.loads(got[1].definition) == {"name": "zeta", "title": "ü"}
+        assert got[1].created_by == "admin" and got[1].created_ms == T0
+    finally:
+        reopened.close()

@@ -45,6 +45,7 @@ from opsmetrics.storage.event_records import (
 )
 from opsmetrics.storage.exclusion_records import ExclusionBucket
 from opsmetrics.storage.experiment_records import ArmMoments, ArmMomentsRow
+from opsmetrics.storage.initiative_records import InitiativeStore
 from opsmetrics.storage.kpi_records import (
     ConversionQuery,
     ConversionRow,
@@ -311,9 +312,9 @@ class EventStore(Protocol):
         ...
 
 
-class StateStore(TimelineStore, Protocol):
+class StateStore(TimelineStore, InitiativeStore, Protocol):
     """Small transactional state: KPI versions, manual values, tokens, the alert log (and,
-    from TimelineStore, incident timelines)."""
+    from TimelineStore, incident timelines; from InitiativeStore, API-created initiatives)."""
 
     def save_token(self, token: TokenRecord) -> None: ...
 

@@ -54,6 +54,7 @@ from opsmetrics.storage.event_records import (
 )
 from opsmetrics.storage.exclusion_records import ExclusionBucket
 from opsmetrics.storage.experiment_records import ArmMoments, ArmMomentsRow
+from opsmetrics.storage.initiative_records import InitiativeRecord
 from opsmetrics.storage.kpi_records import (
     ConversionQuery,
     ConversionRow,
@@ -308,6 +309,12 @@ class SplitStorage:
 
     def finish_action(self, key: str, status: str, at_ms: int) -> None:
         self._state.finish_action(key, status, at_ms)
+
+    def save_initiative(self, record: InitiativeRecord) -> bool:
+        return self._state.save_initiative(record)
+
+    def initiatives(self) -> list[InitiativeRecord]:
+        return self._state.initiatives()
 
     def hold_lease(self, name: str, holder: str, now_ms: int, ttl_ms: int) -> bool:
         return self._state.hold_lease(name, holder, now_ms, ttl_ms)

@@ -9,6 +9,7 @@ import duckdb
 
 from opsmetrics.errors import StorageUnavailableError
 from opsmetrics.storage.duckdb.alert_store import ALERT_TABLES
+from opsmetrics.storage.duckdb.initiative_store import INITIATIVE_TABLES
 from opsmetrics.storage.duckdb.sql import scalar
 from opsmetrics.storage.duckdb.timeline_store import TIMELINE_TABLES
 
@@ -244,6 +245,8 @@ MIGRATIONS: list[tuple[int, str]] = [
     ),
     # Incident timelines and protocol action claims (storage/duckdb/timeline_store.py).
     (12, TIMELINE_TABLES),
+    # Improvement initiatives created through the API (storage/duckdb/initiative_store.py).
+    (13, INITIATIVE_TABLES),
 ]
 
 

@@ -138,6 +138,18 @@ MIGRATIONS: list[tuple[int, str]] = [
         );
         """,
     ),
+    (
+        4,
+        """
+        -- Improvement initiatives created with POST /api/v1/initiatives (catalog/initiatives.py).
+        CREATE TABLE initiatives (
+            name text COLLATE "C" PRIMARY KEY,
+            definition json NOT NULL,
+            created_ms bigint NOT NULL,
+            created_by text NOT NULL
+        );
+        """,
+    ),
 ]
 
 

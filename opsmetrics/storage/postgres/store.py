@@ -12,6 +12,7 @@ from opsmetrics.storage.base import KpiVersion
 from opsmetrics.storage.kpi_records import ManualKpiValue
 from opsmetrics.storage.postgres.alert_log import AlertLog
 from opsmetrics.storage.postgres.database import Database
+from opsmetrics.storage.postgres.initiative_log import InitiativeLog
 from opsmetrics.storage.postgres.migrations import apply_migrations
 from opsmetrics.storage.postgres.target import parse_url
 from opsmetrics.storage.postgres.timeline_log import TimelineLog
@@ -42,8 +43,9 @@ _PERIOD_VALUES = """
 """
 
 
-class PostgresStateStore(AlertLog, TimelineLog):
-    """KPI versions, manual KPI values, tokens, the alert log, incident timelines and leases
+class PostgresStateStore(AlertLog, TimelineLog, InitiativeLog):
+    """KPI versions, manual KPI values, tokens, the alert log, incident timelines, initiatives
+    and leases
     in PostgreSQL.
 
     Thread-safe (a small connection pool); each writing call is one transaction. A server
