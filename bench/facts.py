@@ -27,3 +27,14 @@ def machine_facts(load_note: str) -> list[str]:
         f"- Reference: {prom.stdout.splitlines()[0] if prom.stdout else 'prometheus ?'}",
         f"- Load average when the run started: {os.getloadavg()[0]:.1f}{load_note}",
     ]
+
+
+def write_section(path: Path, heading: str, part: str) -> None:
+    """Replace the `## heading` section of BENCHMARKS.md with `part` (or append it)."""
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    section = re.search(rf"^## {re.escape(heading)}\n.*?(?=^## |\Z)", text, re.S | re.M)
+    if section is None:
+        text = text.rstrip("\n") + "\n\n" + part
+    else:
+        text = text[: section.start()] + part + "\n" + text[section.end() :]
+    path.write_text(text)

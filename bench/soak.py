@@ -5,17 +5,19 @@ Short: .venv/bin/python bench/soak.py --hold-minutes 1 --burst-minutes 0.5 --war
 
 One real server (`python -m opsmetrics serve`, a free loopback port, a fresh data directory,
 default limits) and one client process. Every request is Prometheus remote_write with 10,000
-samples (1,000 series x 10 timestamps, the series of bench/ingest.py); request k carries the
-timestamps base + 10k .. base + 10k + 9 ms, so no two requests share a sample and "every
-acknowledged sample is stored" can be checked by counting.
+samples: 1,000 series (those of bench/ingest.py) x 10 timestamps. A sender ("stream", as a
+Prometheus remote_write shard) owns its series and sends one request at a time, in timestamp
+order: its k-th request carries base + 10k .. base + 10k + 9 ms, so no two requests share a
+sample and "every acknowledged sample is stored" can be checked by counting.
 
 1. Ramp: closed loop with 1, 2, 4, 8 senders, `--ramp-seconds` each; the maximum is the best
    rate of acknowledged samples among the steps that had no refusal.
-2. Hold: open loop at 80% of it for `--hold-minutes`: RSS of the server after `--warmup-seconds`
-   and at the end, p50/p99 acknowledgement latency (send to answer) after the warm-up, errors.
-3. Burst: open loop at twice the maximum for `--burst-minutes`, up to 512 requests in flight and
-   no retries: 2xx, 429 (with their Retry-After), other 4xx, 5xx, transport errors, and
-   whether the server is still up.
+2. Hold: 64 streams, open loop (each on its schedule, whatever the answers) at 80% of it for
+   `--hold-minutes`: RSS of the server after `--warmup-seconds` and at the end, p50/p99
+   acknowledgement latency (send to answer) after the warm-up, errors.
+3. Burst: the same at twice the maximum for `--burst-minutes`, no retries: 2xx and goodput,
+   429 (with their Retry-After), other 4xx, 5xx, transport errors, and whether the server is
+   still up.
 Then every phase's stored samples are counted through the query API and compared with the
 samples of its 2xx answers. Writes the `## Soak` section of BENCHMARKS.md.
 """
@@ -42,6 +44,7 @@ import numpy.typing as npt
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from facts import write_section  # noqa: E402
 from ingest import (  # noqa: E402
     METRICS,
     RW_HEADERS,
@@ -56,37 +59,51 @@ from tests.server import ServerProcess  # noqa: E402
 
 SAMPLES_PER_REQUEST = SERIES_PER_REQUEST * STEPS_PER_REQUEST
 RAMP_SENDERS = (1, 2, 4, 8)
-HOLD_MAX_INFLIGHT = 64
-BURST_MAX_INFLIGHT = 512
+#: Senders of the hold and the burst, like the shards of a Prometheus remote_write queue
+#: (its max_shards is 50): each sends its own 1,000 series in order, one request at a time.
+STREAMS = 64
 #: Timestamps start this far back, so that the newest stays behind the server's clock.
 BASE_AGO_MS = 55 * 60_000
 
 
 @dataclass
+class Stream:
+    """One sender's series and how many requests it has sent (its timestamps move forward)."""
+
+    encoders: Encoders
+    sent: int = 0
+
+
+@dataclass
 class Phase:
-    """One phase's metric prefix, its body maker and what its requests got back."""
+    """One phase's metric prefix, its senders' series and what their requests got back."""
 
     prefix: str
-    encoders: Encoders
+    streams: list[Stream]
     base_ms: int
     values: npt.NDArray[np.float64]
-    sent: int = 0
     codes: Counter[str] = field(default_factory=Counter)
     latencies: list[tuple[float, float]] = field(default_factory=list)  # (sent at, seconds)
     retry_after: list[int] = field(default_factory=list)
     late_sends: int = 0
+    #: Wall seconds of the open-loop phase, from the first send to the last answer.
+    seconds: float = 0.0
 
     @staticmethod
-    def of(prefix: str, now_ms: int) -> Phase:
+    def of(prefix: str, now_ms: int, streams: int) -> Phase:
         rng = np.random.default_rng(7)
-        series = SeriesSet(prefix, 0, now_ms, rng)
+        made = [Stream(Encoders.of(SeriesSet(prefix, i, now_ms, rng))) for i in range(streams)]
         values = np.round(rng.uniform(0, 1000, (SERIES_PER_REQUEST, STEPS_PER_REQUEST)), 3)
-        return Phase(prefix, Encoders.of(series), now_ms - BASE_AGO_MS, values)
+        return Phase(prefix, made, now_ms - BASE_AGO_MS, values)
 
-    def next_body(self) -> bytes:
-        ts = self.base_ms + self.sent * STEPS_PER_REQUEST + np.arange(STEPS_PER_REQUEST)
-        self.sent += 1
-        return remote_write_body(self.encoders, ts.astype(np.int64), self.values)
+    @property
+    def sent(self) -> int:
+        return sum(s.sent for s in self.streams)
+
+    def next_body(self, stream: Stream) -> bytes:
+        ts = self.base_ms + stream.sent * STEPS_PER_REQUEST + np.arange(STEPS_PER_REQUEST)
+        stream.sent += 1
+        return remote_write_body(stream.encoders, ts.astype(np.int64), self.values)
 
     @property
     def acknowledged(self) -> int:
@@ -96,8 +113,8 @@ class Phase:
         return [s for at, s in self.latencies if at >= since]
 
 
-async def send(http: httpx.AsyncClient, phase: Phase) -> None:
-    body = phase.next_body()
+async def send(http: httpx.AsyncClient, phase: Phase, stream: Stream) -> None:
+    body = phase.next_body(stream)
     started = time.perf_counter()
     try:
         got = await http.post("/api/v1/write", content=body, headers=RW_HEADERS)
@@ -114,45 +131,37 @@ async def send(http: httpx.AsyncClient, phase: Phase) -> None:
 
 
 async def closed_loop(url: str, phase: Phase, senders: int, seconds: float) -> float:
-    """`senders` back to back for `seconds`; acknowledged samples per second."""
+    """The first `senders` streams back to back for `seconds`; acknowledged samples/s."""
     before, deadline = phase.acknowledged, time.perf_counter() + seconds
 
-    async def sender(http: httpx.AsyncClient) -> None:
+    async def sender(http: httpx.AsyncClient, stream: Stream) -> None:
         while time.perf_counter() < deadline:
-            await send(http, phase)
+            await send(http, phase, stream)
 
     async with _client(url, senders) as http:
         started = time.perf_counter()
-        await asyncio.gather(*(sender(http) for _ in range(senders)))
+        await asyncio.gather(*(sender(http, s) for s in phase.streams[:senders]))
         return (phase.acknowledged - before) / (time.perf_counter() - started)
 
 
-async def open_loop(
-    url: str, phase: Phase, rate_rps: float, seconds: float, max_inflight: int
-) -> None:
-    """A request every 1/rate s whatever the answers; at most `max_inflight` waiting."""
-    slots = asyncio.Semaphore(max_inflight)
-    tasks: set[asyncio.Task[None]] = set()
+async def open_loop(url: str, phase: Phase, rate_rps: float, seconds: float) -> None:
+    """`rate_rps` requests a second spread over the streams, whatever the answers: stream i
+    sends its k-th request at (k * streams + i) / rate, or at once when it is behind."""
+    n = len(phase.streams)
 
-    async def one(http: httpx.AsyncClient) -> None:
-        try:
-            await send(http, phase)
-        finally:
-            slots.release()
-
-    async with _client(url, max_inflight) as http:
-        start = time.perf_counter()
-        for k in range(int(rate_rps * seconds)):
-            wait = start + k / rate_rps - time.perf_counter()
+    async def stream_loop(http: httpx.AsyncClient, i: int, start: float) -> None:
+        for k in range(int(rate_rps * seconds / n)):
+            wait = start + (k * n + i) / rate_rps - time.perf_counter()
             if wait > 0:
                 await asyncio.sleep(wait)
             elif wait < -0.5:
                 phase.late_sends += 1
-            await slots.acquire()
-            task = asyncio.create_task(one(http))
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
-        await asyncio.gather(*tasks)
+            await send(http, phase, phase.streams[i])
+
+    async with _client(url, n) as http:
+        start = time.perf_counter()
+        await asyncio.gather(*(stream_loop(http, i, start) for i in range(n)))
+        phase.seconds = time.perf_counter() - start
 
 
 def _client(url: str, connections: int) -> httpx.AsyncClient:
@@ -195,7 +204,7 @@ class Run:
 
 
 async def ramp(url: str, run: Run, seconds: float, now_ms: int) -> None:
-    phase = run.phases["ramp"] = Phase.of("soakramp", now_ms)
+    phase = run.phases["ramp"] = Phase.of("soakramp", now_ms, max(RAMP_SENDERS))
     for senders in RAMP_SENDERS:
         refused = sum(n for k, n in phase.codes.items() if k != "2xx")
         rate = await closed_loop(url, phase, senders, seconds)
@@ -207,12 +216,10 @@ async def ramp(url: str, run: Run, seconds: float, now_ms: int) -> None:
 
 
 async def hold(url: str, pid: int, run: Run, args: argparse.Namespace, now_ms: int) -> None:
-    phase = run.phases["hold"] = Phase.of("soakhold", now_ms)
+    phase = run.phases["hold"] = Phase.of("soakhold", now_ms, STREAMS)
     rate_rps = 0.8 * run.max_rate / SAMPLES_PER_REQUEST
     started = time.perf_counter()
-    task = asyncio.create_task(
-        open_loop(url, phase, rate_rps, args.hold_minutes * 60, HOLD_MAX_INFLIGHT)
-    )
+    task = asyncio.create_task(open_loop(url, phase, rate_rps, args.hold_minutes * 60))
     await asyncio.sleep(args.warmup_seconds)
     run.rss_start = run.rss_max = rss_mib(pid)
     while not task.done():
@@ -226,9 +233,9 @@ async def hold(url: str, pid: int, run: Run, args: argparse.Namespace, now_ms: i
 
 
 async def burst(url: str, run: Run, minutes: float, now_ms: int) -> None:
-    phase = run.phases["burst"] = Phase.of("soakburst", now_ms)
+    phase = run.phases["burst"] = Phase.of("soakburst", now_ms, STREAMS)
     rate_rps = 2 * run.max_rate / SAMPLES_PER_REQUEST
-    await open_loop(url, phase, rate_rps, minutes * 60, BURST_MAX_INFLIGHT)
+    await open_loop(url, phase, rate_rps, minutes * 60)
 
 
 def soak(args: argparse.Namespace) -> Run:
@@ -292,6 +299,8 @@ def _hold_lines(run: Run, args: argparse.Namespace) -> list[str]:
         "| figure | value |",
         "|---|---|",
         f"| requests sent / acknowledged | {phase.sent:,} / {phase.codes['2xx']:,} |",
+        f"| acknowledged samples/s over the phase ({phase.seconds:.0f} s) | "
+        f"{phase.acknowledged / phase.seconds:,.0f} |",
         f"| errors (any non-2xx or transport error) | {errors} |",
         f"| server RSS after warm-up / at the end / max | {run.rss_start:,.0f} / "
         f"{run.rss_end:,.0f} / {run.rss_max:,.0f} MiB |",
@@ -309,9 +318,9 @@ def _hold_verdict(run: Run, phase: Phase, errors: int, args: argparse.Namespace)
         kept = "The server kept up with 80% of the maximum"
     else:
         kept = (
-            f"80% of the maximum was **not** sustained: {phase.late_sends} sends fell behind "
-            f"schedule with {HOLD_MAX_INFLIGHT} requests waiting (the ramp measured an empty "
-            f"store for {args.ramp_seconds:g} s per step; the store then grows)"
+            f"80% of the maximum was **not** fully sustained: {errors} refusals, "
+            f"{phase.late_sends} sends behind schedule (the ramp measured a young store for "
+            f"{args.ramp_seconds:g} s per step; server and client share the cores)"
         )
     return f"{kept}; RSS {rss} from the end of the warm-up to the end of the hold."
 
@@ -325,18 +334,27 @@ def _burst_lines(run: Run, args: argparse.Namespace) -> list[str]:
     other = {k: n for k, n in codes.items() if k not in ("2xx", "429", "5xx")}
     return [
         f"Burst at 2x ({2 * run.max_rate:,.0f} samples/s offered) for {args.burst_minutes:g} "
-        f"min, up to {BURST_MAX_INFLIGHT} requests in flight, no retries:",
+        f"min, {STREAMS} streams, no retries:",
         "",
         "| figure | value |",
         "|---|---|",
         f"| requests sent | {phase.sent:,} |",
         f"| 2xx (acknowledged) | {codes['2xx']:,} |",
+        f"| acknowledged samples/s (goodput) over the phase ({phase.seconds:.0f} s) | "
+        f"{phase.acknowledged / phase.seconds:,.0f} "
+        f"({phase.acknowledged / phase.seconds / run.max_rate:.0%} of the maximum) |",
+        f"| acknowledgement latency p50 / p99 | {_pct(phase.answered(), 50):.1f} / "
+        f"{_pct(phase.answered(), 99):.1f} ms |",
         f"| 429 | {codes['429']:,} |",
         f"| Retry-After of the 429s | {retry} |",
         f"| 5xx (must be 0) | {five}{'' if five == 0 else ' **FAILED**'} |",
         f"| other 4xx / transport errors | {other or 0} |",
         f"| server alive and ready afterwards | {'yes' if run.alive else '**NO**'} |",
     ]
+
+
+def _pct(seconds: list[float], q: float) -> float:
+    return float(np.percentile(seconds, q)) * 1000 if seconds else float("nan")
 
 
 def _stored_lines(run: Run) -> list[str]:
@@ -363,16 +381,6 @@ def machine() -> list[str]:
     ]
 
 
-def write_section(path: Path, part: str) -> None:
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    section = re.search(r"^## Soak\n.*?(?=^## |\Z)", text, re.S | re.M)
-    if section is None:
-        text = text.rstrip("\n") + "\n\n" + part
-    else:
-        text = text[: section.start()] + part + "\n" + text[section.end() :]
-    path.write_text(text)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--ramp-seconds", type=float, default=10.0, help="per ramp step")
@@ -386,7 +394,7 @@ def main() -> None:
     run = soak(args)
     part = render(run, args, command, facts)
     print(part)
-    write_section(args.out, part)
+    write_section(args.out, "Soak", part)
     healthy = run.alive and run.phases["burst"].codes["5xx"] == 0
     sys.exit(0 if healthy and all(a == s for a, s in run.stored.values()) else 1)
 
