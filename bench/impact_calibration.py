@@ -42,7 +42,9 @@ def hac(runs: int, seed: int, n_pre: int, n_post: int, phi: float) -> tuple[floa
     for _ in range(runs):
         for effect in (0.0, 0.10):
             series, truth = simulate(rng, n_pre, n_post, effect, phi)
-            x = impact._design(series.ts.astype(np.float64), DAY_MS, trend=True)
+            x = impact._design(
+                series.ts.astype(np.float64), float(series.ts[0]), DAY_MS, trend=True
+            )
             x = np.column_stack([x, (np.arange(len(series)) >= n_pre).astype(float)])
             fit = sm.OLS(series.values, x).fit(cov_type="HAC", cov_kwds={"maxlags": 4}, use_t=True)
             lo, hi = fit.conf_int()[-1] / float(np.mean(x[n_pre:, :-1] @ fit.params[:-1]))

@@ -3,10 +3,11 @@
     interrupted_time_series(series, start_ms, end_ms, direction) -> Impact
     difference_in_differences(series, control, start_ms, end_ms, direction) -> Impact
 
-Interrupted time series: a segmented regression of the KPI on a constant, a linear trend, the
-seasonal terms of its step (day of week for daily points; hour of day and day of week for
-hourly ones) and a step that is 1 from the initiative's start: its coefficient is the effect,
-the mean shift after the start. Difference-in-differences: the same regression without the
+Interrupted time series: a segmented regression of the KPI on a constant, a linear trend (when
+the pre-period holds four seasons; method `its`, else `its_level`), the seasonal terms of its
+step (day of week for daily points; hour of day and day of week for hourly ones) and a step
+that is 1 from the initiative's start: its coefficient is the effect, the mean shift after
+the start. Difference-in-differences: the same regression without the
 trend on the KPI minus the control scaled to the KPI's pre-period mean (parallel trends).
 
 The errors are AR(1), not independent: a KPI's day-to-day noise is autocorrelated and OLS
@@ -90,9 +91,10 @@ def season_period(step_ms: int) -> int:
 
 
 def min_points(step_ms: int) -> tuple[int, int]:
-    """(pre, post) points needed: four seasons before and two after, at least 12 and 6."""
+    """(pre, post) points needed: two seasons on each side (two weeks of daily points), and
+    at least 12 before and 6 after: the trend and seasonal terms need the pre-period."""
     p = season_period(step_ms)
-    return max(4 * p, 12), max(2 * p, 6)
+    return max(2 * p, 12), max(2 * p, 6)
 
 
 def interrupted_time_series(
@@ -102,10 +104,14 @@ def interrupted_time_series(
     early = _too_early("its", w, series.step_ms)
     if early is not None:
         return early
-    base = _design(w.ts[w.keep], series.step_ms, trend=True)
+    origin = float(w.ts[w.keep][0])
+    # A line fitted to two or three weeks and carried as far forward swings the estimate more
+    # than it corrects it: the trend term only from four seasons (or 24 points) before.
+    trend = int((w.keep & (w.post == 0)).sum()) >= max(4 * w.period, 24)
+    base = _design(w.ts[w.keep], origin, series.step_ms, trend=trend)
     fit = _fit(w.y[w.keep], np.column_stack([base, w.post[w.keep]]))
-    cf_all = _design(w.ts, series.step_ms, trend=True) @ fit.beta[:-1]
-    return _impact("its", w, fit, cf_all, direction)
+    cf_all = _design(w.ts, origin, series.step_ms, trend=trend) @ fit.beta[:-1]
+    return _impact("its" if trend else "its_level", w, fit, cf_all, direction)
 
 
 def difference_in_differences(
@@ -122,9 +128,9 @@ def difference_in_differences(
     early = _too_early("did", w, series.step_ms)
     if early is not None:
         return early
-    base = _design(w.ts[w.keep], series.step_ms, trend=False)
+    base = _design(w.ts[w.keep], 0.0, series.step_ms, trend=False)
     fit = _fit(diff[w.keep], np.column_stack([base, w.post[w.keep]]))
-    cf_all = scale * c + _design(w.ts, series.step_ms, trend=False) @ fit.beta[:-1]
+    cf_all = scale * c + _design(w.ts, 0.0, series.step_ms, trend=False) @ fit.beta[:-1]
     return _impact(
         "did", _Window(w.ts, series.values, w.post, w.keep, w.period), fit, cf_all, direction
     )
@@ -167,11 +173,11 @@ def _too_early(method: str, w: _Window, step_ms: int) -> Impact | None:
     return Impact(method, Verdict.TOO_EARLY, why, n_pre, n_post)
 
 
-def _design(ts: Float64Array, step_ms: int, *, trend: bool) -> Float64Array:
-    """Constant, optional trend (per 100 days) and the seasonal dummies of the step."""
+def _design(ts: Float64Array, origin: float, step_ms: int, *, trend: bool) -> Float64Array:
+    """Constant, optional trend (per 100 days from `origin`) and the step's seasonal dummies."""
     cols = [np.ones(len(ts))]
     if trend:
-        cols.append((ts - ts[0]) / (100 * DAY_MS) if len(ts) else ts)
+        cols.append((ts - origin) / (100 * DAY_MS))
     if step_ms in (DAY_MS, HOUR_MS):
         dow = (ts // DAY_MS + 3) % 7  # 1970-01-01 was a Thursday: 0 = Monday
         cols += [(dow == k).astype(np.float64) for k in range(1, 7)]

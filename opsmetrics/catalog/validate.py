@@ -7,6 +7,7 @@ from pathlib import Path
 
 from opsmetrics.catalog.dashboards import dashboard_problems
 from opsmetrics.catalog.experiments import experiment_problems
+from opsmetrics.catalog.initiatives import read_initiatives
 from opsmetrics.catalog.kpi_alert_files import read_kpi_alert_rules
 from opsmetrics.catalog.kpis import read_catalog
 from opsmetrics.catalog.notify import load_notify
@@ -42,6 +43,7 @@ def validate_config_dir(config_dir: Path) -> list[str]:
     problems += dashboard_problems(config_dir, catalog)
     problems += experiment_problems(config_dir)
     problems += read_protocols(config_dir, catalog.names())[1]
+    problems += read_initiatives(config_dir, set(catalog.names()))[1]
     return problems
 
 

@@ -22,6 +22,7 @@ import numpy as np
 
 from opsmetrics.demo.annotations import latency_incident, story_annotations
 from opsmetrics.demo.incidents import Plan, plan_story
+from opsmetrics.demo.initiatives import campaign_initiative
 from opsmetrics.demo.live import HttpWriter, demo_token
 from opsmetrics.demo.ops_events import story_events
 from opsmetrics.demo.saas import opening_events
@@ -205,6 +206,9 @@ class DemoRunner:
         requests = [
             WriteRequest(SOURCE, events=events[i : i + limit]) for i in range(0, len(events), limit)
         ]
+        initiative = campaign_initiative(plan)
+        if initiative is not None:  # False when a reload finds it stored: nothing to do
+            self._services.storage.save_initiative(initiative)
         # The marker last: a load interrupted before it starts over (event ids are stable).
         self._write(*requests, WriteRequest(SOURCE, annotations=notes))
         self._story_events = len(events)

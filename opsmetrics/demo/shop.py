@@ -90,7 +90,11 @@ class _Odds:
 
 def _odds(step: Step) -> _Odds:
     checkout = P_CHECKOUT * np.where(step.incident, INCIDENT_CHECKOUT_FACTOR, 1.0)
-    pay = P_PAY * np.where(step.incident, INCIDENT_PAYMENT_FACTOR, 1.0)
+    pay = (
+        P_PAY
+        * np.where(step.incident, INCIDENT_PAYMENT_FACTOR, 1.0)
+        * step.plan.pay_factor(step.ts)
+    )
     return _Odds(checkout, pay)
 
 

@@ -35,6 +35,7 @@ from opsmetrics.web.routers import (
     events,
     incidents,
     ingest,
+    initiatives,
     kpis,
     ops,
     query,
@@ -130,7 +131,7 @@ def create_app(services: Services) -> FastAPI:
     kpi_metrics.install(app, services)
     routers = (
         *(ingest, read, query, rules, events, kpis, ops),
-        *(dashboards, alerts, incidents, analysis_stats, analysis_series, sdk),
+        *(dashboards, alerts, incidents, analysis_stats, analysis_series, sdk, initiatives),
     )
     for module in routers:
         app.include_router(module.router)
