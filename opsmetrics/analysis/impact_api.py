@@ -125,4 +125,4 @@ def _pre(params: Params) -> int:
 
 
 def _num(x: float | None) -> float | None:
-    return x if x is not None and math.isfinite(x) else None
+    return float(x) if x is not None and math.isfinite(x) else None  # numpy's float64 too

@@ -19,7 +19,7 @@ from opsmetrics.auth import (
     new_publishable_key,
     new_token,
 )
-from opsmetrics.cli import analyze, importer, kpi, query
+from opsmetrics.cli import analyze, importer, initiatives, kpi, query
 from opsmetrics.cli import rules as rules_cli
 from opsmetrics.cli.storage_cmd import storage_app
 from opsmetrics.clock import SystemClock, clock_from_env
@@ -43,6 +43,7 @@ app.add_typer(kpi.app, name="kpi")
 app.add_typer(rules_cli.rules_app, name="rules")
 app.add_typer(rules_cli.alerts_app, name="alerts")
 app.add_typer(analyze.analyze_app, name="analyze")
+app.add_typer(initiatives.app, name="initiatives")
 app.add_typer(storage_app, name="storage")
 console = Console()
 err_console = Console(stderr=True)
