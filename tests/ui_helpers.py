@@ -5,11 +5,13 @@ from __future__ import annotations
 import os
 import re
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from playwright.sync_api import ConsoleMessage, Page, Request, Response
+from playwright.sync_api import ConsoleMessage, Page, Request, Response, sync_playwright
 
 from opsmetrics.catalog.validate import EXAMPLE_CONFIG
 from opsmetrics.clock import FakeClock
@@ -280,3 +282,28 @@ def contract_payloads(now_ms: int) -> dict[str, dict[str, Any]]:
         "text": {"type": "text", "title": "Notes", "html": "<p><strong>Read me</strong></p>"},
         "experiment": {"type": "experiment", "title": "Test", "result": None},
     }
+
+
+@contextmanager
+def chromium_page(clock_ms: int) -> Iterator[Page]:
+    """A page in Debian's Chromium (1400×1000) whose clock runs from `clock_ms`."""
+    executable = chromium_path()
+    assert executable is not None, "Debian's chromium is not installed: run `make test`"
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=executable, args=["--no-sandbox"], env=browser_env()
+        )
+        context = browser.new_context(viewport={"width": 1400, "height": 1000})
+        context.clock.install(time=clock_ms / 1000)
+        try:
+            yield context.new_page()
+        finally:
+            browser.close()
+
+
+def visit(page: Page, url: str) -> Watch:
+    """Open `url`, watched, and wait until the page module has drawn."""
+    watch = Watch().attach(page)
+    page.goto(url)
+    wait_loaded(page)
+    return watch

@@ -108,6 +108,16 @@ async def kpi(request: Request, name: str) -> Response:
     return _page(request, "kpi.html", definition.title or name, "kpi", {"kpi": name})
 
 
+@router.get("/initiatives", response_class=HTMLResponse)
+async def initiatives(request: Request) -> Response:
+    return _page(request, "initiatives.html", "Initiatives", "initiatives", {"initiative": ""})
+
+
+@router.get("/initiatives/{name}", response_class=HTMLResponse)
+async def initiative(request: Request, name: str) -> Response:
+    return _page(request, "initiatives.html", name, "initiatives", {"initiative": name})
+
+
 @router.get("/alerts", response_class=HTMLResponse)
 async def alerts(request: Request) -> Response:
     return _page(request, "alerts.html", "Alerts", "alerts")

@@ -54,7 +54,15 @@ function lineage() {
     l.dependents.length ? el("ul", {}, l.dependents.map(item)) : el("p", { class: "muted" }, "Nothing."));
 }
 
-function payloadFrom(series) {
+// The initiatives meant to move this KPI (docs/initiatives.md): a line at the start, or a band
+// from start to end.
+async function initiativeMarks() {
+  const all = await getJSON("/api/v1/initiatives");
+  return all.filter((i) => i.kpis.some((k) => k.kpi === name))
+    .map((i) => ({ ts: i.start_ms, end_ts: i.end_ms, title: `Initiative: ${i.title}` }));
+}
+
+function payloadFrom(series, marks = []) {
   const points = series.points.map((p) => [ts(p), p.value]);
   const compare = series.points.map((p) => [ts(p), p.compare]);
   const targets = new Set(series.points.map((p) => p.target).filter((v) => v != null));
@@ -63,7 +71,7 @@ function payloadFrom(series) {
     series: [{ name: kpi.name, label: kpi.title || kpi.name, points, compare_points: compare }],
     target: targets.size === 1 ? [...targets][0] : null,
     thresholds: { ...kpi.thresholds, direction: kpi.direction },
-    annotations: [],
+    annotations: marks,
   };
   if (targets.size > 1) {
     out.series.push({ name: "target", label: "Target", points: series.points.map((p) => [ts(p), p.target]) });
@@ -149,11 +157,12 @@ async function relatedAlerts() {
 }
 
 async function loadSeries() {
-  const series = await getJSON(`${base}/series`, rangeParams({ compare: "previous" }));
+  const [series, marks] = await Promise.all([
+    getJSON(`${base}/series`, rangeParams({ compare: "previous" })), initiativeMarks()]);
   excludedWarnings(series);
   summary(series);
   comparison(series);
-  charts.draw(document.getElementById("kpi-chart"), () => charts.trendOption(payloadFrom(series), opts()));
+  charts.draw(document.getElementById("kpi-chart"), () => charts.trendOption(payloadFrom(series, marks), opts()));
 }
 
 async function load() {
