@@ -275,3 +275,21 @@ def test_out_of_range_durations_and_timestamps_are_400(
     )
     assert got.status_code == 400, got.text
     assert "range" in got.json()["error"] or "too long" in got.json()["error"]
+
+
+def test_a_query_too_deep_for_the_parser_is_400_and_the_server_lives(
+    api: tuple[ServerProcess, str],
+) -> None:
+    """10,000 nested parentheses (20 KB) overflowed the Rust parser's stack: SIGSEGV, the
+    server process gone for everyone."""
+    srv, token = api
+    query = "(" * 10_000 + "up" + ")" * 10_000
+    got = httpx.post(
+        srv.url + "/api/v1/query",
+        data={"query": query},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert got.status_code == 400, got.text
+    assert "levels deep" in got.json()["error"]
+    assert srv.proc is not None and srv.proc.poll() is None
+    assert httpx.get(srv.url + "/readyz").status_code == 200

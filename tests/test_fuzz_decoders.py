@@ -10,12 +10,16 @@ replayed by `test_regression`.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
+from opsmetrics.errors import ConfigError
+from opsmetrics.query.promql.engine import parse_expr
+from opsmetrics.query.promql.values import QueryError
 from tests.fuzz_seeds import TOKENS
 from tests.fuzz_targets import TARGETS, FuzzEnv, check
 
@@ -107,3 +111,33 @@ def test_the_invariant_lets_only_user_errors_through(env: FuzzEnv) -> None:
     check(TARGETS["samples_json"], env, b"{")  # malformed JSON: a BadDataError
     with pytest.raises(ZeroDivisionError):
         check(TARGETS["samples_json"].__class__("x", lambda e, d: 1 / 0, list, ""), env, b"")
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("alias-bomb.yaml", "aliases (*name) expand this document to more than 100,000"),
+        ("nested-3000.yaml", "nested more than 64 levels deep"),
+    ],
+)
+def test_hostile_yaml_is_refused_with_the_reason(name: str, message: str, env: FuzzEnv) -> None:
+    """Not only no crash: a 300-byte alias bomb took minutes to validate before it was
+    refused up front, so the refusal itself is what is pinned."""
+    data = (REGRESSIONS / "retention_file" / name).read_bytes()
+    with pytest.raises(ConfigError) as refused:
+        TARGETS["retention_file"].run(env, data)
+    assert message in refused.value.message
+    assert re.search(r"retention\.yaml:\d+: \(document\):", refused.value.message)
+
+
+def test_a_yaml_alias_to_its_own_anchor_is_refused(env: FuzzEnv) -> None:
+    with pytest.raises(ConfigError, match="retention.yaml:1: .*refers to its own anchor"):
+        TARGETS["retention_file"].run(env, b"a: &a [*a]\n")
+
+
+def test_promql_too_deep_for_the_parser_is_refused_before_parsing(env: FuzzEnv) -> None:
+    """10,000 nested parentheses made the Rust parser overflow its stack: SIGSEGV, the whole
+    process gone. tests/test_api_schema.py sends it to a real server too."""
+    with pytest.raises(QueryError, match="nests 10000 levels deep"):
+        parse_expr("(" * 10_000 + "1" + ")" * 10_000)
+    assert parse_expr("(" * 100 + "1" + ")" * 100) is not None

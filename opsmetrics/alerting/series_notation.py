@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import promql_parser
 
+from opsmetrics.catalog.promql_text import parse_promql
 from opsmetrics.errors import BadDataError
 from opsmetrics.model import METRIC_NAME, STALE_NAN, Labels
 
@@ -69,7 +70,7 @@ def parse_values(text: str) -> list[Value]:
 def parse_series(text: str) -> Labels:
     """`name{a="b"}` or `{__name__="name", a="b"}` as sorted labels (equality matchers only)."""
     try:
-        expr = promql_parser.parse(text)
+        expr = parse_promql(text)
     except ValueError as exc:
         raise BadDataError(f"series {text!r} does not parse: {exc}") from None
     if not isinstance(expr, promql_parser.VectorSelector):

@@ -170,6 +170,8 @@ def parse(text: str, name: str = "template") -> Template:
         return Template(_parse_nodes(_pieces(text)), name)
     except TemplateError as exc:
         raise TemplateError(f"template: {name}:{exc.message}") from None
+    except RecursionError:  # the parser recurses per nested `(`, `if` and pipeline
+        raise TemplateError(f"template: {name}: nested too deeply; flatten it") from None
 
 
 def _parse_nodes(pieces: list[tuple[str, str, int]]) -> list[Node]:
@@ -260,6 +262,8 @@ class Template:
             _render(self.nodes, data.dot(), out)
         except TemplateError as exc:
             raise TemplateError(f"template: {self.name}:{exc.message}") from None
+        except RecursionError:
+            raise TemplateError(f"template: {self.name}: nested too deeply; flatten it") from None
         return "".join(out)
 
 

@@ -8,8 +8,9 @@ from __future__ import annotations
 import re
 from typing import Annotated
 
-import promql_parser
 from pydantic import BaseModel, BeforeValidator, ConfigDict
+
+from opsmetrics.catalog.promql_text import parse_promql
 
 LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 
@@ -27,7 +28,7 @@ def promql_expression(value: object) -> object:
     if not isinstance(value, str) or not value.strip():
         raise ValueError("must be a PromQL expression")
     try:
-        promql_parser.parse(value)
+        parse_promql(value)
     except ValueError as exc:
         raise ValueError(f"invalid PromQL {value!r}: {exc}") from None
     return value

@@ -6,8 +6,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-import promql_parser
-
 from opsmetrics.catalog.kpi_alerts import (
     AlertFileModel,
     Condition,
@@ -17,6 +15,7 @@ from opsmetrics.catalog.kpi_alerts import (
 )
 from opsmetrics.catalog.kpi_model import Direction, Grain, KpiDefinition
 from opsmetrics.catalog.kpis import Catalog
+from opsmetrics.catalog.promql_text import parse_promql
 from opsmetrics.catalog.rules import rule_files
 from opsmetrics.catalog.yamlfile import parse_model, read_config_text
 from opsmetrics.errors import ConfigError
@@ -152,7 +151,7 @@ def _check_metric(metric: str, kpis: set[str]) -> None:
     if metric in kpis:
         return
     try:
-        promql_parser.parse(metric)
+        parse_promql(metric)
     except ValueError:
         raise ValueError(
             f"{metric!r} is neither a KPI of the catalog nor a PromQL expression"

@@ -29,6 +29,7 @@ from opsmetrics.catalog.kpi_model import (
     SqlFormula,
     StateFormula,
 )
+from opsmetrics.catalog.promql_text import parse_promql
 
 
 class InputKind(enum.Enum):
@@ -135,7 +136,7 @@ def _library_inputs(formula: LibraryFormula) -> list[LineageInput]:
 def promql_selectors(query: str) -> list[str]:
     """The series selectors of a PromQL expression, as text (`http_requests_total{code="500"}`)."""
     found: list[str] = []
-    stack: list[Any] = [promql_parser.parse(query)]
+    stack: list[Any] = [parse_promql(query)]
     while stack:
         node = stack.pop()
         if isinstance(node, promql_parser.VectorSelector):

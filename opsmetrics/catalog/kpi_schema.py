@@ -10,7 +10,6 @@ import re
 from datetime import date
 from typing import Annotated, Any, Literal
 
-import promql_parser
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -35,6 +34,7 @@ from opsmetrics.catalog.kpi_model import (
     Unit,
 )
 from opsmetrics.catalog.kpi_sql import SqlRefusedError, check_read_only
+from opsmetrics.catalog.promql_text import parse_promql
 from opsmetrics.durations import config_duration_ms
 
 NAME_PATTERN = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
@@ -70,7 +70,7 @@ def _promql(value: object) -> object:
     if not isinstance(value, str) or not value.strip():
         raise ValueError("must be a PromQL expression")
     try:
-        promql_parser.parse(value)
+        parse_promql(value)
     except ValueError as exc:
         raise ValueError(f"invalid PromQL: {exc}") from None
     return value

@@ -44,13 +44,74 @@ def read_yaml(text: str, source: str) -> tuple[Any, dict[LinePath, int]]:
     """The document's data and the line of each of its nodes; ConfigError if it is not YAML."""
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
+        if node is not None:
+            _check_shape(node, source)
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else 1
         what = getattr(exc, "problem", None) or str(exc)
         raise ConfigError(f"{source}:{line}: (document): invalid YAML: {what}") from None
+    except RecursionError:  # PyYAML's composer recurses per level of nesting
+        raise ConfigError(_too_deep(source, 1)) from None
     return data, _node_lines(node)
+
+
+#: No config file nests deeper than about ten levels; PyYAML, the line map and the validators
+#: recurse per level and fail near a thousand.
+MAX_YAML_DEPTH = 64
+#: Nodes once aliases are expanded: `&a [*b, *b, …]` chains grow exponentially ("billion
+#: laughs"), and validating the expansion took minutes (found by fuzzing).
+MAX_YAML_NODES = 100_000
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
+def _check_shape(root: yaml.Node, source: str) -> None:
+    """Refuse documents nested too deeply, too large once aliases are expanded, or that
+    contain themselves; every node is visited once (an alias shares its anchor's node)."""
+    done: dict[int, tuple[int, int]] = {}  # id(node) → (depth, expanded size)
+    open_ids: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, finished = stack.pop()
+        if finished:
+            done[id(node)] = _shape_of(node, done, source)
+            open_ids.discard(id(node))
+        elif id(node) in open_ids:
+            line = node.start_mark.line + 1
+            raise ConfigError(f"{source}:{line}: (document): an alias refers to its own anchor")
+        elif id(node) not in done:
+            open_ids.add(id(node))
+            stack.append((node, True))
+            stack.extend((c, False) for c in _children(node) if id(c) not in done)
+
+
+def _shape_of(node: yaml.Node, done: dict[int, tuple[int, int]], source: str) -> tuple[int, int]:
+    kids = [done[id(c)] for c in _children(node)]
+    depth = 1 + max((d for d, _ in kids), default=0)
+    size = 1 + sum(n for _, n in kids)
+    if depth > MAX_YAML_DEPTH:
+        raise ConfigError(_too_deep(source, node.start_mark.line + 1))
+    if size > MAX_YAML_NODES:
+        raise ConfigError(
+            f"{source}:{node.start_mark.line + 1}: (document): aliases (*name) expand this "
+            f"document to more than {MAX_YAML_NODES:,} values; write the values out instead"
+        )
+    return depth, size
+
+
+def _too_deep(source: str, line: int) -> str:
+    return (
+        f"{source}:{line}: (document): nested more than {MAX_YAML_DEPTH} levels deep; "
+        "a config file needs about ten"
+    )
 
 
 LinePath = tuple[str | int, ...]

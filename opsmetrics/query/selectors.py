@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 import promql_parser
 
+from opsmetrics.catalog.promql_text import parse_promql
 from opsmetrics.errors import BadDataError
 from opsmetrics.model import (
     METRIC_NAME,
@@ -40,7 +41,7 @@ class Selector:
 
 def parse_selector(text: str, *, field: str = "query") -> Selector:
     try:
-        expr = promql_parser.parse(text)
+        expr = parse_promql(text)
     except ValueError as exc:
         raise BadDataError(f"{field}: cannot parse {text!r}: {exc}") from None
     range_ms = None

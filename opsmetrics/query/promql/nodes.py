@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import promql_parser as pp
 
+from opsmetrics.catalog.promql_text import parse_promql
 from opsmetrics.model import METRIC_NAME, Matcher, MatchOp
 from opsmetrics.query.promql.values import QueryError
 
@@ -38,7 +39,7 @@ TimedNode = pp.VectorSelector | pp.SubqueryExpr
 def parse_expr(text: str) -> pp.Expr:
     """Parse a PromQL expression; a syntax error becomes a QueryError with the parser's text."""
     try:
-        return pp.parse(text)
+        return parse_promql(text)
     except ValueError as exc:
         raise QueryError(f"parse error: {exc}") from None
 

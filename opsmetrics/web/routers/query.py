@@ -15,6 +15,7 @@ import numpy as np
 import promql_parser
 from fastapi import APIRouter, Depends, Request, Response
 
+from opsmetrics.catalog.promql_text import parse_promql
 from opsmetrics.errors import BadDataError
 from opsmetrics.model import Labels
 from opsmetrics.params import (
@@ -49,7 +50,7 @@ _NOT_FOR_RANGE = {"MatrixSelector": "range vector", "SubqueryExpr": "range vecto
 def parse_query(text: str) -> Any:
     """The parsed expression, or Prometheus's `invalid parameter "query"` error."""
     try:
-        return promql_parser.parse(text)
+        return parse_promql(text)
     except ValueError as exc:
         where = "1:1: " if text.strip() == "" else ""
         raise invalid_param("query", f"{where}parse error: {exc}") from None
@@ -161,7 +162,7 @@ async def query_exemplars(request: Request) -> Response:
     if start is not None and end is not None and end < start:
         raise BadDataError("end timestamp must not be before start timestamp")
     try:
-        promql_parser.parse(params.get("query"))
+        parse_promql(params.get("query"))
     except ValueError as exc:
         raise BadDataError(f"parse error: {exc}") from None
     return success([])

@@ -18,6 +18,7 @@ import msgspec
 import promql_parser
 from fastapi import APIRouter, Depends, Request, Response
 
+from opsmetrics.catalog.promql_text import parse_promql
 from opsmetrics.errors import BadDataError
 from opsmetrics.model import METRIC_NAME, Labels, Matcher, MatchOp
 from opsmetrics.params import Params, invalid_param, time_param
@@ -106,7 +107,7 @@ def success(data: object, warnings: Iterable[str] = ()) -> Response:
 def parse_matcher_set(text: str) -> list[Matcher]:
     """One `match[]` selector, with Prometheus's ParseMetricSelector checks and messages."""
     try:
-        expr = promql_parser.parse(text)
+        expr = parse_promql(text)
     except ValueError as exc:
         raise BadDataError(f"parse error: {exc}") from None
     if not isinstance(expr, promql_parser.VectorSelector):
