@@ -54,12 +54,24 @@ start: 2026-12-14
 """
 
 
+DASHBOARD = """\
+title: Growth
+time_range: 60d
+sections:
+  - title: Signups
+    widgets:
+      - {type: trend_chart, id: signups, kpis: [signup_rate], annotations: true}
+"""
+
+
 def write_config(root: Path) -> Path:
     config = root / "config"
     (config / "kpis").mkdir(parents=True)
     (config / "kpis" / "growth.yaml").write_text(CATALOG)
     (config / "initiatives").mkdir()
     (config / "initiatives" / "onboarding.yaml").write_text(INITIATIVE)
+    (config / "dashboards").mkdir()
+    (config / "dashboards" / "growth.yaml").write_text(DASHBOARD)
     return config
 
 
@@ -186,3 +198,12 @@ def test_the_cli_lists_initiatives_and_prints_the_impact(server) -> None:  # typ
     assert "improved" in got.stdout and "+10.0%" in got.stdout  # the expected effect
     missing = cli(srv, tokens["read"], "impact", "nope")
     assert missing.returncode != 0 and "not defined" in missing.stdout + missing.stderr
+
+
+def test_dashboard_kpi_charts_mark_the_initiative(server) -> None:  # type: ignore[no-untyped-def]
+    srv, tokens = server
+    got = _call(srv, tokens["read"], "GET", "/api/v1/dashboards/growth/data")
+    assert got.status_code == 200, got.text
+    text = json.dumps(got.json())
+    assert '"title": "Initiative: Onboarding emails"' in text
+    assert f'"ts": {START}' in text

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from opsmetrics.catalog.dashboard_schema import Axis, BarWidget, QueryRef, ScatterWidget, TrendChart
+from opsmetrics.catalog.initiatives import all_initiatives
 from opsmetrics.catalog.kpi_model import Direction
 from opsmetrics.dashboards.analysis import anomalies_of, complete, forecast_of
 from opsmetrics.dashboards.context import DAY, DashboardContext, TimeRange, vector_points
@@ -158,7 +159,20 @@ def annotations_in(ctx: DashboardContext, rng: TimeRange, kpis: list[str]) -> li
                 found.append({"ts": v.recorded_ms, "end_ts": None, "kind": "definition",
                               "title": f"{name} definition v{v.version}",
                               "text": f"changed by {v.author}" if v.author else ""})  # fmt: skip
-    return sorted(found, key=lambda a: a["ts"])
+    return sorted(found + initiative_marks(ctx, rng, kpis), key=lambda a: a["ts"])
+
+
+def initiative_marks(ctx: DashboardContext, rng: TimeRange, kpis: list[str]) -> list[Payload]:
+    """The initiatives meant to move one of `kpis` that overlap the range (docs/initiatives.md)."""
+    names = set(ctx.catalog.names())
+    defined = all_initiatives(ctx.catalog.config_dir, names, ctx.storage.initiatives())
+    return [
+        {"ts": i.start_ms, "end_ts": i.end_ms, "kind": "initiative",
+         "title": f"Initiative: {i.title}", "text": f"owner {i.owner}"}
+        for i in defined.values()
+        if any(k.kpi in kpis for k in i.kpis)
+        and i.start_ms <= rng.end_ms and (i.end_ms is None or i.end_ms >= rng.start_ms)
+    ]  # fmt: skip
 
 
 def bar(ctx: DashboardContext, w: BarWidget) -> Payload:
