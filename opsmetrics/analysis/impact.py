@@ -150,14 +150,25 @@ def verdict_of(low: float, high: float, direction: str) -> Verdict:
 def _window(series: Series, start_ms: int, end_ms: int | None) -> _Window:
     ts = series.ts.astype(np.float64)
     inside = series.ts < end_ms if end_ms is not None else np.ones(len(ts), dtype=bool)
-    keep = np.isfinite(series.values) & inside
+    keep = np.isfinite(_from_first_data(series.values)) & inside
     post = (series.ts >= start_ms).astype(np.float64)
     return _Window(ts, series.values, post, keep, season_period(series.step_ms))
 
 
 def _aligned(series: Series, control: Series) -> Float64Array:
-    at = {int(t): float(v) for t, v in zip(control.ts, control.values, strict=True)}
+    values = _from_first_data(control.values)
+    at = {int(t): float(v) for t, v in zip(control.ts, values, strict=True)}
     return np.array([at.get(int(t), math.nan) for t in series.ts], dtype=np.float64)
+
+
+def _from_first_data(values: Float64Array) -> Float64Array:
+    """The values with the leading zeros as gaps: a count KPI reads 0 for the days before it
+    had any data (before the history starts), which would pass for a real level."""
+    nonzero = np.flatnonzero(np.isfinite(values) & (values != 0))
+    first = int(nonzero[0]) if len(nonzero) else len(values)
+    out = values.copy()
+    out[:first] = np.nan
+    return out
 
 
 def _too_early(method: str, w: _Window, step_ms: int) -> Impact | None:
