@@ -29,6 +29,10 @@ REPO = Path(__file__).resolve().parents[1]
 
 #: Bytes that parsers give a meaning to; inserted at random places in the seeds.
 TOKENS = [
+    b"(" * 16,
+    b"[" * 16,
+    b"&a [*a, *a, *a, *a]",
+    b"1+1+1+1+1+1+1+1+",
     b"\x00",
     b"\xff",
     b"\x80",

@@ -51,10 +51,26 @@ def mutated(draw: st.DrawFn, seeds: list[bytes]) -> bytes:
     return bytes(data)
 
 
+#: Openers that parsers recurse on: deep nesting crashed PyYAML, the PromQL parser (SIGSEGV)
+#: and the template parser before they were bounded.
+OPENERS = [b"(", b"[", b"{", b"- ", b"1+", b"{{(", b"{{ if 1 }}", b"a:\n ", b"-"]
+
+
+def nested() -> st.SearchStrategy[bytes]:
+    """An opener repeated up to 12,000 times (10,000 crashed the PromQL parser), sometimes
+    closed again."""
+    return st.builds(
+        lambda opener, n, closer: opener * n + b"1" + closer * n,
+        st.sampled_from(OPENERS),
+        st.integers(1, 12_000),
+        st.sampled_from([b"", b")", b"]", b"}"]),
+    )
+
+
 def inputs(seeds: list[bytes]) -> st.SearchStrategy[bytes]:
     if not seeds:
-        return st.binary(max_size=1024)
-    return st.one_of(st.binary(max_size=256), st.sampled_from(seeds), mutated(seeds))
+        return st.one_of(st.binary(max_size=1024), nested())
+    return st.one_of(st.binary(max_size=256), st.sampled_from(seeds), mutated(seeds), nested())
 
 
 @pytest.fixture(scope="module")
