@@ -204,16 +204,6 @@ def report(args: argparse.Namespace, results: list[Result], load: float) -> str:
     return "\n".join(lines)
 
 
-def write_section(path: Path, part: str) -> None:
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    mine = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
-    if mine.search(text):
-        text = mine.sub(lambda _: part, text)
-    else:
-        text = text.rstrip("\n") + "\n\n" + part
-    path.write_text(text)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=30, help="fuzzing time per target")
@@ -229,6 +219,7 @@ def main() -> None:
     if args.worker:
         worker(args.worker, args.corpus, args.artifacts, args.flags)
         return
+    from bench.facts import write_section
     from tests.fuzz_targets import TARGETS
 
     names = [n for n in args.targets.split(",") if n] or list(TARGETS)
@@ -250,7 +241,7 @@ def main() -> None:
     part = report(args, results, load)
     print(part)
     if not args.no_write:
-        write_section(ROOT / "BENCHMARKS.md", part)
+        write_section(ROOT / "BENCHMARKS.md", SECTION.removeprefix("## "), part)
 
 
 if __name__ == "__main__":
