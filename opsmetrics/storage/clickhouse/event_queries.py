@@ -122,9 +122,7 @@ def exclusions_sql(q: EventAggregate) -> Query:
     p = Params()
     bucket, bucket_start = _bucket_sql(p, q)
     groups = [f"{prop_text(p, prop)} AS g{i}" for i, prop in enumerate(q.by)]
-    whens = [
-        f"WHEN {_check_sql(p, q, c)} THEN {i}" for i, c in enumerate(exclusion_checks(q), 1)
-    ]
+    whens = [f"WHEN {_check_sql(p, q, c)} THEN {i}" for i, c in enumerate(exclusion_checks(q), 1)]
     why = f"CASE {' '.join(whens)} ELSE 0 END" if whens else "0"
     conds = _scope_sql(p, q)
     gs = [f"g{i}" for i in range(len(q.by))]
