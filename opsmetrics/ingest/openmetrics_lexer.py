@@ -81,7 +81,9 @@ def parse_om_sample(line: str, number: int) -> OMSample:
 def seconds_to_ms(seconds: Decimal) -> int:
     # Truncate like Prometheus; stamps beyond int64 milliseconds saturate (and are then
     # rejected as out of bounds by ingest validation).
-    if abs(seconds) >= 10**17:
+    # adjusted(), the exponent, and not a comparison: comparing `59221e3098081` with 10**17
+    # raises decimal.Overflow (found by fuzzing).
+    if seconds and seconds.adjusted() >= 17:
         return INT64_MAX if seconds > 0 else INT64_MIN
     ms = int((seconds * 1000).to_integral_value(rounding=ROUND_DOWN))
     return max(INT64_MIN, min(INT64_MAX, ms))
