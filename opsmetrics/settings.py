@@ -39,6 +39,13 @@ class Limits:
     body_read_timeout_ms: int = 60_000
     #: Wrong bearer tokens one client address may present per minute before it gets 429.
     max_token_failures_per_min: int = 10
+    #: Decoded samples + events waiting for the writer (the queue's memory, not just its length).
+    max_queued_samples: int = 2_000_000
+    #: Requests one ingest endpoint handles at once (each endpoint has its own slots). Few:
+    #: past a handful per core, more requests at once only lower what the writer gets done.
+    max_ingest_concurrency: int = 8
+    #: Body bytes held by all ingest requests being read, decoded or waiting for a commit.
+    max_ingest_inflight_bytes: int = 256 * MIB
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +62,13 @@ class Settings:
     node_name: str = ""
     #: Room for writes this node keeps while a remote data store is down (storage/spool.py).
     max_spool_bytes: int = 1024 * MIB
+    #: Writes are refused (507) while the data directory's filesystem has less free than this
+    #: (storage/diskspace.py): room for DuckDB's checkpoints, so the disk never fills for real.
+    min_free_bytes: int = 64 * MIB
+    #: An `sql:` KPI query returns at most this many rows and is stopped after this long
+    #: (storage/sql_sandbox.py, docs/security.md).
+    sql_kpi_max_rows: int = 100_000
+    sql_kpi_timeout_ms: int = 10_000
     #: Closed sample partitions are rewritten sorted by (series, ts) once older than this.
     partition_ms: int = 86_400_000
     #: How often the background maintenance (compaction, retention) runs.
@@ -108,7 +122,7 @@ def _convert(key: str, name: str, raw: str) -> Any:
         return _flag(key, raw)
     if name in ("data_dir", "config_dir"):
         return Path(raw)
-    if name == "port" or name.startswith("max_") or name.endswith("_requests"):
+    if name == "port" or name.startswith(("max_", "min_")) or name.endswith(("_requests", "_rows")):
         try:
             return int(raw)
         except ValueError:

@@ -19,8 +19,10 @@ from opsmetrics.errors import ConfigError
 from opsmetrics.settings import Settings
 from opsmetrics.storage.base import StateStore, Storage
 from opsmetrics.storage.composite import DataStore, SplitStorage
+from opsmetrics.storage.diskspace import DiskGuard
 from opsmetrics.storage.duckdb import DuckDBStorage
 from opsmetrics.storage.spool import Spool
+from opsmetrics.storage.sql_sandbox import limits_of
 
 DATA_SCHEMES = ("duckdb", "clickhouse", "clickhouses", "chdb")
 STATE_SCHEMES = ("duckdb", "postgresql", "postgres")
@@ -43,10 +45,10 @@ def open_stores(settings: Settings, clock: Clock) -> Storage:
         return _duckdb(settings, clock, duckdb_dir(d_url))
     data = open_data_store(d_url, settings, clock)
     spool: Spool | None = None
+    disks = [data.disk] if isinstance(data, DuckDBStorage) else []
     if d_scheme != "duckdb":
-        spool = Spool(
-            settings.data_dir / "spool", data.write, clock, max_bytes=settings.max_spool_bytes
-        )
+        spool = _spool(settings, clock, data)
+        disks.append(spool.disk)
     try:
         state = open_state_store(s_url, settings, clock)
     except BaseException:
@@ -54,7 +56,16 @@ def open_stores(settings: Settings, clock: Clock) -> Storage:
             spool.close()
         data.close()
         raise
-    return SplitStorage(data, state, spool)
+    if isinstance(state, DuckDBStorage):  # not the data store's directory: see above
+        disks.append(state.disk)
+    return SplitStorage(data, state, spool, disks)
+
+
+def _spool(settings: Settings, clock: Clock, data: DataStore) -> Spool:
+    directory = settings.data_dir / "spool"
+    directory.mkdir(parents=True, exist_ok=True)
+    disk = DiskGuard(directory, settings.min_free_bytes)
+    return Spool(directory, data.write, clock, max_bytes=settings.max_spool_bytes, disk=disk)
 
 
 def open_data_store(url: str, settings: Settings, clock: Clock) -> DataStore:
@@ -63,7 +74,10 @@ def open_data_store(url: str, settings: Settings, clock: Clock) -> DataStore:
         return _duckdb(settings, clock, duckdb_dir(url))
     from opsmetrics.storage.clickhouse import open_clickhouse
 
-    return open_clickhouse(url, settings, clock.now_ms())
+    limits = limits_of(settings)  # checked before anything is opened
+    store = open_clickhouse(url, settings, clock.now_ms())
+    store.sql_limits = limits
+    return store
 
 
 def clickhouse_ddl(url: str | None, cluster: str | None) -> list[str]:
@@ -106,12 +120,16 @@ def duckdb_dir(url: str) -> Path:
 
 
 def _duckdb(settings: Settings, clock: Clock, data_dir: Path) -> DuckDBStorage:
-    return DuckDBStorage(
+    limits = limits_of(settings)  # checked before the file is opened
+    store = DuckDBStorage(
         data_dir,
         now_ms=clock.now_ms(),
         partition_ms=settings.partition_ms,
         late_window_ms=settings.limits.samples_late_window_ms,
+        disk=DiskGuard(data_dir, settings.min_free_bytes),
     )
+    store.sql_limits = limits
+    return store
 
 
 def _scheme(url: str, variable: str, allowed: tuple[str, ...]) -> str:

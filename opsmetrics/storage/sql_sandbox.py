@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from opsmetrics.errors import BadDataError
+from opsmetrics.errors import BadDataError, ConfigError
+from opsmetrics.settings import Settings
 
 #: The views an `sql:` KPI reads (docs/kpi_evaluation.md), named in messages.
 VIEWS_HINT = "read the views v_events, v_samples and v_manual_kpi_values instead"
@@ -23,6 +24,20 @@ class SqlLimits:
 
     max_rows: int = 100_000
     timeout_s: float = 10.0
+
+
+def limits_of(settings: Settings) -> SqlLimits:
+    """OPSMETRICS_SQL_KPI_MAX_ROWS and OPSMETRICS_SQL_KPI_TIMEOUT, checked."""
+    if settings.sql_kpi_max_rows < 1:
+        raise ConfigError(
+            f"OPSMETRICS_SQL_KPI_MAX_ROWS: {settings.sql_kpi_max_rows} is too few; allow at "
+            "least 1 row (default 100000)"
+        )
+    if settings.sql_kpi_timeout_ms < 1:
+        raise ConfigError(
+            "OPSMETRICS_SQL_KPI_TIMEOUT: must be a positive duration such as 10s (the default)"
+        )
+    return SqlLimits(settings.sql_kpi_max_rows, settings.sql_kpi_timeout_ms / 1000)
 
 
 class SqlSandboxError(BadDataError):

@@ -26,6 +26,7 @@ from opsmetrics.catalog.kpi_model import (
 from opsmetrics.query.kpi import periods as cal
 from opsmetrics.query.kpi import sources
 from opsmetrics.query.kpi.context import EvalContext
+from opsmetrics.query.kpi.exclusions import merged
 from opsmetrics.query.kpi.model import Cell, Group, KpiQueryError, Period, Values
 
 _OPS: dict[BinaryOp, Callable[[float, float], float | None]] = {
@@ -48,7 +49,7 @@ def compute(ctx: EvalContext, f: Operand, periods: Sequence[Period], kpi: str) -
         case StateFormula():
             return sources.state_values(ctx, f, periods)
         case SqlFormula():
-            return sources.sql_values(ctx, f, periods)
+            return sources.sql_values(ctx, f, periods, kpi)
         case _:  # a Derived formula; a kind in neither group does not type-check here
             return _derived(ctx, f, periods, kpi)
 
@@ -95,13 +96,13 @@ def ratio_values(ctx: EvalContext, f: RatioFormula, periods: Sequence[Period], k
         g: [_divide(a, b, counts) for a, b in zip(ns, ds, strict=True)]
         for g, (ns, ds) in _joined(num, den, len(periods)).items()
     }
-    return Values(cells)
+    return Values(cells, excluded=merged(num.excluded, den.excluded))
 
 
 def _divide(a: Cell, b: Cell, counts: bool) -> Cell:
     if a.value is None or b.value is None or b.value == 0:
         size = int(b.value) if counts and b.value is not None else None
-        return Cell(None, size, None)
+        return Cell(None, size, None, a.note or b.note)
     value = a.value / b.value
     if not counts:
         return Cell(value)
@@ -146,7 +147,8 @@ def expr_values(
         case Negate():
             inner = expr_values(ctx, expr.operand, bindings, periods, kpi)
             return Values(
-                {g: [_apply(_neg, c, Cell(0.0)) for c in cs] for g, cs in inner.cells.items()}
+                {g: [_apply(_neg, c, Cell(0.0)) for c in cs] for g, cs in inner.cells.items()},
+                excluded=inner.excluded,
             )
         case Binary():
             left = expr_values(ctx, expr.left, bindings, periods, kpi)
@@ -156,7 +158,8 @@ def expr_values(
                 {
                     g: [_apply(op, x, y) for x, y in zip(xs, ys, strict=True)]
                     for g, (xs, ys) in _joined(left, right, n).items()
-                }
+                },
+                excluded=merged(left.excluded, right.excluded),
             )
         case _:
             assert_never(expr)
@@ -168,7 +171,7 @@ def _neg(a: float, b: float) -> float:
 
 def _apply(op: Callable[[float, float], float | None], a: Cell, b: Cell) -> Cell:
     if a.value is None or b.value is None:
-        return Cell(None)
+        return Cell(None, note=a.note or b.note)
     return Cell(op(a.value, b.value))
 
 
@@ -195,7 +198,7 @@ def cumulative_values(
         ]
         for g in _groups(got, before)
     }
-    return Values(cells, is_count=got.is_count)
+    return Values(cells, is_count=got.is_count, excluded=got.excluded)
 
 
 def total_before(ctx: EvalContext, of: Operand, end_ms: int) -> dict[Group, float]:

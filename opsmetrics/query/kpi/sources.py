@@ -25,12 +25,14 @@ from opsmetrics.catalog.kpi_model import (
     SqlFormula,
     StateFormula,
 )
-from opsmetrics.catalog.kpi_sql import SqlRefusedError, check_read_only
 from opsmetrics.query import events as ev
 from opsmetrics.query.kpi.context import EvalContext
+from opsmetrics.query.kpi.excluding import apply_exclusions
 from opsmetrics.query.kpi.model import Cell, Group, KpiQueryError, Period, Values
+from opsmetrics.query.kpi.sql_run import check_kpi_sql, run_kpi_sql
 from opsmetrics.query.promql.engine import evaluate_instant, evaluate_range
 from opsmetrics.query.promql.values import InstantVector, Scalar, Value
+from opsmetrics.storage.event_records import ValueFilter
 from opsmetrics.storage.kpi_records import ConversionQuery, StateCombine, StateQuery
 
 _FILTER_OPS = {
@@ -71,7 +73,8 @@ def event_values(ctx: EvalContext, f: EventFormula, periods: Sequence[Period]) -
         g: [_bucket_cell(by_start.get(p.start_ms), empty) for p in periods]
         for g, by_start in found.items()
     }
-    return Values(cells, is_count=f.agg in _COUNTS)
+    excluded = apply_exclusions(ctx, q, cells, periods, lambda g: _group(ctx.by, g), empty)
+    return Values(cells, is_count=f.agg in _COUNTS, excluded=excluded)
 
 
 def event_total_before(ctx: EvalContext, f: EventFormula, end_ms: int) -> dict[Group, float]:
@@ -98,6 +101,7 @@ def _aggregate(
         tuple(_filter(w) for w in f.where),
         ctx.by,
         _value_prop(f),
+        tuple(ValueFilter(_FILTER_OPS[b.op], b.value) for b in f.value_where),
     )
 
 
@@ -136,7 +140,7 @@ def _bucket_cell(b: ev.Bucket | None, empty: Cell) -> Cell:
 
 def _value_prop(f: EventFormula) -> str | None:
     """The property a value aggregation reads (None: the event's value)."""
-    if f.agg is EventAgg.COUNT or f.field is None:
+    if (f.agg is EventAgg.COUNT and not f.value_where) or f.field is None:
         return None
     wanted = FieldSource.ENTITY if f.agg is EventAgg.UNIQUE else FieldSource.VALUE
     if f.field.source is wanted:
@@ -273,21 +277,18 @@ def _prop_of(field: EventField, plain: FieldSource) -> str | None:
 
 
 # --- sql --------------------------------------------------------------------------------
-def sql_values(ctx: EvalContext, f: SqlFormula, periods: Sequence[Period]) -> Values:
+def sql_values(ctx: EvalContext, f: SqlFormula, periods: Sequence[Period], kpi: str) -> Values:
     """Rows with a `ts` column go to the period holding ts (values summed, the other columns
     named in `by` break down); otherwise the query runs once per period with $start_ms and
     $end_ms bound to its bounds and the first numeric column of its first row is the value."""
-    try:
-        check_read_only(f.query)
-    except SqlRefusedError as exc:
-        raise KpiQueryError(f"sql: {exc}") from None
+    check_kpi_sql(f.query, kpi)
     start, end = span(periods)
-    result = ctx.storage.kpi_sql(f.query, {"start_ms": start, "end_ms": end})
+    result = run_kpi_sql(ctx.storage, f.query, kpi, start, end)
     if "ts" in result.columns:
         return _sql_rows(ctx, result.columns, result.rows, periods)
     column = []
     for p in periods:
-        got = ctx.storage.kpi_sql(f.query, {"start_ms": p.start_ms, "end_ms": p.end_ms})
+        got = run_kpi_sql(ctx.storage, f.query, kpi, p.start_ms, p.end_ms)
         column.append(Cell(_first_number(got.rows)))
     return Values({(): column})
 

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -38,18 +37,22 @@ from opsmetrics.storage.base import (
     StorageStats,
     WriteBatch,
 )
+from opsmetrics.storage.diskspace import DiskGuard, DiskStatus
 from opsmetrics.storage.duckdb import partitions as parts
 from opsmetrics.storage.duckdb import rollups
 from opsmetrics.storage.duckdb.alert_store import AlertTables
+from opsmetrics.storage.duckdb.connection import Connection, unreadable
 from opsmetrics.storage.duckdb.event_queries import EventQueries
 from opsmetrics.storage.duckdb.events import EventTables
 from opsmetrics.storage.duckdb.experiment_queries import ExperimentQueries
+from opsmetrics.storage.duckdb.initiative_store import InitiativeTables
 from opsmetrics.storage.duckdb.kpi_queries import KpiQueries
 from opsmetrics.storage.duckdb.kpi_versions import KpiVersionTable
 from opsmetrics.storage.duckdb.migrations import apply_migrations
 from opsmetrics.storage.duckdb.read_cache import ReadCache
 from opsmetrics.storage.duckdb.sample_reads import head_min, read_ids
 from opsmetrics.storage.duckdb.sql import first_row
+from opsmetrics.storage.duckdb.sql_sandbox import INSTANCE_CONFIG
 from opsmetrics.storage.duckdb.timeline_store import TimelineTables
 from opsmetrics.storage.index import SeriesIndex
 from opsmetrics.storage.spool import SpoolStats
@@ -65,6 +68,7 @@ class DuckDBStorage(
     KpiQueries,
     AlertTables,
     TimelineTables,
+    InitiativeTables,
 ):
     """The Storage protocol over one DuckDB file in the data directory."""
 
@@ -78,50 +82,32 @@ class DuckDBStorage(
         now_ms: int,
         partition_ms: int = 86_400_000,
         late_window_ms: int = 3_600_000,
+        disk: DiskGuard | None = None,
     ) -> None:
         data_dir.mkdir(parents=True, exist_ok=True)
         self.path = data_dir / DB_FILE
         self._partition_ms = partition_ms
         self._late_window_ms = late_window_ms
-        self._con = _connect(self.path)
-        self._write_lock = threading.Lock()
-        self._local = threading.local()
         self._index = SeriesIndex()
         self._cache = ReadCache()
+        # Without a guard (tests, tools): no reserve, but a full disk is still reported.
+        guard = disk or DiskGuard(data_dir, 0)
+        self._db = Connection(self.path, _connect, guard, self._cache.forget)
         try:
-            apply_migrations(self._con, now_ms)
-            verify_tables(self._con)
+            apply_migrations(self._db.main, now_ms)
+            verify_tables(self._db.main)
             self._load_index()
         except duckdb.Error as exc:
-            self._con.close()
-            raise CorruptDataError(
-                f"cannot read {self.path}: {exc}. The data file is damaged; restore it from a "
-                "backup or move it away to start empty"
-            ) from exc
+            self._db.close()
+            raise unreadable(self.path, exc) from exc
         super().__init__(self._cursor)
 
     # --- connection handling ------------------------------------------------------------
     def _cursor(self) -> duckdb.DuckDBPyConnection:
-        cur: duckdb.DuckDBPyConnection | None = getattr(self._local, "cursor", None)
-        if cur is None:
-            cur = self._con.cursor()
-            self._local.cursor = cur
-        return cur
+        return self._db.cursor()
 
-    @contextmanager
-    def _transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        with self._write_lock:
-            cur = self._cursor()
-            cur.execute("BEGIN TRANSACTION")
-            try:
-                yield cur
-            except BaseException:
-                cur.execute("ROLLBACK")
-                raise
-            try:
-                cur.execute("COMMIT")
-            except duckdb.Error as exc:
-                raise StorageUnavailableError(f"commit failed: {exc}") from exc
+    def _transaction(self) -> AbstractContextManager[duckdb.DuckDBPyConnection]:
+        return self._db.transaction()  # refused on a full disk: see connection.py
 
     @contextmanager
     def _maintenance(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -136,15 +122,20 @@ class DuckDBStorage(
             self._cache.forget()
 
     def close(self) -> None:
-        with self._write_lock:
-            self._con.execute("CHECKPOINT")
-            self._con.close()
+        self._db.close()
+
+    @property
+    def disk(self) -> DiskGuard:
+        return self._db.disk
+
+    def disk_status(self) -> list[DiskStatus]:
+        return [self._db.disk.status()]
 
     # --- series -------------------------------------------------------------------------
     def _load_index(self) -> None:
-        rows = self._con.execute("SELECT id, labels FROM series").fetchall()
+        rows = self._db.main.execute("SELECT id, labels FROM series").fetchall()
         self._index.add(Series(int(i), _labels_from_json(text)) for i, text in rows)
-        heads = self._con.execute(
+        heads = self._db.main.execute(
             "SELECT series_id, ts, value, nan_bits FROM samples_all "
             "QUALIFY row_number() OVER (PARTITION BY series_id ORDER BY ts DESC) = 1"
         ).fetchnumpy()
@@ -368,13 +359,12 @@ class DuckDBStorage(
         return SpoolStats()  # writes go straight to the local file
 
     def checkpoint(self) -> None:
-        with self._write_lock:
-            self._cursor().execute("CHECKPOINT")
+        self._db.checkpoint()
 
 
 def _connect(path: Path) -> duckdb.DuckDBPyConnection:
     try:
-        return duckdb.connect(str(path))
+        return duckdb.connect(str(path), config=INSTANCE_CONFIG)
     except duckdb.IOException as exc:
         if "lock" in str(exc).lower():
             raise StorageUnavailableError(
