@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from decimal import ROUND_DOWN, Decimal
+from decimal import ROUND_DOWN, Decimal, InvalidOperation
 
 from opsmetrics.ingest.exposition_lexer import (
     INT64_MAX,
@@ -142,7 +142,10 @@ def _om_timestamp(token: str, number: int) -> Decimal:
             f"invalid timestamp {show(token)}; OpenMetrics timestamps are Unix seconds "
             "such as 1700000000.125",
         )
-    return Decimal(token)
+    try:
+        return Decimal(token)
+    except InvalidOperation:  # an exponent past what Decimal holds at all (found by fuzzing)
+        raise line_error(number, f"timestamp {show(token)} is out of range") from None
 
 
 def _check_exemplar(text: str, number: int) -> None:
