@@ -65,6 +65,7 @@ class JsonAnnotation(msgspec.Struct, forbid_unknown_fields=True):
     id: str | None = None
 
 
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 _WORDS = {"nan": float("nan"), "+inf": float("inf"), "inf": float("inf"), "-inf": float("-inf")}
 T = TypeVar("T")
 
@@ -105,6 +106,8 @@ def to_ms(value: TimeValue | None, now_ms: int, field: str) -> int:
         return parse_time_ms(value, field=field)
     if isinstance(value, float):
         raise BadDataError(f"{field}: use integer milliseconds since the epoch, got {value}")
+    if not INT64_MIN <= value <= INT64_MAX:
+        raise BadDataError(f"{field}: {value} is out of range for milliseconds since the epoch")
     return value
 
 
@@ -116,7 +119,10 @@ def to_value(value: NumberOrWord, field: str) -> float:
         if word in _WORDS:
             return _WORDS[word]
         raise BadDataError(f"{field}: {value!r} is not a number; use a number, NaN, +Inf, -Inf")
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:
+        raise BadDataError(f"{field}: the integer is too large for a float64; write +Inf") from None
 
 
 def decode_samples_json(body: bytes, now_ms: int) -> DecodedSamples:
