@@ -56,9 +56,10 @@ def worker(name: str, corpus: Path, artifacts: Path, flags: list[str]) -> None:
     import atheris
 
     with atheris.instrument_imports(include=["opsmetrics", "yaml"]):
-        from tests.fuzz_targets import TARGETS, check, scratch_env
+        from tests.fuzz_targets import TARGETS, FuzzEnv, check
 
-    target, env = TARGETS[name], scratch_env()
+    # Inside the driver's temporary directory, so that it goes when the run ends.
+    target, env = TARGETS[name], FuzzEnv(corpus.parent / "env")
 
     def one_input(data: bytes) -> None:
         check(target, env, data)

@@ -12,7 +12,6 @@ decoder that hands the writer something the validator crashes on is as much a cr
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
@@ -108,11 +107,6 @@ class FuzzEnv:
             )
         )
         return storage
-
-
-def scratch_env() -> FuzzEnv:
-    """For bench/fuzz.py: a FuzzEnv in a fresh temporary directory."""
-    return FuzzEnv(Path(tempfile.mkdtemp(prefix="opsmetrics-fuzz-")))
 
 
 Run = Callable[[FuzzEnv, bytes], object]
