@@ -12,10 +12,13 @@ sample and "every acknowledged sample is stored" can be checked by counting.
 
 1. Ramp: closed loop with 1, 2, 4, 8 senders, `--ramp-seconds` each; the maximum is the best
    rate of acknowledged samples among the steps that had no refusal.
-2. Hold: 64 streams, open loop (each on its schedule, whatever the answers) at 80% of it for
+2. Hold: as many streams as the ramp's best step had senders (at most the server's per-endpoint
+   concurrency, 8 by default, so a sender that keeps to its schedule is never refused for
+   concurrency), open loop (each on its schedule, whatever the answers) at 80% of it for
    `--hold-minutes`: RSS of the server after `--warmup-seconds` and at the end, p50/p99
    acknowledgement latency (send to answer) after the warm-up, errors.
-3. Burst: the same at twice the maximum for `--burst-minutes`, no retries: 2xx and goodput,
+3. Burst: 64 streams (a Prometheus queue near its max_shards of 50) at twice the maximum for
+   `--burst-minutes`, no retries: 2xx and goodput,
    429 (with their Retry-After), other 4xx, 5xx, transport errors, and whether the server is
    still up.
 Then every phase's stored samples are counted through the query API and compared with the
@@ -192,6 +195,7 @@ def stored_samples(url: str, prefix: str) -> int:
 @dataclass
 class Run:
     max_rate: float = 0.0
+    max_senders: int = 1
     ramp: list[tuple[int, float, int]] = field(default_factory=list)  # senders, rate, refused
     rss_start: float = 0.0
     rss_end: float = 0.0
@@ -211,12 +215,12 @@ async def ramp(url: str, run: Run, seconds: float, now_ms: int) -> None:
         refused = sum(n for k, n in phase.codes.items() if k != "2xx") - refused
         run.ramp.append((senders, rate, refused))
         print(f"ramp {senders} senders: {rate:,.0f} samples/s, {refused} refused", flush=True)
-        if not refused:
-            run.max_rate = max(run.max_rate, rate)
+        if not refused and rate > run.max_rate:
+            run.max_rate, run.max_senders = rate, senders
 
 
 async def hold(url: str, pid: int, run: Run, args: argparse.Namespace, now_ms: int) -> None:
-    phase = run.phases["hold"] = Phase.of("soakhold", now_ms, STREAMS)
+    phase = run.phases["hold"] = Phase.of("soakhold", now_ms, run.max_senders)
     rate_rps = 0.8 * run.max_rate / SAMPLES_PER_REQUEST
     started = time.perf_counter()
     task = asyncio.create_task(open_loop(url, phase, rate_rps, args.hold_minutes * 60))
@@ -294,6 +298,7 @@ def _hold_lines(run: Run, args: argparse.Namespace) -> list[str]:
     errors = sum(n for k, n in phase.codes.items() if k != "2xx")
     return [
         f"Hold at 80% ({0.8 * run.max_rate:,.0f} samples/s) for {args.hold_minutes:g} min, "
+        f"{run.max_senders} streams (the senders of the ramp's best step), "
         f"warm-up {args.warmup_seconds:g} s:",
         "",
         "| figure | value |",
