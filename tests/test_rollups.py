@@ -208,6 +208,7 @@ def test_migration_9_moves_single_table_rollups_into_one_table_per_width(tmp_pat
         "SELECT 3600000::BIGINT AS width_ms, * FROM rollups_3600s"
     )
     con.execute("DROP TABLE rollups_300s; DROP TABLE rollups_3600s; DROP TABLE leases")
+    con.execute("DROP TABLE alert_timeline; DROP TABLE alert_actions; DROP TABLE initiatives")
     con.execute("DELETE FROM schema_migrations WHERE version >= 9")
     con.close()
     again = DuckDBStorage(tmp_path / "data", now_ms=T0 + 5 * HOUR, partition_ms=HOUR)

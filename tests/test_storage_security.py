@@ -49,6 +49,9 @@ TABLES = {
     "alert_notification_outcomes",
     "alert_silences",
     "alert_acks",
+    "alert_timeline",
+    "alert_actions",
+    "initiatives",
 }
 hostile = st.one_of(st.sampled_from(NASTY), st.text(min_size=1, max_size=300))
 
