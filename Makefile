@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo serve test check lint typecheck bench proto clean chromium faketime postgresql sdk
+.PHONY: setup demo serve test check lint typecheck bench proto clean chromium faketime postgresql mariadb reportlibs sdk
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-demo: setup
+demo: setup reportlibs
 	$(BIN)/opsmetrics demo
 
 serve: setup
@@ -44,7 +44,16 @@ faketime:
 postgresql:
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || (apt-get update && apt-get install -y postgresql)
 
-test: check chromium faketime postgresql
+# SQL source tests start Debian's MariaDB (mariadb-install-db + mariadbd in a temp dir).
+mariadb:
+	command -v mariadbd >/dev/null || test -x /usr/sbin/mariadbd || (apt-get update && apt-get install -y mariadb-server)
+
+# Reports: WeasyPrint needs pango and a font; the PDF tests read PDFs with poppler-utils.
+reportlibs:
+	(dpkg -s libpangoft2-1.0-0 fonts-dejavu-core >/dev/null 2>&1 && command -v pdftotext >/dev/null) || \
+		(apt-get update && apt-get install -y libpango-1.0-0 libpangoft2-1.0-0 fonts-dejavu-core poppler-utils)
+
+test: check chromium faketime postgresql mariadb reportlibs
 	$(BIN)/pytest
 	bash tests/faketime_runs.sh
 

@@ -1,0 +1,1 @@
+"""Scheduled reports: content that explains the numbers, rendering, delivery (docs/reports.md)."""
