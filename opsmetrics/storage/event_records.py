@@ -84,6 +84,18 @@ class ValueFilter:
 
 
 @dataclass(frozen=True, slots=True)
+class EntityKey:
+    """What a reader keys events on: the event's entity (`prop` None) or a property. An event
+    where it is missing or "" has no key (a state's customer, a conversion's entity)."""
+
+    prop: str | None = None
+
+    @property
+    def field(self) -> str:
+        return "entity" if self.prop is None else f"props.{self.prop}"
+
+
+@dataclass(frozen=True, slots=True)
 class EventMatch:
     """Which events count: by name (None: any name) and property filters (all must hold)."""
 
@@ -101,6 +113,7 @@ class EventAggregate:
     of the event's value; where it is missing or not a number the event has no value.
     `value_where` keeps only the events whose value (as read) passes every bound; with it a
     count reads the value too (`nps` with `score: value` counts responses in a score range).
+    `key` keeps only the events that carry it, as state and conversion formulas read them.
     """
 
     name: str | None
@@ -113,6 +126,7 @@ class EventAggregate:
     by: tuple[str, ...] = ()
     value_prop: str | None = None
     value_where: tuple[ValueFilter, ...] = ()
+    key: EntityKey | None = None
 
     @property
     def match(self) -> EventMatch:

@@ -5,7 +5,9 @@ when it then fails one of the checks `exclusion_checks` lists, and it counts und
 one it fails. The reasons are a property the aggregation needs that the event does not carry
 (`missing_property`), one that is there but is not a number where a number is needed
 (`wrong_type`), and a filter the event does not pass (`outside_filter`). The event's own value
-is the field `value`, a property is `props.<name>`.
+is the field `value`, a property is `props.<name>`; an event without the key a reader joins on
+(`EventAggregate.key`: `entity` or a property) counts as missing that field, before any other
+check.
 """
 
 from __future__ import annotations
@@ -15,7 +17,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from opsmetrics.storage.event_records import EventAggregate, FilterOp, PropFilter, ValueFilter
+from opsmetrics.storage.event_records import (
+    EntityKey,
+    EventAggregate,
+    FilterOp,
+    PropFilter,
+    ValueFilter,
+)
 
 #: Filters an event without the property can never pass: missing it is a missing input.
 _NEED_PROPERTY = (FilterOp.EQ, FilterOp.IN, FilterOp.GT, FilterOp.GTE, FilterOp.LT, FilterOp.LTE)
@@ -35,6 +43,7 @@ class Test(enum.Enum):
     NOT_A_NUMBER = "not_a_number"  # `prop` present but not read as a number
     FAILS_FILTER = "fails_filter"  # does not pass `rule`, a PropFilter
     FAILS_VALUE = "fails_value"  # the value read does not pass `rule`, a ValueFilter
+    NO_KEY = "no_key"  # the `key` (the entity when `prop` is None) is missing or ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,10 +68,15 @@ class ExclusionBucket:
 
 def exclusion_checks(q: EventAggregate) -> tuple[ExclusionCheck, ...]:
     """The checks an in-scope event of `q` is tested with, in order."""
-    checks = [c for f in q.where for c in _filter_checks(f)]
+    checks = [] if q.key is None else [_key_check(q.key)]
+    checks += [c for f in q.where for c in _filter_checks(f)]
     if q.reads_value:
         checks += _value_checks(q)
     return tuple(checks)
+
+
+def _key_check(key: EntityKey) -> ExclusionCheck:
+    return ExclusionCheck(Reason.MISSING_PROPERTY, key.field, Test.NO_KEY, key.prop)
 
 
 def _filter_checks(f: PropFilter) -> list[ExclusionCheck]:

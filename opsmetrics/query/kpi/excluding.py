@@ -1,6 +1,11 @@
-"""An event formula's cells with its exclusions applied: the report of what storage left out,
-and no value (with a note) for a period whose every in-scope event was left out for a data
-problem, instead of a count of 0 (exclusions.py)."""
+"""A formula's cells with its exclusions applied: the report of what storage left out, and no
+value (with a note) for a period whose every in-scope event was left out for a data problem and
+that has no input left, instead of a count of 0 (exclusions.py).
+
+Event formulas ask about their own aggregation; state, conversion and rolling-unique formulas
+ask about the events they read as an aggregation that reads them the same way (the field, the
+key, the filters) would (sources.py). A state's level held from earlier events is kept: it is
+an input, and the report says what the period's events did not update."""
 
 from __future__ import annotations
 
@@ -38,5 +43,15 @@ def apply_exclusions(
         if i is None or not unusable(checks, b):
             continue
         row = cells.setdefault(group_of(b.group), [empty] * len(periods))
-        row[i] = Cell(None, 0, note=note(name, checks, b))
+        if not row[i].size:
+            row[i] = Cell(None, 0, note=note(name, checks, b))
     return (of_buckets(name, checks, buckets),)
+
+
+def reported(ctx: EvalContext, q: ev.EventAggregate) -> tuple[InputExclusions, ...]:
+    """What `q` left out, for an input whose exclusions change no cell (a conversion's
+    to-event: a conversion without it is simply not converted)."""
+    checks = exclusion_checks(q)
+    if not checks:
+        return ()
+    return (of_buckets(q.name or "any", checks, ctx.storage.event_exclusions(q)),)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import bisect
 import math
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import numpy as np
@@ -27,12 +28,13 @@ from opsmetrics.catalog.kpi_model import (
 )
 from opsmetrics.query import events as ev
 from opsmetrics.query.kpi.context import EvalContext
-from opsmetrics.query.kpi.excluding import apply_exclusions
+from opsmetrics.query.kpi.excluding import apply_exclusions, reported
+from opsmetrics.query.kpi.exclusions import merged
 from opsmetrics.query.kpi.model import Cell, Group, KpiQueryError, Period, Values
 from opsmetrics.query.kpi.sql_run import check_kpi_sql, run_kpi_sql
 from opsmetrics.query.promql.engine import evaluate_instant, evaluate_range
 from opsmetrics.query.promql.values import InstantVector, Scalar, Value
-from opsmetrics.storage.event_records import ValueFilter
+from opsmetrics.storage.event_records import EntityKey, ValueFilter
 from opsmetrics.storage.kpi_records import ConversionQuery, StateCombine, StateQuery
 
 _FILTER_OPS = {
@@ -129,7 +131,20 @@ def rolling_unique_values(
         i = bisect.bisect_left(starts, p.end_ms) - 1  # the period's last local day
         ok = i >= 0 and days[i].start_ms >= p.start_ms and p.start_ms <= ctx.now_ms
         column.append(Cell(days[i].value, days[i].sample_size) if ok else Cell(None))
-    return Values({(): column}, is_count=True)
+    cells: dict[Group, list[Cell]] = {(): column}
+    reads = replace(_read_as(ctx, f.name, ev.Agg.COUNT, periods), where=q.where)
+    excluded = apply_exclusions(ctx, reads, cells, periods, lambda _: (), Cell(None))
+    return Values(cells, is_count=True, excluded=excluded)
+
+
+def _read_as(
+    ctx: EvalContext, name: str | None, agg: ev.Agg, periods: Sequence[Period]
+) -> ev.EventAggregate:
+    """The events a non-event formula reads in `periods` as an aggregation reading them the
+    same way (the caller sets the key, field and filters it reads with `replace`): what storage
+    reports that aggregation left out, that formula left out too."""
+    start, end = span(periods)
+    return ev.EventAggregate(name, agg, start, end, ev.Grain(ctx.grain.value), ctx.tz)
 
 
 def _bucket_cell(b: ev.Bucket | None, empty: Cell) -> Cell:
@@ -247,7 +262,11 @@ def conversion_values(ctx: EvalContext, f: ConversionFormula, periods: Sequence[
         group = tuple(zip(ctx.by, row.group, strict=True))
         rate = row.converted / row.entered
         cells.setdefault(group, list(empty))[row.period] = Cell(rate, row.entered, row.converted)
-    return Values(cells)
+    key = EntityKey(f.entity_prop)
+    entered = replace(_read_as(ctx, f.from_event, ev.Agg.COUNT, periods), key=key, by=ctx.by)
+    excluded = apply_exclusions(ctx, entered, cells, periods, lambda g: _group(ctx.by, g), empty[0])
+    excluded += reported(ctx, replace(_read_as(ctx, f.to_event, ev.Agg.COUNT, periods), key=key))
+    return Values(cells, excluded=merged(excluded))
 
 
 # --- state ------------------------------------------------------------------------------
@@ -262,10 +281,15 @@ def state_values(ctx: EvalContext, f: StateFormula, periods: Sequence[Period]) -
         tuple(min(p.end_ms, ctx.now_ms + 1) for p in periods),
     )
     zero = f.agg in (f.agg.SUM, f.agg.COUNT)
-    column = [Cell(0.0 if zero else None, 0)] * len(periods)
+    empty = Cell(0.0 if zero else None, 0)
+    column = [empty] * len(periods)
     for row in ctx.storage.kpi_state(q):
         column[row.period] = Cell(row.value, row.entities)
-    return Values({(): column}, is_count=f.agg is f.agg.COUNT)
+    cells: dict[Group, list[Cell]] = {(): column}
+    reads = _read_as(ctx, f.event, ev.Agg.SUM, periods)
+    reads = replace(reads, key=EntityKey(q.key_prop), value_prop=q.field_prop)
+    excluded = apply_exclusions(ctx, reads, cells, periods, lambda _: (), empty)
+    return Values(cells, is_count=f.agg is f.agg.COUNT, excluded=excluded)
 
 
 def _prop_of(field: EventField, plain: FieldSource) -> str | None:

@@ -87,6 +87,8 @@ def aggregate_sql(q: EventAggregate) -> Query:
     conds = _scope_sql(p, q)
     conds += [filter_sql(p, f) for f in q.where]
     conds += [_value_filter_sql(p, _value_sql(p, q), f) for f in q.value_where]
+    if q.key is not None:
+        conds.append(f"{_key_sql(p, q.key.prop)} != ''")
     inner = ", ".join([f"{MS} AS ms", f"{bucket} AS b", *groups, "entity", f"{value} AS v"])
     keys = ", ".join(["b", *(f"g{i}" for i in range(len(q.by)))])
     n = "count()" if q.agg in _COUNTS_EVENTS else "count(v)"
@@ -114,6 +116,13 @@ def _check_sql(p: Params, q: EventAggregate, c: ExclusionCheck) -> str:
         case Test.FAILS_VALUE:
             assert isinstance(c.rule, ValueFilter)
             return f"NOT {_value_filter_sql(p, _value_sql(p, q), c.rule)}"
+        case Test.NO_KEY:
+            return f"{_key_sql(p, c.prop)} = ''"
+
+
+def _key_sql(p: Params, prop: str | None) -> str:
+    """The key an `EntityKey` names as text, '' where the event has none."""
+    return "entity" if prop is None else prop_text(p, prop)
 
 
 def exclusions_sql(q: EventAggregate) -> Query:

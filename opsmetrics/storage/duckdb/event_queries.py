@@ -180,6 +180,8 @@ def aggregate_sql(q: EventAggregate) -> tuple[str, dict[str, Any]]:
     conds = scope_sql(p, q)
     conds += [filter_sql(p, f) for f in q.where]
     conds += [value_filter_sql(p, value_sql(p, q), f) for f in q.value_where]
+    if q.key is not None:
+        conds.append(f"{key_sql(p, q.key.prop)} <> ''")
     inner = ", ".join([f"{bucket} AS b", *groups, "entity", value])
     gs = [f"coalesce(g{i}, '')" for i in range(len(q.by))]
     keys = ", ".join(["b", *gs])
@@ -205,6 +207,13 @@ def check_sql(p: Params, q: EventAggregate, c: ExclusionCheck) -> str:
         case Test.FAILS_VALUE:
             assert isinstance(c.rule, ValueFilter)
             return f"NOT {value_filter_sql(p, value_sql(p, q), c.rule)}"
+        case Test.NO_KEY:
+            return f"{key_sql(p, c.prop)} = ''"
+
+
+def key_sql(p: Params, prop: str | None) -> str:
+    """The key an `EntityKey` names as text, '' where the event has none."""
+    return "coalesce(" + ("entity" if prop is None else prop_sql(p, prop)) + ", '')"
 
 
 def exclusions_sql(q: EventAggregate) -> tuple[str, dict[str, Any]]:
