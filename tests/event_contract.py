@@ -33,6 +33,7 @@ from opsmetrics.storage.clickhouse.events import ClickHouseEvents
 from opsmetrics.storage.duckdb import DuckDBStorage
 from opsmetrics.storage.event_records import (
     Agg,
+    EntityKey,
     EventAggregate,
     EventMatch,
     FilterOp,
@@ -792,3 +793,37 @@ def test_exclusions_break_down_by_group_and_nothing_in_scope_is_no_bucket(
     plain = EventAggregate("nps_response", Agg.COUNT, D0, D0 + DAY, None)
     assert exclusions(events, plain) == [(D0, {}, 5, ())]
     assert exclusions(events, EventAggregate("none", Agg.COUNT, D0, D0 + DAY)) == []
+
+
+def keyed(b: Backend) -> None:
+    """Six `plan` events on one day: an entity or none, a customer property or none."""
+    b.write(
+        Event("plan", D0 + HOUR, "u1", 10.0, {"customer": "c1"}),
+        Event("plan", D0 + 2 * HOUR, "", 20.0, {"customer": "c2"}),
+        Event("plan", D0 + 3 * HOUR, "u3", 30.0, {"customer": ""}),
+        Event("plan", D0 + 4 * HOUR, "u4", 40.0),
+        Event("plan", D0 + 5 * HOUR, "u5", 50.0, {"customer": None}),
+        Event("plan", D0 + 6 * HOUR, "u6", None, {"customer": "c6"}),
+    )
+
+
+def test_an_event_without_the_entity_key_is_left_out_as_missing(events: Backend) -> None:
+    keyed(events)
+    q = EventAggregate("plan", Agg.COUNT, D0, D0 + DAY, key=EntityKey())
+    assert [(c.reason.value, c.field) for c in exclusion_checks(q)] == [
+        ("missing_property", "entity")
+    ]
+    assert exclusions(events, q) == [(D0, {}, 6, (1,))]  # the event with entity ""
+    assert buckets(events, q) == [(D0, {}, 5.0, 5)]
+
+
+def test_an_event_without_the_key_property_is_left_out_before_its_value(events: Backend) -> None:
+    keyed(events)
+    q = EventAggregate("plan", Agg.SUM, D0, D0 + DAY, key=EntityKey("customer"))
+    assert [(c.reason.value, c.field) for c in exclusion_checks(q)] == [
+        ("missing_property", "props.customer"),
+        ("missing_property", "value"),
+    ]
+    # "" / missing / JSON null customer: three without the key; u6 has the key but no value
+    assert exclusions(events, q) == [(D0, {}, 6, (3, 1))]
+    assert buckets(events, q) == [(D0, {}, 30.0, 2)]
