@@ -5,15 +5,16 @@ from __future__ import annotations
 from functools import partial
 from pathlib import Path
 
-from opsmetrics.catalog.dashboards import dashboard_problems
+from opsmetrics.catalog.dashboards import read_dashboards
 from opsmetrics.catalog.experiments import experiment_problems
 from opsmetrics.catalog.initiatives import read_initiatives
 from opsmetrics.catalog.kpi_alert_files import read_kpi_alert_rules
 from opsmetrics.catalog.kpis import read_catalog
-from opsmetrics.catalog.notify import load_notify
+from opsmetrics.catalog.notify import NotifyConfig, load_notify
 from opsmetrics.catalog.probes import FILE as PROBES_FILE
 from opsmetrics.catalog.probes import load_probes_config
 from opsmetrics.catalog.protocols import read_protocols
+from opsmetrics.catalog.reports import References, read_reports
 from opsmetrics.catalog.retention import FILE as RETENTION_FILE
 from opsmetrics.catalog.retention import load_retention
 from opsmetrics.catalog.rules import load_rule_file, rule_files
@@ -40,11 +41,21 @@ def validate_config_dir(config_dir: Path) -> list[str]:
     catalog, found = read_catalog(config_dir)
     problems += found
     problems += read_kpi_alert_rules(catalog, config_dir)[1]
-    problems += dashboard_problems(config_dir, catalog)
+    dashboards, found = read_dashboards(config_dir, catalog)
+    problems += found
     problems += experiment_problems(config_dir)
     problems += read_protocols(config_dir, catalog.names())[1]
     problems += read_initiatives(config_dir, set(catalog.names()))[1]
+    problems += read_reports(config_dir, References(catalog, dashboards, _notify(config_dir)))[1]
     return problems
+
+
+def _notify(config_dir: Path) -> NotifyConfig | None:
+    """notify.yaml for checking report channels; None when it has problems of its own."""
+    try:
+        return load_notify(config_dir)
+    except ConfigError:
+        return None
 
 
 def _problems(load: object) -> list[str]:
