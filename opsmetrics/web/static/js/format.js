@@ -1,118 +1,16 @@
-// Value formatting by KPI unit, in one place: percent, currency, count, ms, ratio, score…
-const STATUS_TEXT = { ok: "On target", warning: "Warning", critical: "Critical", unknown: "No data" };
+// Value formatting by KPI unit (value_format.js, shared with the report renderer) and the
+// status badge that pages put in the DOM.
+import { knownStatus, statusText } from "./value_format.js";
 
-// Making an Intl formatter costs far more than using one: one per set of options, kept.
-const formatters = new Map();
-
-function formatter(options) {
-  const key = JSON.stringify(options);
-  let found = formatters.get(key);
-  if (!found) {
-    found = new Intl.NumberFormat(undefined, options);
-    formatters.set(key, found);
-  }
-  return found;
-}
-
-function number(value, digits) {
-  return formatter({ maximumFractionDigits: digits, minimumFractionDigits: 0 }).format(value);
-}
-
-function compact(value, digits = 1) {
-  if (Math.abs(value) < 10000) return number(value, Math.abs(value) < 10 ? 2 : digits);
-  return formatter({ notation: "compact", maximumFractionDigits: digits }).format(value);
-}
-
-function duration(ms) {
-  const a = Math.abs(ms);
-  if (a < 1) return `${number(ms * 1000, 0)} µs`;
-  if (a < 1000) return `${number(ms, a < 10 ? 2 : 0)} ms`;
-  if (a < 60000) return `${number(ms / 1000, 2)} s`;
-  if (a < 3600000) return `${number(ms / 60000, 1)} min`;
-  return `${number(ms / 3600000, 1)} h`;
-}
-
-const FORMATTERS = {
-  percent: (v, o) => `${number(v * 100, o.decimals ?? (Math.abs(v) < 0.1 ? 2 : 1))} %`,
-  ratio: (v, o) => number(v, o.decimals ?? 2),
-  score: (v, o) => number(v, o.decimals ?? 1),
-  count: (v, o) => (o.decimals != null ? number(v, o.decimals) : compact(v)),
-  ms: (v) => duration(v),
-  seconds: (v) => duration(v * 1000),
-  s: (v) => duration(v * 1000),
-  per_second: (v) => `${compact(v)}/s`,
-  bytes: (v) => {
-    const units = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let i = 0;
-    while (Math.abs(v) >= 1024 && i < units.length - 1) { v /= 1024; i += 1; }
-    return `${number(v, 1)} ${units[i]}`;
-  },
-  currency: (v, o) => {
-    const digits = o.decimals ?? (Math.abs(v) >= 1000 ? 0 : 2);
-    if (!o.currency) return compact(v, digits);
-    const notation = Math.abs(v) >= 1e6 ? "compact" : "standard";
-    return formatter({
-      style: "currency", currency: o.currency, notation, maximumFractionDigits: digits,
-      minimumFractionDigits: 0,
-    }).format(v);
-  },
-};
-
-/** A value for people: `formatValue(0.0345, "percent")` → "3.45 %". */
-export function formatValue(value, unit, options = {}) {
-  if (value === null || value === undefined || Number.isNaN(value)) return "–";
-  if (!Number.isFinite(value)) return value > 0 ? "+∞" : "−∞";
-  const fmt = FORMATTERS[unit];
-  if (fmt) return fmt(value, options);
-  const text = compact(value);
-  return unit ? `${text} ${unit}` : text;
-}
-
-/** A relative change: 0.052 → "+5.2 %". */
-export function formatChange(change) {
-  if (change === null || change === undefined || !Number.isFinite(change)) return "–";
-  const sign = change > 0 ? "+" : change < 0 ? "−" : "±";
-  return `${sign}${number(Math.abs(change) * 100, 1)} %`;
-}
-
-export function statusText(status, text) {
-  return text || STATUS_TEXT[status] || STATUS_TEXT.unknown;
-}
-
-/** The words for a KPI's status: "OK" rather than "On target" when it has no target. */
-export function kpiStatusText(kpi, status) {
-  const t = kpi.thresholds || {};
-  const judged = kpi.target != null || t.warning != null || t.critical != null;
-  return status === "ok" && !judged ? "OK" : null;
-}
+export {
+  axisFormatter, formatChange, formatTime, formatValue, kpiStatusText, statusText,
+} from "./value_format.js";
 
 /** A status badge: colour AND words, never colour alone. */
 export function statusBadge(status, text) {
   const el = document.createElement("span");
-  const known = status in STATUS_TEXT ? status : "unknown";
+  const known = knownStatus(status);
   el.className = `status status-${known}`;
   el.textContent = statusText(known, text);
   return el;
-}
-
-let timeFormat = null; // made on first use: a date formatter loads time zone data
-
-export function formatTime(ms) {
-  if (ms === null || ms === undefined) return "–";
-  timeFormat ??= new Intl.DateTimeFormat(undefined, {
-    year: "numeric", month: "short", day: "numeric", hour: "2-digit", minute: "2-digit",
-  });
-  return timeFormat.format(new Date(ms));
-}
-
-
-/** Axis labels: short, by unit, with enough digits to tell ticks apart. */
-export function axisFormatter(unit, options = {}) {
-  return (v) => {
-    if (Math.abs(v) >= 10000 && (unit === "currency" || unit === "count" || !FORMATTERS[unit])) {
-      const text = formatter({ notation: "compact", maximumSignificantDigits: 3 }).format(v);
-      return unit === "currency" && options.currency ? `${text} ${options.currency}` : text;
-    }
-    return formatValue(v, unit, { ...options, decimals: undefined });
-  };
 }
