@@ -82,11 +82,16 @@ def test_the_scheduler_queries_latest_unfinished_and_first_sight(
         store.update_report_run(
             dataclasses.replace(old, status=RunStatus.SENT, finished_ms=T0 + HOUR)
         )
+        manual = run("daily", T0 + 48 * HOUR, Trigger.MANUAL)
+        assert store.claim_report_run(manual, [])
         latest = store.latest_report_runs(["daily", "hourly", "none"])
         assert {k: v.run_id for k, v in latest.items()} == {
-            "daily": new.run_id, "hourly": other.run_id}  # fmt: skip
-        assert [r.run_id for r in store.report_runs("daily", 10)] == [new.run_id, old.run_id]
-        assert [r.run_id for r in store.report_runs("daily", 1)] == [new.run_id]
+            "daily": manual.run_id, "hourly": other.run_id}  # fmt: skip
+        scheduled = store.latest_report_runs(["daily"], Trigger.SCHEDULE)
+        assert {k: v.run_id for k, v in scheduled.items()} == {"daily": new.run_id}
+        assert [r.run_id for r in store.report_runs("daily", 10)] == [
+            manual.run_id, new.run_id, old.run_id]  # fmt: skip
+        assert [r.run_id for r in store.report_runs("daily", 1)] == [manual.run_id]
         # Due: a channel whose next attempt has come; not a finished run, not a future retry.
         assert [r.run_id for r in store.unfinished_report_runs(T0 + 10)] == [other.run_id]
         due_later = T0 + 24 * HOUR + 10

@@ -23,6 +23,13 @@ class DeliveryStatus(enum.Enum):
     PENDING = "pending"
     SENT = "sent"
     FAILED = "failed"
+    #: Not sent: the channel's URL or secret comes from an environment variable that is unset
+    #: (as alert notifications skip such a channel).
+    SKIPPED = "skipped"
+
+    @property
+    def done(self) -> bool:
+        return self in (DeliveryStatus.SENT, DeliveryStatus.SKIPPED)
 
 
 class RunStatus(enum.Enum):
@@ -95,8 +102,10 @@ class ReportStore(Protocol):
         """The report's newest runs first (by slot, then claim time)."""
         ...
 
-    def latest_report_runs(self, reports: Sequence[str]) -> dict[str, ReportRun]:
-        """The newest run (by slot) of each report that has one."""
+    def latest_report_runs(
+        self, reports: Sequence[str], trigger: Trigger | None = None
+    ) -> dict[str, ReportRun]:
+        """The newest run (by slot) of each report that has one (of that trigger if given)."""
         ...
 
     def unfinished_report_runs(self, now_ms: int) -> list[ReportRun]:

@@ -12,6 +12,7 @@ from opsmetrics.storage.report_records import (
     RUN_COLUMNS,
     ReportDelivery,
     ReportRun,
+    Trigger,
     delivery_from_row,
     delivery_row,
     run_from_row,
@@ -75,7 +76,8 @@ _UNFINISHED = f"""
     ORDER BY slot_ms, run_id
 """
 _LATEST = f"""
-    SELECT {RUN_COLUMNS} FROM report_runs WHERE list_contains(?, report)
+    SELECT {RUN_COLUMNS} FROM report_runs
+    WHERE list_contains(?, report) AND (?::VARCHAR IS NULL OR trigger = ?)
     QUALIFY row_number() OVER (PARTITION BY report ORDER BY slot_ms DESC, claimed_ms DESC) = 1
 """
 
@@ -146,10 +148,12 @@ class ReportTables:
         rows = self._cursor().execute(sql, [report, limit]).fetchall()
         return [run_from_row(row) for row in rows]
 
-    def latest_report_runs(self, reports: Sequence[str]) -> dict[str, ReportRun]:
+    def latest_report_runs(
+        self, reports: Sequence[str], trigger: Trigger | None = None
+    ) -> dict[str, ReportRun]:
         if not reports:
             return {}
-        rows = self._cursor().execute(_LATEST, [list(reports)]).fetchall()
+        rows = self._cursor().execute(_LATEST, [list(reports), *_trigger(trigger)]).fetchall()
         runs = [run_from_row(row) for row in rows]
         return {r.report: r for r in runs}
 
@@ -172,3 +176,8 @@ class ReportTables:
 
 def _marks(n: int) -> str:
     return ", ".join(["?"] * n)
+
+
+def _trigger(trigger: Trigger | None) -> list[str | None]:
+    value = None if trigger is None else trigger.value
+    return [value, value]

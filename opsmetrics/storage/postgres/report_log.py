@@ -11,6 +11,7 @@ from opsmetrics.storage.report_records import (
     RUN_COLUMNS,
     ReportDelivery,
     ReportRun,
+    Trigger,
     delivery_from_row,
     delivery_row,
     run_from_row,
@@ -74,7 +75,8 @@ _UNFINISHED = f"""
     ORDER BY slot_ms, run_id
 """
 _LATEST = f"""
-    SELECT DISTINCT ON (report) {RUN_COLUMNS} FROM report_runs WHERE report = ANY(%s)
+    SELECT DISTINCT ON (report) {RUN_COLUMNS} FROM report_runs
+    WHERE report = ANY(%s) AND (%s::text IS NULL OR trigger = %s)
     ORDER BY report, slot_ms DESC, claimed_ms DESC
 """
 _SINCE = """
@@ -150,11 +152,13 @@ class ReportLog:
             rows = conn.execute(sql, [report, limit]).fetchall()
         return [run_from_row(row) for row in rows]
 
-    def latest_report_runs(self, reports: Sequence[str]) -> dict[str, ReportRun]:
+    def latest_report_runs(
+        self, reports: Sequence[str], trigger: Trigger | None = None
+    ) -> dict[str, ReportRun]:
         if not reports:
             return {}
         with self._db.connection() as conn:
-            rows = conn.execute(_LATEST, [list(reports)]).fetchall()
+            rows = conn.execute(_LATEST, [list(reports), *_trigger(trigger)]).fetchall()
         runs = [run_from_row(row) for row in rows]
         return {r.report: r for r in runs}
 
@@ -172,3 +176,8 @@ class ReportLog:
 
 def _marks(n: int) -> str:
     return ", ".join(["%s"] * n)
+
+
+def _trigger(trigger: Trigger | None) -> list[str | None]:
+    value = None if trigger is None else trigger.value
+    return [value, value]
