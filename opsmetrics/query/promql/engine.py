@@ -23,6 +23,7 @@ from opsmetrics.query.promql.nodes import (
     parse_expr,
     unwrap_parens,
 )
+from opsmetrics.query.promql.reads import SeriesReader
 from opsmetrics.query.promql.rollup_eval import try_rollups
 from opsmetrics.query.promql.selection import instant_selector, range_selector, selector_times
 from opsmetrics.query.promql.values import (
@@ -37,7 +38,6 @@ from opsmetrics.query.promql.values import (
     Value,
 )
 from opsmetrics.query.promql.vectors import merge_same_labels, without_name
-from opsmetrics.storage.base import Storage
 
 __all__ = ["evaluate", "evaluate_instant", "evaluate_range", "parse_expr"]
 
@@ -46,7 +46,7 @@ DEFAULT_SUBQUERY_STEP_MS = 60_000
 
 
 def evaluate_range(
-    storage: Storage,
+    storage: SeriesReader,
     expr: str,
     start_ms: int,
     end_ms: int,
@@ -90,7 +90,7 @@ def evaluate_range(
 
 
 def evaluate_instant(
-    storage: Storage,
+    storage: SeriesReader,
     expr: str,
     at_ms: int,
     *,

@@ -16,7 +16,7 @@ import promql_parser as pp
 
 from opsmetrics.errors import BadDataError, UserError
 from opsmetrics.model import METRIC_NAME, Float64Array, Int64Array, Labels
-from opsmetrics.storage.base import Storage
+from opsmetrics.query.promql.reads import SeriesReader
 
 BoolArray = npt.NDArray[np.bool_]
 LOOKBACK_MS = 5 * 60_000
@@ -104,7 +104,7 @@ Value = InstantVector | RangeVector | Scalar | StringValue
 
 @dataclass(slots=True)
 class EvalContext:
-    storage: Storage
+    storage: SeriesReader
     steps: Int64Array  # evaluation timestamps, ms
     start_ms: int
     end_ms: int
