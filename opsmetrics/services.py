@@ -12,6 +12,11 @@ from opsmetrics.catalog.kpi_versions import record_versions
 from opsmetrics.catalog.kpis import Catalog, load_catalog
 from opsmetrics.catalog.retention import load_retention
 from opsmetrics.clock import Clock
+from opsmetrics.ingest.archive_hook import (
+    RetentionArchiver,
+    archived_maintenance,
+    retention_archiver,
+)
 from opsmetrics.ingest.pipeline import Ingestor, maintenance_task
 from opsmetrics.settings import Settings
 from opsmetrics.storage.base import RetentionPolicy, Storage
@@ -34,9 +39,17 @@ class Services:
     alerting_lease: Lease
     maintenance_lease: Lease
     dashboards: DashboardSet = field(default_factory=lambda: DashboardSet({}))
+    #: Archives what retention would delete, first (OPSMETRICS_ARCHIVE_BEFORE_RETENTION).
+    archiver: RetentionArchiver | None = None
 
     def run_maintenance(self) -> None:
         """Compact closed partitions and apply retention, on the writer thread."""
+        if self.archiver is not None:
+            archiver = self.archiver
+            self.ingestor.run_maintenance(
+                lambda: archived_maintenance(self.storage, self.clock, self.retention, archiver)
+            )
+            return
         self.ingestor.run_maintenance(maintenance_task(self.storage, self.clock, self.retention))
 
     def close(self) -> None:
@@ -53,6 +66,11 @@ def open_services(settings: Settings, clock: Clock) -> Services:
     storage = open_stores(settings, clock)
     record_versions(catalog, storage, clock.now_ms())
     telemetry = Telemetry()
+    try:
+        archiver = retention_archiver(settings, storage, telemetry.registry)
+    except BaseException:
+        storage.close()
+        raise
     ingestor = Ingestor(storage, clock, settings.limits, telemetry)
     ingestor.start()
     holder = settings.node_name or f"{socket.gethostname()}:{os.getpid()}"
@@ -69,4 +87,5 @@ def open_services(settings: Settings, clock: Clock) -> Services:
         dashboards=dashboards,
         alerting_lease=Lease(shared, clock, "alerting", holder),
         maintenance_lease=Lease(shared, clock, "maintenance", holder),
+        archiver=archiver,
     )

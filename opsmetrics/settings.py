@@ -79,6 +79,10 @@ class Settings:
     collect_host: bool = False
     collect_host_interval_ms: int = 15_000
     log_level: str = "info"
+    #: Where retention's archives go, and whether retention archives before it deletes
+    #: (ingest/archive_hook.py; docs/operations.md "Archive and restore").
+    archive_dir: Path | None = None
+    archive_before_retention: bool = False
     limits: Limits = field(default_factory=Limits)
 
     @staticmethod
@@ -118,9 +122,9 @@ def _read(cls: type, env: Mapping[str, str], prefix: str, skip: set[str]) -> dic
 def _convert(key: str, name: str, raw: str) -> Any:
     if name.endswith("_ms"):
         return parse_duration_ms(raw, field=key)
-    if name == "collect_host":
+    if name in ("collect_host", "archive_before_retention"):
         return _flag(key, raw)
-    if name in ("data_dir", "config_dir"):
+    if name in ("data_dir", "config_dir", "archive_dir"):
         return Path(raw)
     if name == "port" or name.startswith(("max_", "min_")) or name.endswith(("_requests", "_rows")):
         try:

@@ -68,6 +68,11 @@ def _encoded_sql(width_ms: int) -> str:
     )
 
 
+def encoded_sql(width_ms: int) -> str:
+    """`_encoded_sql`, for rows restored from an archive (storage/duckdb/archive.py)."""
+    return _encoded_sql(width_ms)
+
+
 def _decoded_sql(width_ms: int) -> str:
     """The aggregates back from the stored columns: the inverse of `_encoded_sql`."""
     bucket = f"bidx * {int(width_ms)}"
