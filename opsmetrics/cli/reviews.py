@@ -1,6 +1,6 @@
 """`opsmetrics kpi review NAME`, `opsmetrics kpi reviews [--owner]` and `opsmetrics hygiene`:
 owners' reviews and the hygiene report of the running server, over its API
-(docs/reports.md, Reviews and hygiene)."""
+(docs/reviews.md)."""
 
 from __future__ import annotations
 

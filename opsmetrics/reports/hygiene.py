@@ -1,5 +1,5 @@
 """The hygiene report: what in the definitions and the alerting needs care, each line with the
-fix to make (docs/reports.md, Reviews and hygiene).
+fix to make (docs/reviews.md).
 
 - noisy alerts, from the week's incident timelines (reports/hygiene_alerts.py);
 - KPIs never reviewed, KPIs whose review is overdue (reports/reviews.py), KPIs that no

@@ -75,17 +75,17 @@ def silent_findings(sources: Iterable[SourceActivity], now_ms: int) -> list[Find
 
 
 def _finding(s: SourceActivity, now_ms: int) -> Finding:
-    quiet, usual = _hours(s.silent_for(now_ms)), _hours(s.cadence_ms)
+    quiet, usual = _hours(s.silent_for(now_ms)), _every(s.cadence_ms)
     since = rfc3339(s.last_ms)
     if s.kind == "events":
         return Finding("source", "silent_events", s.name,
-            f"no `{s.name}` events for {quiet} (since {since}); usually every {usual}",
+            f"no `{s.name}` events for {quiet} (since {since}); usually {usual}",
             f"check the sender of `{s.name}` events (its SDK key, its job, the ingest log): "
-            f"none arrived for {quiet}, where one came every {usual}")  # fmt: skip
+            f"none arrived for {quiet}, where they came {usual}")  # fmt: skip
     return Finding("source", "silent_metric", s.name,
-        f"no `{s.name}` samples for {quiet} (since {since}); usually every {usual}",
+        f"no `{s.name}` samples for {quiet} (since {since}); usually {usual}",
         f"check the scrape target or pusher of `{s.name}` (scrape.yaml, its exporter): "
-        f"no samples for {quiet}, where they came every {usual}")  # fmt: skip
+        f"no samples for {quiet}, where they came {usual}")  # fmt: skip
 
 
 def _hours(ms: int) -> str:
@@ -93,3 +93,8 @@ def _hours(ms: int) -> str:
     if hours >= 48:
         return f"{hours / 24:.0f} days"
     return f"{hours:.0f} h" if hours >= 1.5 else "an hour"
+
+
+def _every(ms: int) -> str:
+    """"every hour", "every 6 h", "every 2 days"."""
+    return "every hour" if ms < 1.5 * HOUR_MS else f"every {_hours(ms)}"

@@ -1,5 +1,5 @@
 """Owners' review cycles: from each KPI's `owner` and `cadence`, the review list as of an
-instant (docs/reports.md, Reviews and hygiene).
+instant (docs/reviews.md).
 
 A KPI falls due one cadence period (a day, a week, a calendar month or quarter) after its last
 review; a KPI never reviewed counts from its first recorded definition version. It is

@@ -1,5 +1,5 @@
-"""KPI reviews: an owner's note that a KPI was looked at (docs/reports.md, Reviews and
-hygiene), and the store protocol that holds them."""
+"""KPI reviews: an owner's note that a KPI was looked at (docs/reviews.md), and the store
+protocol that holds them."""
 
 from __future__ import annotations
 

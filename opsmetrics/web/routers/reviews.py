@@ -1,4 +1,4 @@
-"""Owners' KPI reviews and the hygiene report over HTTP (docs/reports.md, Reviews and hygiene):
+"""Owners' KPI reviews and the hygiene report over HTTP (docs/reviews.md):
 
 POST /api/v1/kpis/{name}/reviews   mark a KPI reviewed: {"author": …, "note": …} (scope ingest)
 GET  /api/v1/kpis/{name}/reviews   its review standing and its reviews, newest first

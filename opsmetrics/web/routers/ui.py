@@ -123,6 +123,11 @@ async def alerts(request: Request) -> Response:
     return _page(request, "alerts.html", "Alerts", "alerts")
 
 
+@router.get("/hygiene", response_class=HTMLResponse)
+async def hygiene(request: Request) -> Response:
+    return _page(request, "hygiene.html", "Hygiene", "hygiene")
+
+
 @router.get("/explore", response_class=HTMLResponse)
 async def explore(request: Request) -> Response:
     return _page(request, "explore.html", "Explore", "explore")

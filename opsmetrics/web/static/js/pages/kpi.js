@@ -1,6 +1,6 @@
 // /kpis/{name}: definition, lineage, versions, values with target and thresholds, comparison
-// with the previous period, breakdown by dimension, related alerts.
-import { getJSON } from "../api.js";
+// with the previous period, breakdown by dimension, related alerts, the owner's review.
+import { getJSON, postJSON } from "../api.js";
 import * as charts from "../charts.js";
 import { el, setupRefresh, showError } from "../common.js";
 import { formatChange, formatTime, formatValue, kpiStatusText, statusBadge } from "../format.js";
@@ -156,6 +156,46 @@ async function relatedAlerts() {
   ])), el("p", {}, el("a", { href: withRange("/alerts"), "data-keep-range": true }, "All alerts")));
 }
 
+// The owner's review cycle (docs/reviews.md): standing, last review, history, the form.
+const REVIEW_STATUS = { reviewed: "ok", due: "warning", overdue: "critical" };
+
+async function review() {
+  const r = await getJSON(`${base}/reviews`);
+  const last = r.last_review;
+  const rows = [
+    ["Owner", r.owner], ["Cadence", r.cadence],
+    ["Standing", el("span", { class: `status status-${REVIEW_STATUS[r.state] || "unknown"}`, "data-review": r.state }, r.standing)],
+    ["Next due", r.due ? formatTime(Date.parse(r.due)) : "now"],
+    ["Last review", last ? `${formatTime(Date.parse(last.reviewed))} by ${last.author}` : "never"],
+    ["Note", last?.note || "–"],
+  ];
+  const history = r.reviews.slice(1, 6).map((x) => el("li", {},
+    `${formatTime(Date.parse(x.reviewed))} · ${x.author}${x.note ? `: ${x.note}` : ""}`));
+  const parts = [
+    el("dl", { class: "deflist", id: "kpi-review-standing" }, rows.flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v ?? "–")])),
+    r.flags.length ? el("p", { class: "muted" }, `Listed for review: ${r.flags.join(", ")}. ${r.todo}`) : null,
+    history.length ? el("details", {}, el("summary", {}, "Earlier reviews"), el("ul", {}, history)) : null];
+  document.getElementById("kpi-review").replaceChildren(...parts.filter(Boolean));
+}
+
+async function submitReview(event) {
+  event.preventDefault();
+  const form = event.target;
+  const result = document.getElementById("kpi-review-result");
+  const button = form.querySelector("button[type=submit]");
+  button.disabled = true;
+  try {
+    await postJSON(`${base}/reviews`, { author: form.elements.author.value.trim(), note: form.elements.note.value.trim() });
+    form.elements.note.value = "";
+    result.textContent = "Marked reviewed.";
+    await review();
+  } catch (err) {
+    result.textContent = `Could not mark it reviewed: ${err.message}`;
+  } finally {
+    button.disabled = false;
+  }
+}
+
 async function loadSeries() {
   const [series, marks] = await Promise.all([
     getJSON(`${base}/series`, rangeParams({ compare: "previous" })), initiativeMarks()]);
@@ -166,7 +206,7 @@ async function loadSeries() {
 }
 
 async function load() {
-  const jobs = [loadSeries(), breakdown(), relatedAlerts(), versions()];
+  const jobs = [loadSeries(), breakdown(), relatedAlerts(), versions(), review()];
   const results = await Promise.allSettled(jobs);
   showError(results.filter((r) => r.status === "rejected").map((r) => r.reason.message).join("\n"));
   refreshLinks(root);
@@ -184,6 +224,7 @@ async function start() {
   definitionList();
   lineage();
   window.addEventListener("rangechange", load);
+  document.getElementById("kpi-review-form").addEventListener("submit", submitReview);
   setupRefresh(0, load);
   await load();
 }

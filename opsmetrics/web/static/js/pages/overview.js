@@ -1,4 +1,5 @@
-// /: every KPI by level with status, owner, value against target and a small trend; dashboards.
+// /: every KPI by level with status, owner, value against target and a small trend, a marker
+// on the KPIs due or overdue for their owner's review; dashboards.
 import { getJSON } from "../api.js";
 import { el, setupRefresh, showError } from "../common.js";
 import { formatValue, kpiStatusText, statusBadge } from "../format.js";
@@ -62,6 +63,20 @@ async function pool(jobs, size) {
   await Promise.all(Array.from({ length: size }, worker));
 }
 
+// The review list (GET /api/v1/reviews): a marker on each tile whose review is due or overdue.
+async function markReviews() {
+  const list = await getJSON("/api/v1/reviews");
+  for (const group of list.owners) {
+    for (const k of group.kpis) {
+      if (k.state === "reviewed") continue;
+      const meta = levelsBox.querySelector(`[data-kpi="${CSS.escape(k.kpi)}"] .metric-meta`);
+      meta?.append(el("a", { class: `status status-${k.state === "overdue" ? "critical" : "warning"}`,
+        href: withRange(`/kpis/${encodeURIComponent(k.kpi)}#kpi-review-card`), "data-review": k.state,
+        title: `${k.standing}. ${k.todo}` }, k.state === "overdue" ? `Review ${k.standing}` : "Review due"));
+    }
+  }
+}
+
 async function loadKpis() {
   const kpis = await getJSON("/api/v1/kpis");
   const groups = new Map(LEVELS.map(([key]) => [key, []]));
@@ -85,7 +100,7 @@ async function loadKpis() {
       el("h2", {}, `${label} (${list.length})`), box));
   }
   levelsBox.replaceChildren(...(parts.length ? parts : [el("p", { class: "muted" }, "No KPIs defined.")]));
-  await pool(jobs, PARALLEL);
+  await Promise.all([pool(jobs, PARALLEL), markReviews()]);
 }
 
 async function loadDashboards() {
