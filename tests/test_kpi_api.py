@@ -336,7 +336,16 @@ JUNE = {"from": "2024-06-01T00:00:00Z", "to": "2024-06-04T00:00:00Z"}
 
 def test_series_answers_in_the_documented_shape(api: Api) -> None:
     data = series(api, "orders", **JUNE)
-    assert set(data) == {"kpi", "grain", "tz", "version", "freshness", "points", "meta"}
+    assert set(data) == {
+        "kpi",
+        "grain",
+        "tz",
+        "version",
+        "freshness",
+        "points",
+        "meta",
+        "stale_sources",
+    }
     assert (data["kpi"], data["grain"], data["tz"], data["version"]) == ("orders", "day", "UTC", 1)
     assert data["freshness"] == "2024-06-02T01:56:40Z"  # the newest purchase: D2 + 7,000 s
     point_keys = {"t", "value", "target", "status", "compare", "change", "attainment"}

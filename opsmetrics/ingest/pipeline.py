@@ -292,6 +292,8 @@ class Ingestor:
             self._fail_all(accepted, StorageUnavailableError(f"write failed: {exc}"))
             return
         self._record(accepted, time.perf_counter() - started)
+        for name, n in merged.duplicate_events.items():
+            self._telemetry.duplicate_events.labels(name).inc(n)
 
     def _fail_all(
         self, accepted: list[tuple[_Pending, WriteBatch, int]], exc: OpsMetricsError

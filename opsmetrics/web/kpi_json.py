@@ -10,6 +10,7 @@ import math
 from datetime import UTC, date, datetime
 from typing import Any
 
+from opsmetrics.analysis.quality import SourceReport, stale_note
 from opsmetrics.catalog.kpi_lineage import Lineage
 from opsmetrics.catalog.kpi_model import FORMULA_KEYS, KpiDefinition, Target
 from opsmetrics.query.kpi import KpiPoint, KpiSeries
@@ -169,3 +170,16 @@ def series_json(series: KpiSeries) -> dict[str, Any]:
         "points": [point_json(p) for p in series.points],
         "meta": {"excluded": excluded_json(series.excluded)},
     }
+
+
+def stale_json(stale: list[SourceReport]) -> list[dict[str, Any]]:
+    """The stale sources a KPI reads: its value is not current (analysis/quality.py)."""
+    return [
+        {
+            "source": s.id,
+            "since": rfc3339(s.stale_since_ms or 0),
+            "last_seen": rfc3339(s.last_seen_ms) if s.last_seen_ms is not None else None,
+            "note": stale_note(s),
+        }
+        for s in stale
+    ]

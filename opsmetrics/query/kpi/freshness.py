@@ -13,7 +13,7 @@ from opsmetrics.storage.base import Storage
 
 
 def newest_input_ms(storage: Storage, catalog: Catalog, kpi: KpiDefinition) -> int | None:
-    leaves = _leaves(catalog, kpi)
+    leaves = leaf_inputs(catalog, kpi)
     events = sorted({i.name for _, i in leaves if i.kind is InputKind.EVENT})
     found = [storage.newest_event_ms(events)]
     found += [_newest_series_ms(storage, i.name) for _, i in leaves if i.kind is InputKind.SERIES]
@@ -23,7 +23,7 @@ def newest_input_ms(storage: Storage, catalog: Catalog, kpi: KpiDefinition) -> i
     return max(known) if known else None
 
 
-def _leaves(catalog: Catalog, kpi: KpiDefinition) -> list[tuple[str, LineageInput]]:
+def leaf_inputs(catalog: Catalog, kpi: KpiDefinition) -> list[tuple[str, LineageInput]]:
     """(owning KPI, input) for every input that is not another KPI, transitively."""
     out: list[tuple[str, LineageInput]] = []
     seen: set[str] = set()

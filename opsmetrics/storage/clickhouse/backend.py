@@ -38,7 +38,7 @@ from opsmetrics.storage.base import (
     WriteBatch,
 )
 from opsmetrics.storage.clickhouse import partitions as parts
-from opsmetrics.storage.clickhouse import rollups, samples
+from opsmetrics.storage.clickhouse import quality_queries, rollups, samples
 from opsmetrics.storage.clickhouse.connect import ClickHouse
 from opsmetrics.storage.clickhouse.ddl import rollups_table, ttl_statements
 from opsmetrics.storage.clickhouse.events import ClickHouseEvents
@@ -49,6 +49,7 @@ from opsmetrics.storage.clickhouse.series import (
     matcher_sql,
     rows_to_series,
 )
+from opsmetrics.storage.quality_records import NameCount
 from opsmetrics.storage.series_id import series_id
 
 
@@ -72,6 +73,9 @@ class ClickHouseStorage(ClickHouseEvents):
 
     def close(self) -> None:
         self._ch.close()
+
+    def sample_counts(self, start_ms: int, end_ms: int, width_ms: int) -> list[NameCount]:
+        return quality_queries.sample_counts(self._ch.client, start_ms, end_ms, width_ms)
 
     # --- series -------------------------------------------------------------------------
     def lookup_series(self, labels: Sequence[Labels]) -> list[int | None]:

@@ -28,6 +28,7 @@ from opsmetrics.storage.clickhouse.event_rows import (
     event_columns,
 )
 from opsmetrics.storage.clickhouse.event_sql import EVENTS, MS, Params
+from opsmetrics.storage.clickhouse.quality_queries import EventQualityReads
 from opsmetrics.storage.event_records import (
     DAY_MS,
     Bucket,
@@ -58,7 +59,7 @@ from opsmetrics.storage.sql_sources import file_function_refusal
 Row = Sequence[Any]
 
 
-class ClickHouseEvents:
+class ClickHouseEvents(EventQualityReads):
     """EventStore over one ClickHouse database (clickhouse-connect client)."""
 
     #: The limits of `sql:` KPI queries.

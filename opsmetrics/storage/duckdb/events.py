@@ -22,23 +22,27 @@ class EventTables:
     def __init__(self, cursor: CursorFactory) -> None:
         self._event_cursor = cursor
 
-    def insert_events(self, cur: duckdb.DuckDBPyConnection, events: list[StoredEvent]) -> None:
-        """Insert events whose key is new; a retried event (same key) is ignored.
+    def insert_events(
+        self, cur: duckdb.DuckDBPyConnection, events: list[StoredEvent]
+    ) -> dict[str, int]:
+        """Insert events whose key is new; a retried event (same key) is ignored. Returns the
+        ignored ones per event name (the duplicates the data-quality monitors report).
 
         The rows go in as registered columnar arrays in one INSERT … SELECT: far faster than
         executemany, and no event field ever becomes SQL text. A NaN `value` is stored as NULL.
         """
         if not events:
-            return
+            return {}
         unique = {e.key: e.event for e in events}  # a retry inside one batch is one event
         cur.register("new_events", _event_columns(unique))
         try:
-            cur.execute(
+            stored = cur.execute(
                 "INSERT OR IGNORE INTO events "
-                "SELECT key, id, name, ts, entity, value, props FROM new_events"
-            )
+                "SELECT key, id, name, ts, entity, value, props FROM new_events RETURNING key"
+            ).fetchnumpy()["key"]
         finally:
             cur.unregister("new_events")
+        return _duplicates(events, {int(k) for k in stored})
 
     def insert_annotations(
         self, cur: duckdb.DuckDBPyConnection, annotations: list[Annotation]
@@ -112,6 +116,17 @@ class EventTables:
 
     def count_annotations(self, cur: duckdb.DuckDBPyConnection) -> int:
         return int(scalar(cur, "SELECT count(*) FROM annotations"))
+
+
+def _duplicates(events: list[StoredEvent], stored: set[int]) -> dict[str, int]:
+    """Per name, the events of the batch that did not go in (the first of a key did)."""
+    out: dict[str, int] = {}
+    for e in events:
+        if e.key in stored:
+            stored.discard(e.key)
+        else:
+            out[e.event.name] = out.get(e.event.name, 0) + 1
+    return out
 
 
 def _event_columns(events: dict[int, Event]) -> dict[str, np.ndarray]:

@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 import msgspec
 from fastapi import APIRouter, Depends, Request, Response
 
+from opsmetrics.analysis.quality_kpis import stale_for_kpi
 from opsmetrics.catalog.kpi_model import Grain, KpiDefinition, ManualFormula
 from opsmetrics.errors import BadDataError
 from opsmetrics.params import Params, parse_prom_time_ms, time_param
@@ -26,6 +27,7 @@ from opsmetrics.storage.token_records import Scope
 from opsmetrics.web import kpi_json
 from opsmetrics.web.deps import read_json_body, require, services
 from opsmetrics.web.kpi_metrics import kpi_values
+from opsmetrics.web.routers.quality import quality_report
 from opsmetrics.web.routers.read import success
 
 router = APIRouter(tags=["kpis"])
@@ -54,8 +56,11 @@ async def list_kpis(request: Request) -> Response:
     rows = {kpi.name: kpi_json.summary_json(kpi) for kpi in catalog}
     if _bool(params, "values"):
         currents = await asyncio.to_thread(kpi_values(request).all)
+        report = await quality_report(request)
         for kpi, current in currents:
             rows[kpi.name] |= kpi_json.current_json(current.point, current.error, current.excluded)
+            stale = stale_for_kpi(report, catalog, kpi)
+            rows[kpi.name]["stale_sources"] = kpi_json.stale_json(stale)
     return success(list(rows.values()))
 
 
@@ -67,7 +72,9 @@ async def show_kpi(request: Request, name: str) -> Response:
     latest = history[-1] if history else None
     # Dashboards and KPI alert rules that use this KPI appear as its dependents.
     users = [svc.dashboards, request.app.state.kpi_alerts]
-    return success(kpi_json.definition_json(kpi, svc.catalog.lineage(name, users), latest))
+    body = kpi_json.definition_json(kpi, svc.catalog.lineage(name, users), latest)
+    stale = stale_for_kpi(await quality_report(request), svc.catalog, kpi)
+    return success(body | {"stale_sources": kpi_json.stale_json(stale)})
 
 
 @router.get("/api/v1/kpis/{name}/series", dependencies=READ, summary="A KPI's values over time")
@@ -85,7 +92,8 @@ async def kpi_series(request: Request, name: str) -> Response:
             name, start, end, grain=grain, tz=tz, compare=_compare(params), by=_by(params, kpi)
         )
     )
-    return success(kpi_json.series_json(series))
+    stale = stale_for_kpi(await quality_report(request), svc.catalog, kpi)
+    return success(kpi_json.series_json(series) | {"stale_sources": kpi_json.stale_json(stale)})
 
 
 @router.get("/api/v1/kpis/{name}/versions", dependencies=READ, summary="Definition history")

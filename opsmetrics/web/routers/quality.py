@@ -1,0 +1,69 @@
+"""Data quality over HTTP (docs/sources.md, Data quality):
+
+GET /api/v1/quality   every source (event names, metrics, scrape jobs) with a status per
+                      monitor, last seen, expected freshness, KPIs reading it, and details
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter, Depends, Request, Response
+
+from opsmetrics.alerting.model import AlertHub
+from opsmetrics.alerting.quality_alerts import QualityMonitor
+from opsmetrics.analysis.quality import QualityReport, report_json
+from opsmetrics.analysis.quality_assess import QualityAssessor
+from opsmetrics.catalog.quality import load_quality_config
+from opsmetrics.catalog.scrape import load_scrape_config
+from opsmetrics.services import Services
+from opsmetrics.storage.token_records import Scope
+from opsmetrics.telemetry import Telemetry
+from opsmetrics.web.deps import require, services
+from opsmetrics.web.routers.read import success
+
+router = APIRouter(tags=["quality"])
+READ = [Depends(require(Scope.READ))]
+SCRAPE_FILE = "scrape.yaml"
+
+
+def make_monitor(svc: Services, hub: AlertHub) -> QualityMonitor:
+    """The monitors with config/quality.yaml and the scrape jobs' intervals."""
+    config_dir = svc.settings.config_dir
+    intervals: dict[str, int] = {}
+    if config_dir is not None and (config_dir / SCRAPE_FILE).exists():
+        scrape = load_scrape_config(config_dir / SCRAPE_FILE)
+        intervals = {job.job_name: scrape.interval_ms(job) for job in scrape.scrape_configs}
+    assessor = QualityAssessor(
+        svc.storage,
+        svc.catalog,
+        load_quality_config(config_dir),
+        intervals,
+        lambda: duplicates_by_name(svc.telemetry),
+    )
+    return QualityMonitor(assessor, svc.clock, svc.ingestor, hub, svc.telemetry, svc.alerting_lease)
+
+
+def duplicates_by_name(telemetry: Telemetry) -> dict[str, int]:
+    """Duplicate events this process refused since it started, per event name."""
+    return {
+        sample.labels["name"]: int(sample.value)
+        for family in telemetry.duplicate_events.collect()
+        for sample in family.samples
+        if sample.name.endswith("_total")
+    }
+
+
+def monitor(request: Request) -> QualityMonitor:
+    found: QualityMonitor = request.app.state.quality
+    return found
+
+
+async def quality_report(request: Request) -> QualityReport:
+    return await asyncio.to_thread(monitor(request).report)
+
+
+@router.get("/api/v1/quality", dependencies=READ, summary="Data quality of every source")
+async def get_quality(request: Request) -> Response:
+    services(request)  # the app is up
+    return success(report_json(await quality_report(request)))
