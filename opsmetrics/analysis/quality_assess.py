@@ -11,8 +11,8 @@ kept between passes, so each pass counts only the hours since the last.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -63,6 +63,15 @@ class _MetricSource:
     heads: dict[int, int] = field(default_factory=dict)  # series id → newest ts (data series)
 
 
+@dataclass(frozen=True, slots=True)
+class SqlSourceInfo:
+    """A SQL source of config/sources/ (catalog/sources.py): judged by its runs."""
+
+    name: str
+    interval_ms: int
+    emits: str  # the source id of what it writes: event:<name> or metric:<name>
+
+
 class HourlySampleCounts:
     """Samples per metric and hour; closed hours are counted once and kept."""
 
@@ -95,6 +104,7 @@ class QualityAssessor:
         config: QualityConfig,
         scrape_intervals: Mapping[str, int],
         duplicates: Callable[[], Mapping[str, int]],
+        sql_sources: Sequence[SqlSourceInfo] = (),
     ) -> None:
         self._storage = storage
         self._catalog = catalog
@@ -102,13 +112,38 @@ class QualityAssessor:
         self._scrape = dict(scrape_intervals)
         self._duplicates = duplicates
         self._samples = HourlySampleCounts()
+        self._sql = list(sql_sources)
 
     def assess(self, now_ms: int) -> QualityReport:
         reads = kpi_reads(self._catalog)
         hour_end = now_ms // HOUR_MS * HOUR_MS
         events = self._event_sources(now_ms, hour_end, reads)
         metrics, owners = self._metric_sources(now_ms, hour_end, reads)
-        return QualityReport(now_ms, tuple(events + metrics), owners)
+        sql = self._sql_sources(now_ms, events + metrics)
+        return QualityReport(now_ms, tuple(sql + events + metrics), owners)
+
+    # --- SQL sources ----------------------------------------------------------------------
+    def _sql_sources(self, now: int, others: list[SourceReport]) -> list[SourceReport]:
+        """Each SQL source's freshness is that of its last successful run; what it writes is
+        judged as its own source (`emits`), whose KPIs it lists."""
+        if not self._sql:
+            return []
+        runs = {r.source: r for r in self._storage.source_runs()}
+        kpis = {s.id: s.kpis for s in others}
+        out = []
+        for src in self._sql:
+            rules = self.config.rules_for(f"sql:{src.name}")
+            expected = checks.expected_freshness_ms(np.array([src.interval_ms], float), rules)
+            run = runs.get(src.name)
+            last = run.last_success_ms if run is not None else None
+            fresh = checks.freshness(last, expected, now)
+            if run is not None and run.error:
+                fresh = replace(fresh, detail=f"{fresh.detail}; last run failed: {run.error}")
+            found = _apply([fresh], rules)
+            out.append(
+                SourceReport("sql", src.name, last, expected, found, kpis.get(src.emits, ()))
+            )
+        return out
 
     # --- events ---------------------------------------------------------------------------
     def _event_sources(self, now: int, hour_end: int, reads: KpiReads) -> list[SourceReport]:

@@ -7,15 +7,17 @@ GET /api/v1/quality   every source (event names, metrics, scrape jobs) with a st
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 from fastapi import APIRouter, Depends, Request, Response
 
 from opsmetrics.alerting.model import AlertHub
 from opsmetrics.alerting.quality_alerts import QualityMonitor
 from opsmetrics.analysis.quality import QualityReport, report_json
-from opsmetrics.analysis.quality_assess import QualityAssessor
+from opsmetrics.analysis.quality_assess import QualityAssessor, SqlSourceInfo
 from opsmetrics.catalog.quality import load_quality_config
 from opsmetrics.catalog.scrape import load_scrape_config
+from opsmetrics.catalog.sources import load_sources
 from opsmetrics.services import Services
 from opsmetrics.storage.token_records import Scope
 from opsmetrics.telemetry import Telemetry
@@ -40,8 +42,21 @@ def make_monitor(svc: Services, hub: AlertHub) -> QualityMonitor:
         load_quality_config(config_dir),
         intervals,
         lambda: duplicates_by_name(svc.telemetry),
+        sql_sources(config_dir),
     )
     return QualityMonitor(assessor, svc.clock, svc.ingestor, hub, svc.telemetry, svc.alerting_lease)
+
+
+def sql_sources(config_dir: Path | None) -> list[SqlSourceInfo]:
+    """The SQL sources of config/sources/ and what each writes."""
+    out = []
+    for source in load_sources(config_dir).sources:
+        emit = source.spec.emit
+        emits = f"event:{emit.events.name}" if emit.events is not None else ""
+        if emit.samples is not None:
+            emits = f"metric:{emit.samples.metric}"
+        out.append(SqlSourceInfo(source.name, source.spec.interval, emits))
+    return out
 
 
 def duplicates_by_name(telemetry: Telemetry) -> dict[str, int]:
