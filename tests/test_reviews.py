@@ -166,6 +166,7 @@ def test_refused_reviews_name_the_field_and_store_nothing(running: Running) -> N
         ({"author": "ana", "note": "x", "extra": 1}, "unknown field `extra`"),
         ({"author": "ana", "note": 5}, "note"),
         ({"author": "ana", "note": "n" * 3000}, "note: 3000 characters"),
+        ({"author": "a\u0000b"}, "author: contains a NUL character"),
         (b"{not json", "not JSON"),
     ]
     for body, message in cases:

@@ -222,6 +222,9 @@ def new_review(
         raise BadDataError('author: must not be empty; say who reviewed the KPI ("ana")')
     if len(author) > MAX_AUTHOR_CHARS:
         raise BadDataError(f"author: {len(author)} characters; use at most {MAX_AUTHOR_CHARS}")
+    for name, text in (("author", author), ("note", note)):
+        if "\x00" in text:  # PostgreSQL text cannot hold it
+            raise BadDataError(f"{name}: contains a NUL character (\\u0000); remove it")
     if len(note) > MAX_NOTE_CHARS:
         raise BadDataError(
             f"note: {len(note)} characters; keep it under {MAX_NOTE_CHARS} (link to a document)"

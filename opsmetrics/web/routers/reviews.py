@@ -54,8 +54,14 @@ def _points(request: Request) -> reviews.PointSource:
 
 
 def _users(request: Request) -> list[DependentSource]:
-    """What may use a KPI besides other KPIs: dashboards and KPI alert rules."""
-    return [services(request).dashboards, request.app.state.kpi_alerts]
+    """What may use a KPI besides other KPIs: dashboards, KPI alert rules, and the reports
+    (catalog/reports.py ReportSet) once the services load them."""
+    svc = services(request)
+    users: list[DependentSource] = [svc.dashboards, request.app.state.kpi_alerts]
+    reports = getattr(svc, "reports", None)
+    if reports is not None:
+        users.append(reports)
+    return users
 
 
 @router.post("/api/v1/kpis/{name}/reviews", dependencies=WRITE, summary="Mark a KPI reviewed")
