@@ -1,7 +1,7 @@
 """`opsmetrics archive export|restore`: samples, events and rollups as Parquet by day.
 
-Both open the data directory themselves, so the server must be stopped (it owns the file),
-as for `opsmetrics token create`. docs/operations.md "Archive and restore" has the layout.
+Both open the data store themselves: on DuckDB the server must be stopped (it owns the file),
+as for `opsmetrics token create`. docs/archive.md has the layout and the rules.
 """
 
 from __future__ import annotations

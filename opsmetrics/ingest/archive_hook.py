@@ -114,13 +114,12 @@ def retention_archiver(
             "OPSMETRICS_ARCHIVE_BEFORE_RETENTION=1 needs OPSMETRICS_ARCHIVE_DIR: the directory "
             "the archives are written to"
         )
-    try:
-        archivable(storage)
-    except ConfigError as exc:
+    if archivable(storage).backend != "duckdb":
         raise ConfigError(
-            f"OPSMETRICS_ARCHIVE_BEFORE_RETENTION: {exc.message}. On ClickHouse retention is a "
-            "TTL the server applies itself; run `opsmetrics archive export` on a schedule"
-        ) from None
+            "OPSMETRICS_ARCHIVE_BEFORE_RETENTION works with the DuckDB data store: ClickHouse "
+            "applies retention as a TTL itself, so nothing can run before it deletes. Run "
+            "`opsmetrics archive export` on a schedule, ahead of the TTL, instead"
+        )
     settings.archive_dir.mkdir(parents=True, exist_ok=True)
     return RetentionArchiver(settings.archive_dir, registry)
 

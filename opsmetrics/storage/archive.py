@@ -112,16 +112,20 @@ class Archivable:
 
 def archivable(storage: Storage) -> Archivable:
     """The data store behind `storage`, if its backend can be archived."""
-    # Imported here: the backend's archive module imports this one.
+    # Imported here: the backends' archive modules import this one.
+    from opsmetrics.storage.clickhouse.archive import ClickHouseArchive
+    from opsmetrics.storage.clickhouse.backend import ClickHouseStorage
     from opsmetrics.storage.duckdb.archive import DuckDBArchive
     from opsmetrics.storage.duckdb.backend import DuckDBStorage
 
     data = getattr(storage, "data", storage)  # SplitStorage: the data half
     if isinstance(data, DuckDBStorage):
         return Archivable(data, DuckDBArchive(data), "duckdb")
+    if isinstance(data, ClickHouseStorage):
+        return Archivable(data, ClickHouseArchive(data), "clickhouse")
     raise ConfigError(
         f"archives are not supported by this data store ({type(data).__name__}); archive "
-        "from a DuckDB data directory (OPSMETRICS_STORAGE_URL unset or duckdb://)"
+        "from a DuckDB or ClickHouse data store"
     )
 
 
