@@ -16,13 +16,14 @@ import httpx
 import pytest
 
 from opsmetrics.clock import FakeClock
-from opsmetrics.ingest.pipeline import event_key
-from opsmetrics.model import Event
+from opsmetrics.ingest.decoded import DecodedSamples
+from opsmetrics.ingest.pipeline import WriteRequest, event_key
+from opsmetrics.model import Event, SampleBatchBuilder
 from opsmetrics.reports.hygiene import Hygiene, hygiene_table
 from opsmetrics.reports.hygiene_alerts import AlertNoise, alert_finding
 from opsmetrics.reports.hygiene_model import Finding
 from opsmetrics.services import open_services
-from opsmetrics.settings import Settings
+from opsmetrics.settings import Limits, Settings
 from opsmetrics.storage import StoredEvent, WriteBatch
 from opsmetrics.storage.review_records import KpiReview
 from opsmetrics.storage.timeline_records import TimelineEntry
@@ -100,6 +101,17 @@ def events() -> list[StoredEvent]:
     return [StoredEvent(event_key(e), e) for e in found]
 
 
+def samples() -> WriteRequest:
+    """`steady_gauge` every 15 minutes up to now, `batch_job_runs` every 15 minutes until a
+    day ago."""
+    b = SampleBatchBuilder()
+    ts = [FIXED_NOW - k * 15 * MIN for k in range(1, 4 * 24 * 4)]
+    b.add_many(b.series_index((("__name__", "steady_gauge"),)), ts, [1.0] * len(ts))
+    old = [t for t in ts if t < FIXED_NOW - DAY]
+    b.add_many(b.series_index((("__name__", "batch_job_runs"),)), old, [2.0] * len(old))
+    return WriteRequest("t", samples=DecodedSamples(b.build()))
+
+
 def write_config(root: Path) -> Path:
     config = root / "config"
     (config / "kpis").mkdir(parents=True)
@@ -113,13 +125,14 @@ def write_config(root: Path) -> Path:
 def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     root = tmp_path_factory.mktemp("hygiene")
     config = write_config(root)
-    services = open_services(
-        Settings(data_dir=root / "data", config_dir=config), FakeClock(FIXED_NOW)
-    )
+    limits = Limits(samples_late_window_ms=7 * DAY)
+    settings = Settings(data_dir=root / "data", config_dir=config, limits=limits)
+    services = open_services(settings, FakeClock(FIXED_NOW))
     try:
         store = services.storage
         store.record_timeline(timelines())
         store.write(WriteBatch(events=events()))
+        services.ingestor.write(samples())
         for kpi, ago in (("used_kpi", DAY), ("late_kpi", 3 * DAY)):
             at = FIXED_NOW - ago
             store.record_review(KpiReview(f"r-{kpi}", kpi, at, "ana", "", 1, "ok", None))
@@ -189,6 +202,14 @@ def test_an_event_source_gone_silent_is_found_and_a_steady_one_is_not(
     sources = {(s["kind"], s["name"]): s for s in report["sources"]}
     assert sources[("events", "heartbeat")]["silent"] is False
     assert sources[("events", "checkout")]["cadence_seconds"] == 3600
+
+
+def test_a_metric_gone_silent_is_found_and_a_steady_one_is_not(report: dict[str, Any]) -> None:
+    f = finding(report, "silent_metric", "batch_job_runs")
+    assert f["fix"].startswith("check the scrape target or pusher of `batch_job_runs`")
+    assert "no samples for 24 h, where they came every hour" in f["fix"]
+    sources = {(s["kind"], s["name"]): s for s in report["sources"]}
+    assert sources[("metric", "steady_gauge")]["silent"] is False
 
 
 def test_the_hygiene_command_prints_each_fix(srv: ServerProcess) -> None:
