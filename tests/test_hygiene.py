@@ -152,7 +152,9 @@ def report(srv: ServerProcess) -> dict[str, Any]:
 
 
 def finding(report: dict[str, Any], kind: str, subject: str) -> dict[str, str]:
-    found = [f for f in report["findings"] if f["kind"] == kind and f["subject"] == subject]
+    found: list[dict[str, str]] = [
+        f for f in report["findings"] if f["kind"] == kind and f["subject"] == subject
+    ]
     assert len(found) == 1, (kind, subject, report["findings"])
     return found[0]
 
