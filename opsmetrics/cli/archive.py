@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from opsmetrics.clock import clock_from_env
+from opsmetrics.clock import Clock, clock_from_env
 from opsmetrics.durations import parse_time_ms
 from opsmetrics.errors import BadDataError
 from opsmetrics.settings import Settings
@@ -23,7 +23,8 @@ from opsmetrics.storage.archive import DataClass, TimeRange, archivable
 from opsmetrics.storage.archive_export import export_archive
 from opsmetrics.storage.archive_files import MANIFEST, Manifest
 from opsmetrics.storage.archive_restore import RestoreResult, restore_archive
-from opsmetrics.storage.open import open_storage
+from opsmetrics.storage.composite import DataStore
+from opsmetrics.storage.open import data_url, open_data_store
 
 archive_app = typer.Typer(
     help="Archive samples, events and rollups to Parquet, and restore them.", no_args_is_help=True
@@ -50,7 +51,7 @@ def export(
     a manifest of row counts and checksums (stop the server first)."""
     wanted = export_range(before, since, until)
     clock = clock_from_env(os.environ)
-    storage = open_storage(Settings.from_env(os.environ, data_dir=data), clock)
+    storage = open_data(data, clock)
     try:
         store = archivable(storage)
         ranges = dict.fromkeys(DataClass, wanted)
@@ -72,7 +73,7 @@ def restore(
     first and a damaged file is refused with nothing written (stop the server first)."""
     roots = archive_roots(directory)
     clock = clock_from_env(os.environ)
-    storage = open_storage(Settings.from_env(os.environ, data_dir=data), clock)
+    storage = open_data(data, clock)
     try:
         store = archivable(storage)
         results = [restore_archive(store, root, now_ms=clock.now_ms()) for root in roots]
@@ -80,6 +81,12 @@ def restore(
         storage.close()
     for root, result in zip(roots, results, strict=True):
         console.print(restore_line(root, result), highlight=False)
+
+
+def open_data(data: Path | None, clock: Clock) -> DataStore:
+    """The data store alone (archives hold no state): a state store stays untouched."""
+    settings = Settings.from_env(os.environ, data_dir=data)
+    return open_data_store(data_url(settings), settings, clock)
 
 
 def export_range(before: str | None, since: str | None, until: str | None) -> TimeRange:

@@ -27,6 +27,7 @@ import numpy as np
 from opsmetrics.errors import ConfigError
 from opsmetrics.model import Labels
 from opsmetrics.storage.base import DAY_MS, RollupRows, SampleStore, Storage
+from opsmetrics.storage.composite import DataStore
 
 #: One column per name; NULLs are masked entries (numpy.ma) or None in object arrays.
 Columns = dict[str, np.ndarray]
@@ -110,7 +111,7 @@ class Archivable:
     backend: str
 
 
-def archivable(storage: Storage) -> Archivable:
+def archivable(storage: Storage | DataStore) -> Archivable:
     """The data store behind `storage`, if its backend can be archived."""
     # Imported here: the backends' archive modules import this one.
     from opsmetrics.storage.clickhouse.archive import ClickHouseArchive
