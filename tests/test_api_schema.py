@@ -86,6 +86,7 @@ PARAMS: dict[str, dict[str, str]] = {
     },
     "/api/v1/dashboards/": {"widget": "w1", **COMMON},
     "/api/v1/alerts/response-times": {"by": "severity", "window": "7d"},
+    "/api/v1/reviews": {"owner": "growth"},
     "/api/v1/analysis/": {
         "kpi": "mrr",
         "query": "up",
