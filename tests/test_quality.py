@@ -11,8 +11,10 @@ go through notify.yaml's routing to a real local webhook receiver.
 
 from __future__ import annotations
 
+import gc
 import json
 import sqlite3
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,11 +23,13 @@ from typing import Any
 import cramjam
 import httpx
 import pytest
+from playwright.sync_api import Page
 
 from opsmetrics.ingest.proto import remote_pb2 as pb
 from tests.conftest import FIXED_NOW
 from tests.receivers import Receiver, receiver
 from tests.server import ServerProcess, wait_until
+from tests.ui_helpers import chromium_page, visit
 
 pytestmark = pytest.mark.e2e
 
@@ -301,5 +305,41 @@ def test_sql_sources_are_judged_by_their_runs(planted: Planted) -> None:
     assert refunds["expected_freshness_seconds"] == 900  # 1m × 3, at the floor
     assert sources["event:refund"]["last_seen"] * 1000 == FIXED_NOW - 72 * MIN + 5 * MIN
     broken = sources["sql:broken"]["monitors"]["freshness"]
-    assert broken["status"] == "unknown" and "last run failed" in broken["detail"], broken
+    assert broken["status"] == "critical" and "no run succeeded" in broken["detail"], broken
     assert "no_such_table" in broken["detail"]
+
+
+@pytest.fixture(scope="module")
+def page(planted: Planted) -> Iterator[Page]:
+    with chromium_page(planted.srv.clock_ms()) as opened:
+        yield opened
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        gc.collect()
+
+
+def test_the_sources_page_shows_every_source_with_its_monitors(
+    page: Page, planted: Planted
+) -> None:
+    _settled(planted.srv)
+    watch = visit(page, f"{planted.srv.url}/sources")
+    signup = page.locator('tr[data-source="event:signup"]')
+    assert signup.get_attribute("data-status") == "critical"
+    assert "no data for 2h" in signup.locator("[data-detail]").inner_text()
+    assert signup.locator("a", has_text="signups").get_attribute("href") == "/kpis/signups"
+    drift = page.locator('tr[data-source="event:purchase"] td').nth(8)
+    assert drift.inner_text().strip() == "Warning"
+    assert "amount changed type" in (drift.locator(".status").get_attribute("title") or "")
+    for source in ("metric:queue_depth", "metric:api_latency", "sql:refunds", "event:visit"):
+        assert page.locator(f'tr[data-source="{source}"]').count() == 1, source
+    assert page.locator("#sources-sql td", has_text="broken").count() == 1  # GET /api/v1/sources
+    assert page.locator('nav a[aria-current="page"]').inner_text() == "Sources"
+    assert watch.problems == []
+
+
+def test_the_kpi_page_says_its_source_is_stale(page: Page, planted: Planted) -> None:
+    watch = visit(page, f"{planted.srv.url}/kpis/signups")
+    note = page.locator('[data-warning="stale"]')
+    assert note.count() == 1
+    assert note.inner_text().startswith("Not current: source event:signup stale since")
+    assert watch.problems == []

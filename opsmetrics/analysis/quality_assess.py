@@ -43,6 +43,8 @@ OWN_METRICS = frozenset(
         "opsmetrics_source_expected_freshness_seconds",
     }
 )
+#: Self-metrics of the SQL sources (judged as sql:<name>) and of these monitors.
+OWN_PREFIXES = ("opsmetrics_source_", "opsmetrics_quality_")
 #: The series a scrape writes about itself; they arrive even when the target is down.
 SCRAPE_REPORTS = frozenset(
     {
@@ -138,7 +140,10 @@ class QualityAssessor:
             last = run.last_success_ms if run is not None else None
             fresh = checks.freshness(last, expected, now)
             if run is not None and run.error:
-                fresh = replace(fresh, detail=f"{fresh.detail}; last run failed: {run.error}")
+                failed = f"last run failed: {run.error}"
+                fresh = replace(fresh, detail=f"{fresh.detail}; {failed}")
+                if last is None:  # it has never worked: not "no data yet", a problem
+                    fresh = Check(Monitor.FRESHNESS, Status.CRITICAL, f"no run succeeded; {failed}")
             found = _apply([fresh], rules)
             out.append(
                 SourceReport("sql", src.name, last, expected, found, kpis.get(src.emits, ()))
@@ -234,7 +239,7 @@ class QualityAssessor:
     def _groups(self) -> tuple[dict[str, _MetricSource], dict[str, str]]:
         """Series by source; and each metric's source id."""
         found = self._storage.select_series([Matcher.of("__name__", "=~", ".+")])
-        series = [s for s in found if _metric(s.labels) not in OWN_METRICS]
+        series = [s for s in found if not _own(_metric(s.labels))]
         ids = np.array([s.id for s in series], dtype=np.int64)
         heads, _ = self._storage.series_heads(ids)
         scraped_only: dict[str, str | None] = {}
@@ -267,6 +272,10 @@ class QualityAssessor:
             ts = rows.ts[rows.series_ids == sid]
             out[key] = np.diff(ts).astype(np.float64)
         return out
+
+
+def _own(metric: str) -> bool:
+    return metric in OWN_METRICS or metric.startswith(OWN_PREFIXES)
 
 
 def _metric(labels: tuple[tuple[str, str], ...]) -> str:

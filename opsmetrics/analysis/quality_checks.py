@@ -37,13 +37,19 @@ def freshness(last_seen_ms: int | None, expected_ms: int, now_ms: int) -> Check:
     age = max(0, now_ms - last_seen_ms)
     within = f"expected within {format_duration_ms(expected_ms)}"
     if age > expected_ms:
-        text = f"no data for {format_duration_ms(age)}; {within}"
+        text = f"no data for {_rounded(age)}; {within}"
         return Check(Monitor.FRESHNESS, Status.CRITICAL, text, age / 1000)
     return Check(Monitor.FRESHNESS, Status.OK, f"last data {_ago(age)}; {within}", age / 1000)
 
 
 def _ago(age_ms: int) -> str:
-    return "just now" if age_ms < 1000 else f"{format_duration_ms(age_ms // 1000 * 1000)} ago"
+    return "just now" if age_ms < 1000 else f"{_rounded(age_ms)} ago"
+
+
+def _rounded(ms: int) -> str:
+    """To the second; past an hour, to the minute."""
+    unit = 60_000 if ms >= 3_600_000 else 1000
+    return format_duration_ms(ms // unit * unit)
 
 
 def hourly_series(name: str, counts: Mapping[int, int], start_ms: int, end_ms: int) -> Series:

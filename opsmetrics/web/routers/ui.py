@@ -123,6 +123,11 @@ async def alerts(request: Request) -> Response:
     return _page(request, "alerts.html", "Alerts", "alerts")
 
 
+@router.get("/sources", response_class=HTMLResponse)
+async def sources(request: Request) -> Response:
+    return _page(request, "sources.html", "Sources", "sources")
+
+
 @router.get("/hygiene", response_class=HTMLResponse)
 async def hygiene(request: Request) -> Response:
     return _page(request, "hygiene.html", "Hygiene", "hygiene")

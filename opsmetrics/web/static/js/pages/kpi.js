@@ -85,7 +85,10 @@ function excludedWarnings(series) {
   const lines = [...(series.meta?.excluded?.warnings ?? [])];
   const notes = new Set(series.points.map((p) => p.note).filter(Boolean));
   lines.push(...[...notes].slice(0, 3));
-  document.getElementById("kpi-excluded").replaceChildren(
+  // A source the KPI reads that stopped (GET /api/v1/quality): its values are not current.
+  const stale = (series.stale_sources ?? []).map((s) => el("p", { class: "warning-box", "data-warning": "stale" },
+    `Not current: source ${s.source} stale since ${formatTime(Date.parse(s.since))}`));
+  document.getElementById("kpi-excluded").replaceChildren(...stale,
     ...lines.map((line) => el("p", { class: "warning-box", "data-warning": "excluded" }, line)));
 }
 
