@@ -16,7 +16,13 @@ from collections.abc import Sequence
 import numpy as np
 
 from opsmetrics.model import Event
-from opsmetrics.storage.archive import EVENT_COLUMNS, Columns, DataClass, TimeRange
+from opsmetrics.storage.archive import (
+    EVENT_COLUMNS,
+    ROLLUP_COLUMNS,
+    Columns,
+    DataClass,
+    TimeRange,
+)
 from opsmetrics.storage.base import ROLLUP_WIDTHS_MS, RollupRows, StoredEvent
 from opsmetrics.storage.clickhouse.backend import ClickHouseStorage
 from opsmetrics.storage.clickhouse.ddl import rollups_table
@@ -30,20 +36,8 @@ _OLDEST = {
     DataClass.EVENTS: [f"SELECT min({_MS}) FROM events"],
     DataClass.ROLLUPS: [f"SELECT min(bucket) FROM {rollups_table(w)}" for w in ROLLUP_WIDTHS_MS],
 }
-_ROLLUP_FIELDS = {
-    "series_id": "series_ids",
-    "bucket": "bucket",
-    "min_v": "min",
-    "max_v": "max",
-    "sum_v": "sum",
-    "n": "count",
-    "first_v": "first",
-    "first_ts": "first_ts",
-    "last_v": "last",
-    "last_ts": "last_ts",
-    "inc": "increase",
-    "nonfinite": "nonfinite",
-}
+#: Columns of the rollups tables → the RollupRows field each is inserted from.
+_ROLLUP_FIELDS = {"series_id": "series_ids", "bucket": "bucket", **ROLLUP_COLUMNS}
 
 
 class ClickHouseArchive:
