@@ -37,7 +37,7 @@ from opsmetrics.client.fileformats import (
     read_chunks,
 )
 from opsmetrics.errors import UserError
-from opsmetrics.ingest import exposition, json_formats
+from opsmetrics.ingest import exposition, json_formats, json_samples
 from opsmetrics.ingest.compression import decompress_body
 from opsmetrics.ingest.decoded import DecodedSamples
 from opsmetrics.ingest.otlp import decode_otlp
@@ -175,7 +175,7 @@ def openmetrics(env: FuzzEnv, data: bytes) -> object:
 
 
 def samples_json(env: FuzzEnv, data: bytes) -> object:
-    return validated(json_formats.decode_samples_json(data, NOW))
+    return validated(json_samples.decode_samples_json(data, NOW))
 
 
 def events_json(env: FuzzEnv, data: bytes) -> object:
@@ -193,7 +193,7 @@ def _import(env: FuzzEnv, path: Path, fmt: ImportFormat) -> object:
         if fmt.path == "/api/v1/events":
             validated_events(json_formats.decode_events_json(chunk.body, NOW))
         elif fmt.path == "/api/v1/samples":
-            validated(json_formats.decode_samples_json(chunk.body, NOW))
+            validated(json_samples.decode_samples_json(chunk.body, NOW))
         else:
             validated(exposition.parse_exposition(chunk.body, chunk.content_type, NOW))
     return None

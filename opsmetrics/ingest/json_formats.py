@@ -125,7 +125,9 @@ def to_value(value: NumberOrWord, field: str) -> float:
         raise BadDataError(f"{field}: the integer is too large for a float64; write +Inf") from None
 
 
-def decode_samples_json(body: bytes, now_ms: int) -> DecodedSamples:
+def decode_samples_plain(body: bytes, now_ms: int) -> DecodedSamples:
+    """Series objects → samples, one sample at a time: the fallback of json_samples, which
+    decodes the usual bodies in bulk; every error of the samples endpoint is worded here."""
     items = decode_items(body, JsonSeries, "series objects")
     builder = SampleBatchBuilder()
     metadata: list[MetricMetadata] = []

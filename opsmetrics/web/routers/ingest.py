@@ -19,8 +19,8 @@ from opsmetrics.ingest.exposition import parse_exposition
 from opsmetrics.ingest.json_formats import (
     decode_annotations_json,
     decode_events_json,
-    decode_samples_json,
 )
+from opsmetrics.ingest.json_samples import SeriesLabels, decode_samples_json
 from opsmetrics.ingest.otlp import decode_otlp
 from opsmetrics.ingest.otlp_response import encode_otlp_response
 from opsmetrics.ingest.pipeline import WriteRequest, WriteResult
@@ -67,6 +67,14 @@ def _labels_cache(request: Request) -> LabelsCache:
     cache: LabelsCache | None = getattr(request.app.state, "remote_write_labels", None)
     if cache is None:
         cache = request.app.state.remote_write_labels = LabelsCache()
+    return cache
+
+
+def _series_labels(request: Request) -> SeriesLabels:
+    """One per app, like the remote_write cache: a JSON sender's series repeat too."""
+    cache: SeriesLabels | None = getattr(request.app.state, "json_series_labels", None)
+    if cache is None:
+        cache = request.app.state.json_series_labels = SeriesLabels()
     return cache
 
 
@@ -122,7 +130,8 @@ async def otlp_metrics(request: Request) -> Response:
 async def samples_json(request: Request) -> JSONResponse:
     svc, body = await _text_body(request)
     now = svc.clock.now_ms()
-    decoded = await _decode(svc, lambda: decode_samples_json(body, now))
+    cache = _series_labels(request)
+    decoded = await _decode(svc, lambda: decode_samples_json(body, now, cache))
     result = await _store(svc, WriteRequest("json", samples=decoded))
     return _ok({"samples": result.samples, "duplicates": result.duplicates})
 
