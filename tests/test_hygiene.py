@@ -186,8 +186,9 @@ def test_kpis_unused_never_reviewed_and_overdue_are_found(report: dict[str, Any]
     unused = finding(report, "unused", "unused_kpi")
     assert unused["fix"].startswith("add unused_kpi to a dashboard, an alert or a report, or ")
     assert "kpis.yaml:15" in unused["fix"]
-    never = finding(report, "never_reviewed", "unused_kpi")
-    assert never["fix"].startswith("ask finance to review unused_kpi and mark it reviewed")
+    never = finding(report, "never_reviewed", "finance")  # one line per owner
+    assert never["detail"] == "1 KPI never reviewed: unused_kpi"
+    assert never["fix"].startswith("ask finance to review unused_kpi and mark each reviewed")
     late = finding(report, "overdue_review", "late_kpi")
     assert "the daily review is 2 days late" in late["fix"]
     kpis = {f["subject"] for f in report["findings"] if f["area"] == "kpi"}

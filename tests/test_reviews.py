@@ -144,6 +144,10 @@ def test_a_kpi_with_no_owner_is_listed_under_no_owner(running: Running) -> None:
     assert orphan["group"] == "(no owner)" and "no owner" in orphan["flags"]
     assert "never reviewed" in orphan["flags"]
     assert "Set `owner:` of orphan" in orphan["todo"]
+    never = [f for f in running.get("/api/v1/hygiene")["findings"] if f["kind"] == "never_reviewed"]
+    assert [f["subject"] for f in never] == ["(no owner)"]
+    assert never[0]["fix"].startswith("set a real `owner:` for orphan (")
+    assert "kpis.yaml:15)" in never[0]["fix"]
 
 
 def test_a_kpi_below_its_target_is_off_target_and_the_owner_filter_keeps_its_own(

@@ -21,6 +21,7 @@ from opsmetrics.reports.hygiene_alerts import KINDS, WEEK_MS, AlertNoise, alert_
 from opsmetrics.reports.hygiene_model import Finding
 from opsmetrics.reports.hygiene_sources import SourceActivity, silent_findings, source_activity
 from opsmetrics.reports.reviews import (
+    NO_OWNER,
     ReviewItem,
     ReviewState,
     has_owner,
@@ -60,38 +61,55 @@ def hygiene(
 def kpi_findings(
     items: Iterable[ReviewItem], catalog: Catalog, users: Sequence[DependentSource]
 ) -> list[Finding]:
+    """KPIs never reviewed (one line per owner: a new catalog would list every KPI), overdue
+    reviews and unused KPIs (one line each)."""
+    never: dict[str, list[ReviewItem]] = {}
     found: list[Finding] = []
     for item in items:
-        review = _review_finding(item)
-        if review is not None:
-            found.append(review)
         kpi = item.kpi
+        if item.last is None:
+            never.setdefault(kpi.owner if has_owner(kpi) else NO_OWNER, []).append(item)
+        elif item.state is ReviewState.OVERDUE:
+            found.append(_overdue_finding(item))
         if not catalog.lineage(kpi.name, users).dependents:
             found.append(Finding("kpi", "unused", kpi.name,
                 "no dashboard, alert, report or other KPI uses it",
                 f"add {kpi.name} to a dashboard, an alert or a report, or delete it from "
                 f"{kpi.source}: nothing uses it"))  # fmt: skip
-    return found
+    never_found = [_never_finding(owner, listed) for owner, listed in sorted(never.items())]
+    return never_found + found
 
 
-def _review_finding(item: ReviewItem) -> Finding | None:
+#: Never-reviewed KPIs named in one line; the rest are counted.
+NAMED = 6
+
+
+def _never_finding(owner: str, items: list[ReviewItem]) -> Finding:
+    names = [i.kpi.name for i in items]
+    shown = ", ".join(names[:NAMED]) + (
+        f" and {len(names) - NAMED} more" if len(names) > NAMED else ""
+    )
+    count = "1 KPI" if len(names) == 1 else f"{len(names)} KPIs"
+    cmd = "`opsmetrics kpi review NAME --author NAME --note TEXT`"
+    if owner == NO_OWNER:
+        where = ", ".join(f"{i.kpi.name} ({i.kpi.source})" for i in items[:NAMED])
+        fix = (
+            f"set a real `owner:` for {where}, then have each reviewed and marked reviewed ({cmd})"
+        )
+    else:
+        fix = f"ask {owner} to review {shown} and mark each reviewed ({cmd})"
+    return Finding("kpi", "never_reviewed", owner, f"{count} never reviewed: {shown}", fix)
+
+
+def _overdue_finding(item: ReviewItem) -> Finding:
     kpi = item.kpi
     cmd = f"`opsmetrics kpi review {kpi.name} --author NAME --note TEXT`"
-    if item.last is None:
-        owned = has_owner(kpi)
-        who = kpi.owner if owned else "its new owner"
-        first = "" if owned else f"set `owner:` in {kpi.source} (it says {kpi.owner!r}), then "
-        return Finding("kpi", "never_reviewed", kpi.name,
-            f"never reviewed (cadence {kpi.cadence.value}, owner {kpi.owner})",
-            f"{first}ask {who} to review {kpi.name} and mark it reviewed ({cmd})")  # fmt: skip
-    if item.state is ReviewState.OVERDUE:
-        late = human_duration(item.overdue_ms)
-        who = kpi.owner if has_owner(kpi) else "its owner"
-        return Finding("kpi", "overdue_review", kpi.name,
-            f"its {kpi.cadence.value} review is overdue by {late}",
-            f"{who} should review {kpi.name} and mark it reviewed ({cmd}): the "
-            f"{kpi.cadence.value} review is {late} late")  # fmt: skip
-    return None
+    late = human_duration(item.overdue_ms)
+    who = kpi.owner if has_owner(kpi) else "its owner"
+    return Finding("kpi", "overdue_review", kpi.name,
+        f"its {kpi.cadence.value} review is overdue by {late}",
+        f"{who} should review {kpi.name} and mark it reviewed ({cmd}): the "
+        f"{kpi.cadence.value} review is {late} late")  # fmt: skip
 
 
 # --- views ------------------------------------------------------------------------------
