@@ -5,13 +5,18 @@ before it deletes it, and deletes nothing when it cannot archive."""
 
 from __future__ import annotations
 
+import json
+import re
 import shutil
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
 from opsmetrics.catalog.kpis import Catalog, load_catalog
@@ -22,9 +27,15 @@ from opsmetrics.model import STALE_NAN_BITS
 from opsmetrics.query.kpi import KpiEvaluator
 from opsmetrics.query.promql.engine import evaluate_instant, evaluate_range
 from opsmetrics.query.promql.values import InstantVector
-from opsmetrics.storage.archive import DataClass, TimeRange, archivable
+from opsmetrics.storage.archive import (
+    DataClass,
+    TimeRange,
+    archivable,
+    value_columns,
+    values_from,
+)
 from opsmetrics.storage.archive_export import ExportResult, export_archive
-from opsmetrics.storage.archive_files import ArchiveError, read_manifest, sha256_of
+from opsmetrics.storage.archive_files import ArchiveError, ParquetFiles, read_manifest, sha256_of
 from opsmetrics.storage.archive_restore import restore_archive
 from opsmetrics.storage.base import DAY_MS, RetentionPolicy, Storage
 from opsmetrics.storage.duckdb.migrations import MIGRATIONS
@@ -263,3 +274,53 @@ def test_retention_deletes_nothing_when_the_archive_fails(tmp_path: Path) -> Non
     assert registry.get_sample_value("opsmetrics_archive_runs_total", {"outcome": "failed"}) == 1
     held = registry.get_sample_value("opsmetrics_retention_held", {"reason": "io_error"})
     assert held == 1
+
+
+# --- the manifest and the value columns -----------------------------------------------------
+def _edited_copy(trip: RoundTrip, tmp_path: Path, edit: dict[str, object]) -> Path:
+    copy = tmp_path / "edited"
+    shutil.copytree(trip.export.directory, copy)
+    doc = json.loads((copy / "manifest.json").read_text())
+    doc.update(edit)
+    (copy / "manifest.json").write_text(json.dumps(doc))
+    return copy
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        ({"format_version": 2}, "format_version 2: this opsmetrics reads version 1"),
+        ({"format": "something-else"}, "format is 'something-else'"),
+        ({"files": [{"path": "../../etc/passwd", "kind": "events", "start_ms": 0,
+                     "end_ms": 1, "rows": 1, "bytes": 1, "sha256": "0"}]},
+         "leaves the archive directory"),
+    ],
+)  # fmt: skip
+def test_a_foreign_or_edited_manifest_is_refused(
+    trip: RoundTrip, tmp_path: Path, edit: dict[str, object], message: str
+) -> None:
+    edited = _edited_copy(trip, tmp_path, edit)
+    with pytest.raises(ArchiveError, match=re.escape(message)):
+        read_manifest(edited)
+
+
+#: NaN payloads (the stale marker, quiet and negative NaNs), -0.0 and +Inf, beside any bits.
+SPECIAL_BITS = [STALE_NAN_BITS, 0x7FF8000000000000, 0xFFF8000000000001, 2**63, 0x7FF0000000000000]
+
+
+@settings(max_examples=25, deadline=None, derandomize=True, database=None)
+@given(st.lists(st.sampled_from(SPECIAL_BITS) | st.integers(0, 2**64 - 1), min_size=1, max_size=50))
+def test_any_float64_bits_survive_a_parquet_file(bits: list[int]) -> None:
+    values = np.array(bits, dtype=np.uint64).view(np.float64)
+    value, nan_bits = value_columns(values)
+    with tempfile.TemporaryDirectory() as tmp:
+        files = ParquetFiles(Path(tmp))
+        try:
+            day = TimeRange(T0, T0 + DAY_MS)
+            cols = {"value": value, "nan_bits": nan_bits}
+            written = files.write(DataClass.SAMPLES, day, {"x": cols}, "SELECT * FROM x")
+            got = files.read(written, "SELECT value, nan_bits FROM {file}")
+        finally:
+            files.close()
+    back = values_from(got["value"], got["nan_bits"])
+    assert back.view(np.uint64).tolist() == bits
