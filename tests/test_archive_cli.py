@@ -145,3 +145,7 @@ def test_a_server_archives_before_its_retention_deletes(dirs: Dirs, tmp_path: Pa
         assert got["data"]["result"] == []  # deleted after it was archived
     finally:
         srv.stop()
+    # The directory of retention's archives restores as a whole, each archive in turn.
+    back = cli("restore", str(archives), "--data", str(tmp_path / "back"))
+    assert back.returncode == 0, back.stderr
+    assert f"{run}: " in back.stdout and "samples 7200 added" in back.stdout  # 3 + 2 series-days

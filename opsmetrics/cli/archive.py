@@ -59,7 +59,7 @@ def export(
     finally:
         storage.close()
     console.print(export_table(result.manifest))
-    console.print(f"archive written to {result.directory}")
+    print(f"archive written to {result.directory}")
 
 
 @archive_app.command("restore")
@@ -80,7 +80,7 @@ def restore(
     finally:
         storage.close()
     for root, result in zip(roots, results, strict=True):
-        console.print(restore_line(root, result), highlight=False)
+        print(restore_line(root, result))  # one line each, unwrapped: for scripts too
 
 
 def open_data(data: Path | None, clock: Clock) -> DataStore:
