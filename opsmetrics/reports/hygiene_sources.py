@@ -96,5 +96,5 @@ def _hours(ms: int) -> str:
 
 
 def _every(ms: int) -> str:
-    """"every hour", "every 6 h", "every 2 days"."""
+    """Plain words: every hour, every 6 h, every 2 days."""
     return "every hour" if ms < 1.5 * HOUR_MS else f"every {_hours(ms)}"
