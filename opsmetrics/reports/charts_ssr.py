@@ -45,6 +45,9 @@ REPORT_COLORS = {
 }
 
 _IMPORT = re.compile(r"""^import\s+(.*?)\s+from\s+["']\./([\w.-]+)["'];?\s*$""", re.M)
+#: ECharts writes some labels' font as the `font` shorthand, which WeasyPrint's SVG drops.
+_FONT = re.compile(r"font:\s*(normal|italic|oblique)\s+(normal|bold|bolder|lighter|\d+)\s+"
+                   r"([\d.]+px)\s+([^;\"]+)")  # fmt: skip
 _EXPORT = re.compile(r"^export\s+(function|const|let|class)\s+([A-Za-z_$][\w$]*)", re.M)
 
 
@@ -105,7 +108,7 @@ class ChartRenderer:
             try:
                 context = self._loaded()
                 text = context.eval(f"renderChart.apply(null, {call})")
-                return ChartSvg(str(json.loads(text)))
+                return ChartSvg(_longhand_fonts(str(json.loads(text))))
             except quickjs.JSException as exc:
                 # An interrupted or out-of-memory context is not trusted again.
                 self._context = None
@@ -125,6 +128,12 @@ class ChartRenderer:
             context.set_time_limit(self._time_limit)
             self._context = context
         return self._context
+
+
+def _longhand_fonts(svg: str) -> str:
+    return _FONT.sub(
+        lambda m: f"font-style:{m[1]};font-weight:{m[2]};font-size:{m[3]};font-family:{m[4]}", svg
+    )
 
 
 def _reason(message: str) -> str:

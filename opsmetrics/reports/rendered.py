@@ -29,9 +29,10 @@ class RenderedReport:
     sha256: str = ""
 
 
-def content_hash(text: str, pdf: bytes | None, csv: bytes | None) -> str:
-    """The artefact hash: the plain text plus the attachments (charts are derived from them)."""
+def content_hash(text: str, html: bytes | None, csv: bytes | None) -> str:
+    """The artefact hash: the text, the page HTML (charts inline) and the CSV. Not the PDF,
+    whose bytes carry the time it was made."""
     digest = hashlib.sha256(text.encode())
-    for part in (pdf, csv):
+    for part in (html, csv):
         digest.update(b"\0" if part is None else part)
     return digest.hexdigest()

@@ -1,0 +1,200 @@
+"""Render one report for one slot into every format it asks for (docs/reports.md, "Content
+and rendering").
+
+    inputs = inputs_from_services(services)
+    rendered = render_report(inputs, spec, slot_ms, formats=frozenset({"html", "pdf"}))
+
+Numbers are read as of the slot (the KPI evaluator's clock reads `slot_ms`), for the window
+the report's spec gives (catalog/reports.py `report_window`), in its time zone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any, Protocol
+from zoneinfo import ZoneInfo
+
+from opsmetrics.catalog.dashboards import DashboardSet
+from opsmetrics.catalog.kpis import Catalog
+from opsmetrics.catalog.reports import ReportSpec, comparison_window, report_window
+from opsmetrics.clock import Clock, FakeClock
+from opsmetrics.dashboards.context import DashboardContext, TimeRange
+from opsmetrics.query.kpi import KpiEvaluator
+from opsmetrics.reports.alerts import window_alerts
+from opsmetrics.reports.charts_ssr import ChartRenderer, ChartSvg, shared_renderer
+from opsmetrics.reports.content import KpiSection, Reading, kpi_section, select_kpis
+from opsmetrics.reports.document import Document, csv_of, summary_of, text_of
+from opsmetrics.reports.figures import DAY_MS, local_text
+from opsmetrics.reports.pdf import (
+    CHART_HEIGHT,
+    CHART_WIDTH,
+    pdf_of,
+    png_of,
+    render_html,
+    svg_data_uri,
+)
+from opsmetrics.reports.rendered import RenderedReport, content_hash
+from opsmetrics.reports.tables import ReportTable
+from opsmetrics.storage.base import Storage
+
+FORMATS = frozenset({"html", "pdf", "csv"})
+#: KPI sections computed at once (DuckDB reads use one cursor per thread).
+WORKERS = 4
+#: The owner and hygiene audiences' tables: (spec, slot_ms) → tables (reviews.py, hygiene.py).
+TableSource = Callable[[ReportSpec, int], list[ReportTable]]
+
+
+@dataclass(frozen=True)
+class ReportInputs:
+    """What rendering reads. `clock` is the real one (rendering reads the slot, not it)."""
+
+    storage: Storage
+    catalog: Catalog
+    dashboards: DashboardSet
+    clock: Clock
+    renderer: ChartRenderer | None = None
+    tables: TableSource | None = None
+    workers: int = field(default=WORKERS)
+
+
+class ServicesLike(Protocol):
+    """The parts of opsmetrics.services.Services rendering needs (services sits above this
+    layer, so it is named by shape)."""
+
+    @property
+    def storage(self) -> Storage: ...
+    @property
+    def catalog(self) -> Catalog: ...
+    @property
+    def dashboards(self) -> DashboardSet: ...
+    @property
+    def clock(self) -> Clock: ...
+
+
+def inputs_from_services(services: ServicesLike, tables: TableSource | None = None) -> ReportInputs:
+    return ReportInputs(services.storage, services.catalog, services.dashboards, services.clock,
+                        tables=tables)  # fmt: skip
+
+
+def render_report(
+    ctx: ReportInputs,
+    spec: ReportSpec,
+    slot_ms: int,
+    *,
+    delayed: bool = False,
+    formats: frozenset[str],
+) -> RenderedReport:
+    """The report at `slot_ms` in `formats` (html: the email's HTML and PNG charts; pdf; csv).
+    The page HTML (preview) is always made."""
+    doc, charts = build(ctx, spec, slot_ms, delayed)
+    tz = spec.timezone
+
+    def local(ms: int) -> str:
+        return local_text(ms, tz)
+
+    page = render_html(doc, lambda cid: svg_data_uri(charts[cid].svg), local)
+    images: dict[str, bytes] = {}
+    email = ""
+    if "html" in formats:
+        images = {cid: png_of(chart.svg) for cid, chart in charts.items()}
+        email = render_html(doc, lambda cid: f"cid:{cid}", local)
+    pdf = pdf_of(page) if "pdf" in formats else None
+    table = csv_of(doc) if "csv" in formats else None
+    text = text_of(doc)
+    window = report_window(spec, slot_ms)
+    return RenderedReport(
+        subject=doc.subject, text=text, html_email=email, html_page=page, images=images,
+        pdf=pdf, csv=table, summary=summary_of(doc, spec.name, slot_ms, window),
+        sha256=content_hash(text, page.encode(), table),
+    )  # fmt: skip
+
+
+def build(
+    ctx: ReportInputs, spec: ReportSpec, slot_ms: int, delayed: bool
+) -> tuple[Document, dict[str, ChartSvg]]:
+    """The document and its charts (SVG by chart id)."""
+    window = report_window(spec, slot_ms)
+    at_slot = KpiEvaluator(ctx.storage, ctx.catalog, FakeClock(slot_ms))
+    dash = DashboardContext(ctx.storage, ctx.catalog, at_slot, TimeRange.of(*window))
+    reading = Reading(at_slot, dash, spec, slot_ms, window)
+    names = select_kpis(spec, ctx.catalog, ctx.dashboards)
+    with ThreadPoolExecutor(max(1, ctx.workers), thread_name_prefix="report") as pool:
+        sections = list(pool.map(lambda n: kpi_section(reading, ctx.catalog.get(n)), names))
+    renderer = ctx.renderer or shared_renderer()
+    charts: dict[str, ChartSvg] = {}
+    numbered = []
+    for i, s in enumerate(sections):
+        cid = f"chart{i + 1}-{spec.name}"
+        payload = local_times(s.chart, ZoneInfo(spec.timezone))
+        charts[cid] = renderer.render("trend", payload, CHART_WIDTH, CHART_HEIGHT)
+        numbered.append(replace(s, chart_id=cid))
+    tables = ctx.tables(spec, slot_ms) if ctx.tables is not None else []
+    doc = Document(
+        audience=spec.audience, title=spec.title or spec.name,
+        subject=_subject(spec, window, delayed), period=_period(spec, window),
+        compare_text=_compare_text(spec, slot_ms), delayed=delayed, tz=spec.timezone,
+        sections=numbered,
+        alerts=window_alerts(ctx.storage, window[0], slot_ms), tables=tables,
+        warnings=_warnings(sections, charts),
+    )  # fmt: skip
+    return doc, charts
+
+
+def _warnings(sections: list[KpiSection], charts: dict[str, ChartSvg]) -> list[str]:
+    stale = [f"{s.kpi.title}: {s.figures.warning}" for s in sections if s.figures.warning]
+    broken = [f"A chart could not be drawn ({c.error})" for c in charts.values() if c.error]
+    return stale + sorted(set(broken))
+
+
+def _subject(spec: ReportSpec, window: tuple[int, int], delayed: bool) -> str:
+    text = f"{spec.title or spec.name} — {_period(spec, window)}"
+    return text + " (delayed)" if delayed else text
+
+
+def _period(spec: ReportSpec, window: tuple[int, int]) -> str:
+    start, end = window
+    tz = spec.timezone
+    if end - start >= DAY_MS and _is_midnight(start, tz) and _is_midnight(end, tz):
+        first = local_text(start, tz, with_time=False)
+        last = local_text(end - 1, tz, with_time=False)
+        return first if first == last else f"{first} – {last}"
+    return f"{local_text(start, tz)} – {local_text(end, tz)} ({tz})"
+
+
+def _is_midnight(ms: int, tz: str) -> bool:
+    return local_text(ms, tz).endswith("00:00")
+
+
+def _compare_text(spec: ReportSpec, slot_ms: int) -> str:
+    other = comparison_window(spec, slot_ms)
+    if other is None:
+        return ""
+    return "a year earlier" if spec.compare == "previous_year" else "the period before"
+
+
+def local_times(payload: dict[str, Any], tz: ZoneInfo) -> dict[str, Any]:
+    """The chart payload with its times as the report's wall clock read as UTC: the charts
+    draw in UTC (charts_ssr.js), so their axes show local times, across DST too."""
+
+    def shift(ms: Any) -> Any:
+        if ms is None:
+            return None
+        offset = datetime.fromtimestamp(int(ms) / 1000, tz).utcoffset()
+        return int(ms) + int(offset.total_seconds() * 1000) if offset else int(ms)
+
+    out = dict(payload)
+    out["series"] = [
+        {**s, "points": [[shift(p[0]), *p[1:]] for p in s.get("points") or []]}
+        for s in payload.get("series", [])
+    ]
+    if payload.get("forecast"):
+        pts = payload["forecast"]["points"]
+        out["forecast"] = {**payload["forecast"], "points": [[shift(p[0]), *p[1:]] for p in pts]}
+    out["annotations"] = [
+        {**a, "ts": shift(a["ts"]), "end_ts": shift(a.get("end_ts"))}
+        for a in payload.get("annotations", [])
+    ]
+    return out
