@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 #: Chart size in CSS pixels; PNGs are drawn at twice that for sharp email images.
 CHART_WIDTH = 680
-CHART_HEIGHT = 240
+CHART_HEIGHT = 210
 PNG_ZOOM = 1.5
 
 
