@@ -1,28 +1,41 @@
 """Prometheus rule groups: each group on its interval, its rules in order, as Prometheus does.
 
 The groups run on the rule-group scheduler (schedule.py) with Prometheus's aligned ticks:
-multiples of the interval shifted by a hash of the group (file and name), so groups spread over
-the interval and restarts keep the same grid. Each recording rule's result is written
-through the write pipeline before the next rule runs, so later rules can read it. A series a
-rule produced last time but not this time gets a stale marker.
+multiples of the interval shifted by Prometheus's hash of the group (file and name,
+group_hash.py), so groups spread over the interval as they would in Prometheus and restarts
+keep the same grid. Groups that are due together are evaluated concurrently.
 
-Alerting rules run their state machine (rule_alerts.py) and write `ALERTS` and
-`ALERTS_FOR_STATE` the same way. At a group's first evaluation after start, rules with `for`
-read `ALERTS_FOR_STATE` back (within the outage tolerance) so pending alerts keep their
-`activeAt` across a restart. After each group evaluation, firing and recently resolved alerts
-go to the alert hub.
+One evaluation of a group reads through one `SharedReads`: a selector that several of its rules
+use is read from storage once. Its recording rules' series, `ALERTS` and `ALERTS_FOR_STATE`
+go to the write pipeline in one request at the end of the evaluation, with a stale marker for
+each series a rule produced last time but not this time. A rule that reads a series an earlier
+rule of the group has just produced has the rows so far written first (evaluator.GroupBatch),
+so it sees them as in Prometheus.
+
+Alerting rules run their state machine (rule_alerts.py). At a group's first evaluation after
+start, rules with `for` read `ALERTS_FOR_STATE` back (within the outage tolerance) so pending
+alerts keep their `activeAt` across a restart. After each pass of the scheduler, firing and
+recently resolved alerts of the groups it evaluated go to the alert hub.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from enum import Enum
 
 from opsmetrics.alerting.alert_state import DEFAULT_OUTAGE_TOLERANCE_MS, restored_active_at
-from opsmetrics.alerting.evaluator import Evaluator, default_evaluator, vector_rows, write_rows
+from opsmetrics.alerting.evaluator import (
+    Evaluator,
+    GroupBatch,
+    Selectors,
+    default_evaluator,
+    expr_selectors,
+    vector_rows,
+)
+from opsmetrics.alerting.group_hash import group_offset_ms as prometheus_offset_ms
 from opsmetrics.alerting.model import Alert, AlertHub, AlertState
 from opsmetrics.alerting.rule_alerts import AlertingRule, RuleAlert
 from opsmetrics.alerting.schedule import AlignedTicks, GroupResult, GroupScheduler
@@ -31,6 +44,7 @@ from opsmetrics.clock import Clock
 from opsmetrics.errors import OpsMetricsError, UserError
 from opsmetrics.ingest.pipeline import Ingestor
 from opsmetrics.model import METRIC_NAME, Labels
+from opsmetrics.query.promql.reads import ReadCounts, SharedReads
 from opsmetrics.storage.base import Storage
 from opsmetrics.storage.lease import Lease
 from opsmetrics.telemetry import Telemetry
@@ -71,12 +85,15 @@ class GroupStatus:
     rules: tuple[RuleStatus, ...]
     last_evaluation_ms: int | None = None
     evaluation_s: float = 0.0
+    #: How the last evaluation's selectors were answered: from storage or shared.
+    reads: ReadCounts = field(default_factory=ReadCounts)
+    #: Write requests the last evaluation made (one, unless a rule read an earlier one's rows).
+    writes: int = 0
 
 
 def group_offset_ms(group: RuleGroup) -> int:
-    """Where in its interval the group runs: stable per (file, name)."""
-    digest = hashlib.blake2b(f"{group.file};{group.name}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") % group.interval_ms
+    """Where in its interval the group runs: stable per (file, name), as in Prometheus."""
+    return prometheus_offset_ms(group.file, group.name, group.interval_ms)
 
 
 def group_ticks(group: RuleGroup) -> AlignedTicks:
@@ -103,6 +120,8 @@ class _GroupRun:
     previous: list[set[Labels]] = field(default_factory=list)
     alerting: list[AlertingRule | None] = field(default_factory=list)
     restored: bool = False
+    #: Per rule, the selectors it reads (when it must see what earlier rules wrote).
+    selectors: list[Selectors] = field(default_factory=list)
 
     @classmethod
     def of(cls, group: RuleGroup) -> _GroupRun:
@@ -111,7 +130,8 @@ class _GroupRun:
             AlertingRule(r, rule_id(group, r)) if r.type is RuleType.ALERTING else None
             for r in group.rules
         ]
-        return cls(group, status, [set() for _ in group.rules], alerting)
+        selectors = [expr_selectors(r.expr) for r in group.rules]
+        return cls(group, status, [set() for _ in group.rules], alerting, selectors=selectors)
 
 
 def rule_id(group: RuleGroup, rule: Rule) -> str:
@@ -140,7 +160,12 @@ class RuleManager:
         self._outage_tolerance_ms = outage_tolerance_ms
         self._runs = [_GroupRun.of(g) for g in groups]
         self._scheduler = GroupScheduler(
-            "opsmetrics-rules", clock, self._evaluate_group, telemetry=telemetry, lease=lease
+            "opsmetrics-rules",
+            clock,
+            self._evaluate_group,
+            self._after_pass,
+            telemetry=telemetry,
+            lease=lease,
         )
         for run in self._runs:
             key = f"{run.group.file};{run.group.name}"
@@ -172,19 +197,42 @@ class RuleManager:
     # --- one group ------------------------------------------------------------------------
     def _evaluate_group(self, run: _GroupRun, at_ms: int) -> GroupResult:
         started = time.perf_counter()
-        statuses = []
-        for i, rule_status in enumerate(run.status.rules):
-            statuses.append(self._evaluate_rule(run, i, rule_status, at_ms))
+        reads = SharedReads(self._storage)
+        group = _Evaluation(reads, GroupBatch(self._ingestor, SOURCE, reads))
+        statuses = [
+            self._evaluate_rule(run, i, rule_status, at_ms, group)
+            for i, rule_status in enumerate(run.status.rules)
+        ]
+        statuses = self._flush(run, group.batch, statuses)
         run.restored = True
-        run.status = GroupStatus(run.group, tuple(statuses), at_ms, time.perf_counter() - started)
-        self._send(run, at_ms)
+        seconds = time.perf_counter() - started
+        writes = group.batch.requests
+        run.status = GroupStatus(run.group, tuple(statuses), at_ms, seconds, reads.counts, writes)
         return GroupResult(
             run.status.evaluation_s,
             samples=sum(
                 len(p) for p, r in zip(run.previous, statuses, strict=True) if r.health is Health.OK
             ),
             failures=sum(1 for r in statuses if r.last_error),
+            rules=len(statuses),
         )
+
+    def _flush(
+        self, run: _GroupRun, batch: GroupBatch, statuses: list[RuleStatus]
+    ) -> list[RuleStatus]:
+        """Write the group's rows; if that fails, every rule with rows in it failed."""
+        try:
+            batch.flush()
+        except OpsMetricsError as exc:
+            return [
+                replace(s, health=Health.ERR, last_error=exc.message) if p else s
+                for s, p in zip(statuses, run.previous, strict=True)
+            ]
+        return statuses
+
+    def _after_pass(self, runs: Sequence[_GroupRun], at_ms: int) -> None:
+        for run in runs:
+            self._send(run, run.status.last_evaluation_ms or at_ms)
 
     def _send(self, run: _GroupRun, at_ms: int) -> None:
         if self._hub is None:
@@ -195,12 +243,15 @@ class RuleManager:
         except Exception:  # a sink's failure must not stop evaluation
             log.exception("sending alerts of group %s failed", run.group.name)
 
-    def _evaluate_rule(self, run: _GroupRun, i: int, status: RuleStatus, at_ms: int) -> RuleStatus:
+    def _evaluate_rule(
+        self, run: _GroupRun, i: int, status: RuleStatus, at_ms: int, group: _Evaluation
+    ) -> RuleStatus:
         started = time.perf_counter()
         query_ms = at_ms - run.group.query_offset_ms
         error = ""
         try:
-            run.previous[i] = self._run_rule(run, i, at_ms, query_ms)
+            group.batch.before_reading(run.selectors[i])
+            run.previous[i] = self._run_rule(run, i, at_ms, query_ms, group)
         except OpsMetricsError as exc:
             error = exc.message
         except Exception as exc:  # an engine bug must not stop the other rules
@@ -216,38 +267,34 @@ class RuleManager:
             evaluation_s=time.perf_counter() - started,
         )
 
-    def _run_rule(self, run: _GroupRun, i: int, at_ms: int, query_ms: int) -> set[Labels]:
+    def _run_rule(
+        self, run: _GroupRun, i: int, at_ms: int, query_ms: int, group: _Evaluation
+    ) -> set[Labels]:
         rule = run.group.rules[i]
-        result = vector_rows(self._evaluate(self._storage, rule.expr, query_ms))
+        result = vector_rows(self._evaluate(group.reads, rule.expr, query_ms))
         alerting = run.alerting[i]
         if alerting is None:
-            return self._record(run, rule, query_ms, result, run.previous[i])
+            rows = recorded_rows(rule, result)
+            if run.group.limit and len(rows) > run.group.limit:
+                raise RecordingError(
+                    f"exceeded limit of {run.group.limit} with {len(rows)} series; raise the "
+                    "group's `limit` or aggregate more"
+                )
+            return group.batch.add(rows, query_ms, run.previous[i])
         restored = None
         if not run.restored and rule.for_ms:
             tolerance = self._outage_tolerance_ms
             restored = restored_active_at(self._storage, rule.name, at_ms, tolerance)
         alerting.evaluate(result, at_ms, run.group.limit, restored)
-        return self._write(alerting.series(), query_ms, run.previous[i])
+        return group.batch.add(alerting.series(), query_ms, run.previous[i])
 
-    def _record(
-        self,
-        run: _GroupRun,
-        rule: Rule,
-        at_ms: int,
-        result: list[tuple[Labels, float]],
-        previous: set[Labels],
-    ) -> set[Labels]:
-        """Name and write the rule's series; stale-mark the ones that went away."""
-        rows = recorded_rows(rule, result)
-        if run.group.limit and len(rows) > run.group.limit:
-            raise RecordingError(
-                f"exceeded limit of {run.group.limit} with {len(rows)} series; raise the "
-                "group's `limit` or aggregate more"
-            )
-        return self._write(rows, at_ms, previous)
 
-    def _write(self, rows: dict[Labels, float], at_ms: int, previous: set[Labels]) -> set[Labels]:
-        return write_rows(self._ingestor, SOURCE, rows, at_ms, previous)
+@dataclass(frozen=True, slots=True)
+class _Evaluation:
+    """One evaluation of a group: the reads its rules share and the rows they produce."""
+
+    reads: SharedReads
+    batch: GroupBatch
 
 
 def recorded_rows(rule: Rule, rows: list[tuple[Labels, float]]) -> dict[Labels, float]:

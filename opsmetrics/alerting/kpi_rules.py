@@ -7,9 +7,10 @@ been back past it for `clear_for`. Outside a rule's active time intervals (or in
 interval) the rule pauses: pending alerts are dropped, firing ones resolve.
 
 Each rule is a group of one on the rule-group scheduler (schedule.py), due at once and then
-every `interval`. After each pass the firing and recently resolved alerts go to the hub;
-`ALERTS` and `ALERTS_FOR_STATE` are written through the ingestor so a restart can restore when
-pending alerts became active (alert_state.py).
+every `interval`; rules due together are evaluated concurrently. After each pass the firing and
+recently resolved alerts go to the hub, and `ALERTS` and `ALERTS_FOR_STATE` of every rule are
+written through the ingestor in one request, so a restart can restore when pending alerts
+became active (alert_state.py).
 
 Benchmarks and tests: `KpiAlertManager(specs, storage, catalog, clock).evaluate_all()` runs
 every rule once at the clock's time (`kpi_alert_rules(catalog, config_dir)` loads the specs).
@@ -146,7 +147,9 @@ class KpiAlertManager:
                 and a.fingerprint not in live
             ]
             firing = [a for a in active if a.state is AlertState.FIRING]
-            return firing + list(self._resolved)
+            # Rules are evaluated concurrently: resolved alerts in an order of their own.
+            resolved = sorted(self._resolved, key=lambda a: (a.resolved_at_ms or 0, a.rule_id))
+            return firing + resolved
 
     def _send(self, now: int) -> None:
         if self._hub is None:
@@ -179,7 +182,7 @@ class KpiAlertManager:
         run.restored, run.restore = True, {}
         run.evaluation_s = time.perf_counter() - started
         samples = 2 * len(run.instances)  # ALERTS and ALERTS_FOR_STATE
-        return GroupResult(run.evaluation_s, samples, failures=int(bool(run.last_error)))
+        return GroupResult(run.evaluation_s, samples, int(bool(run.last_error)), rules=1)
 
     def _restore(self, run: RuleRun, now: int) -> dict[Labels, int]:
         """After a restart, pending alerts keep the activeAt they wrote to ALERTS_FOR_STATE."""
