@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageStat
 
+from opsmetrics.catalog.reports import ReportSources
 from opsmetrics.reports.render import ReportInputs, inputs_from_services, render_report
 from opsmetrics.reports.rendered import RenderedReport
 from opsmetrics.reports.tables import ReportTable
@@ -49,7 +50,7 @@ def executive(inputs: ReportInputs) -> RenderedReport:
 
 @pytest.fixture(scope="module")
 def engineering(inputs: ReportInputs) -> RenderedReport:
-    sources = spec("engineering").sources.__class__(tags=("sre",))
+    sources = ReportSources(tags=("sre",))
     return render_report(inputs, spec("engineering", sources=sources), SLOT, formats=ALL)
 
 
@@ -170,3 +171,16 @@ def test_a_delayed_run_says_so(inputs: ReportInputs) -> None:
     got = render_report(inputs, spec("owner"), SLOT, delayed=True, formats=frozenset({"csv"}))
     assert got.subject == "Owner summary — Sun 6 Dec 2026 (delayed)"
     assert "delayed" in got.html_page
+
+
+def test_owner_and_hygiene_audiences_render_their_tables(shop: Services) -> None:
+    inputs = inputs_from_services(shop)
+    owner = render_report(inputs, spec("owner", sources=ReportSources(owners=("growth",))),
+                          SLOT, formats=frozenset({"csv"}))  # fmt: skip
+    assert [k["name"] for k in owner.summary["kpis"]] == ["signups"]
+    table = owner.summary["tables"][0]
+    assert table["rows"] and all(row[0] == "Signups" for row in table["rows"])
+    assert "<th>" + table["columns"][0] + "</th>" in owner.html_page
+    hygiene = render_report(inputs, spec("hygiene"), SLOT, formats=frozenset({"csv"}))
+    assert hygiene.summary["tables"][0]["title"] == "Hygiene"
+    assert "Fix" in hygiene.summary["tables"][0]["columns"]

@@ -37,13 +37,14 @@ from opsmetrics.reports.pdf import (
     svg_data_uri,
 )
 from opsmetrics.reports.rendered import RenderedReport, content_hash
+from opsmetrics.reports.sections import audience_tables
 from opsmetrics.reports.tables import ReportTable
 from opsmetrics.storage.base import Storage
 
 FORMATS = frozenset({"html", "pdf", "csv"})
 #: KPI sections computed at once (DuckDB reads use one cursor per thread).
 WORKERS = 4
-#: The owner and hygiene audiences' tables: (spec, slot_ms) → tables (reviews.py, hygiene.py).
+#: Tables to show instead of the audience's own (reports/sections.py): (spec, slot_ms) → tables.
 TableSource = Callable[[ReportSpec, int], list[ReportTable]]
 
 
@@ -131,7 +132,10 @@ def build(
         payload = local_times(s.chart, ZoneInfo(spec.timezone))
         charts[cid] = renderer.render("trend", payload, CHART_WIDTH, CHART_HEIGHT)
         numbered.append(replace(s, chart_id=cid))
-    tables = ctx.tables(spec, slot_ms) if ctx.tables is not None else []
+    if ctx.tables is not None:
+        tables = ctx.tables(spec, slot_ms)
+    else:
+        tables = audience_tables(ctx.storage, ctx.catalog, ctx.dashboards, at_slot, spec, slot_ms)
     doc = Document(
         audience=spec.audience, title=spec.title or spec.name,
         subject=_subject(spec, window, delayed), period=_period(spec, window),
