@@ -184,3 +184,17 @@ def test_owner_and_hygiene_audiences_render_their_tables(shop: Services) -> None
     hygiene = render_report(inputs, spec("hygiene"), SLOT, formats=frozenset({"csv"}))
     assert hygiene.summary["tables"][0]["title"] == "Hygiene"
     assert "Fix" in hygiene.summary["tables"][0]["columns"]
+
+
+def test_an_earlier_slot_shows_its_own_period(
+    inputs: ReportInputs, executive: RenderedReport
+) -> None:
+    """A catch-up run for the day before reads as of its slot: Saturday's orders (today's
+    comparison value), and nothing of Sunday's spike, though the data is in the store."""
+    day = 86_400_000
+    earlier = render_report(inputs, spec("executive"), SLOT - day, formats=frozenset({"csv"}))
+    before = next(k for k in earlier.summary["kpis"] if k["name"] == "orders")
+    now = next(k for k in executive.summary["kpis"] if k["name"] == "orders")
+    assert before["value"] == now["compare"] and before["value"] != now["value"]
+    assert before["explanations"] == [] and earlier.summary["period"] == "Sat 5 Dec 2026"
+    assert earlier.summary["alerts"] == {"open": [], "resolved": []}  # they fired on Sunday
