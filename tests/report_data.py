@@ -36,6 +36,16 @@ KPIS = """
 - {name: signups, title: Signups, owner: growth, level: strategic, unit: count,
    direction: higher_is_better, grain: day, event: {name: signup, agg: count}}
 """
+DASHBOARD = """
+title: Shop
+time_range: 7d
+sections:
+  - title: Orders
+    widgets:
+      - {type: trend_chart, id: trend, kpis: [orders]}
+      - {type: bar, id: regions, kpi: orders, by: region}
+      - {type: metric_card, id: card, kpi: orders}
+"""
 
 
 def spec(audience: str = "executive", **kw: object) -> ReportSpec:
@@ -84,6 +94,8 @@ def _alerts() -> list[TimelineEntry]:
 def open_shop(root: Path) -> Services:
     (root / "config" / "kpis").mkdir(parents=True)
     (root / "config" / "kpis" / "k.yaml").write_text(KPIS)
+    (root / "config" / "dashboards").mkdir()
+    (root / "config" / "dashboards" / "shop.yaml").write_text(DASHBOARD)
     limits = Limits(events_late_window_ms=60 * DAY, samples_late_window_ms=60 * DAY)
     settings = Settings(data_dir=root / "data", config_dir=root / "config", limits=limits)
     services = open_services(settings, FakeClock(SLOT + 5 * 60_000))

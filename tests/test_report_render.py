@@ -198,3 +198,16 @@ def test_an_earlier_slot_shows_its_own_period(
     assert before["value"] == now["compare"] and before["value"] != now["value"]
     assert before["explanations"] == [] and earlier.summary["period"] == "Sat 5 Dec 2026"
     assert earlier.summary["alerts"] == {"open": [], "resolved": []}  # they fired on Sunday
+
+
+def test_a_named_dashboard_brings_its_chart_widgets(inputs: ReportInputs) -> None:
+    sources = ReportSources(dashboards=("shop",))
+    got = render_report(
+        inputs, spec("operations", sources=sources), SLOT, formats=frozenset({"html"})
+    )
+    assert "Dashboard: Shop" in got.html_page
+    texts = _svg_texts(got.html_page)
+    assert "eu-west" in texts and "us-east" in texts  # the bar widget, by region
+    assert [k["name"] for k in got.summary["kpis"]] == ["orders"]  # the dashboard's KPIs
+    cids = set(re.findall(r'src="cid:([^"]+)"', got.html_email))
+    assert len(cids) == 3 and cids == set(got.images)  # the KPI's chart + trend + bar

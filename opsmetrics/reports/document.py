@@ -18,6 +18,7 @@ from typing import Any
 
 from opsmetrics.reports.alerts import AlertLine
 from opsmetrics.reports.content import KpiSection, biggest_movers, breaches
+from opsmetrics.reports.dashboard_charts import DashboardChart
 from opsmetrics.reports.figures import local_text
 from opsmetrics.reports.tables import ReportTable
 
@@ -46,6 +47,7 @@ class Document:
     alerts: list[AlertLine]
     tables: list[ReportTable] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    dashboards: list[DashboardChart] = field(default_factory=list)
 
     @property
     def parts(self) -> list[Part]:
@@ -53,6 +55,17 @@ class Document:
 
 
 def layout(doc: Document) -> list[Part]:
+    """The audience's parts, then one per dashboard the report names (its charts)."""
+    return [*_audience_parts(doc), *_dashboard_parts(doc)]
+
+
+def _dashboard_parts(doc: Document) -> list[Part]:
+    names = list(dict.fromkeys(c.dashboard for c in doc.dashboards))
+    return [Part("charts", f"Dashboard: {name}", [c for c in doc.dashboards if c.dashboard == name])
+            for name in names]  # fmt: skip
+
+
+def _audience_parts(doc: Document) -> list[Part]:
     opened = [a for a in doc.alerts if a.is_open]
     closed = [a for a in doc.alerts if not a.is_open]
     open_part = Part("alerts", "Open alerts", opened, "No alert was open at the end of the period.")

@@ -26,6 +26,7 @@ from opsmetrics.query.kpi import KpiEvaluator
 from opsmetrics.reports.alerts import window_alerts
 from opsmetrics.reports.charts_ssr import ChartRenderer, ChartSvg, shared_renderer
 from opsmetrics.reports.content import KpiSection, Reading, kpi_section, select_kpis
+from opsmetrics.reports.dashboard_charts import DashboardChart, dashboard_charts
 from opsmetrics.reports.document import Document, csv_of, summary_of, text_of
 from opsmetrics.reports.figures import DAY_MS, local_text
 from opsmetrics.reports.pdf import (
@@ -132,6 +133,7 @@ def build(
         payload = local_times(s.chart, ZoneInfo(spec.timezone))
         charts[cid] = renderer.render("trend", payload, CHART_WIDTH, CHART_HEIGHT)
         numbered.append(replace(s, chart_id=cid))
+    boards = _dashboards(ctx, spec, dash, slot_ms, renderer, charts)
     if ctx.tables is not None:
         tables = ctx.tables(spec, slot_ms)
     else:
@@ -142,9 +144,33 @@ def build(
         compare_text=_compare_text(spec, slot_ms), delayed=delayed, tz=spec.timezone,
         sections=numbered,
         alerts=window_alerts(ctx.storage, window[0], slot_ms), tables=tables,
-        warnings=_warnings(sections, charts),
+        warnings=_warnings(sections, charts), dashboards=boards,
     )  # fmt: skip
     return doc, charts
+
+
+def _dashboards(
+    ctx: ReportInputs,
+    spec: ReportSpec,
+    dash: DashboardContext,
+    slot_ms: int,
+    renderer: ChartRenderer,
+    charts: dict[str, ChartSvg],
+) -> list[DashboardChart]:
+    """The named dashboards' chart widgets, drawn; their SVG goes into `charts`."""
+    out = []
+    for name in spec.sources.dashboards:
+        if name not in ctx.dashboards.dashboards:
+            continue
+        for chart in dashboard_charts(dash, ctx.dashboards.get(name), slot_ms):
+            cid = f"chart{len(charts) + 1}-{spec.name}"
+            payload = chart.payload
+            if chart.kind == "trend":
+                payload = local_times(payload, ZoneInfo(spec.timezone))
+            if chart.error is None:
+                charts[cid] = renderer.render(chart.kind, payload, CHART_WIDTH, CHART_HEIGHT)
+            out.append(replace(chart, chart_id=cid if chart.error is None else ""))
+    return out
 
 
 def _warnings(sections: list[KpiSection], charts: dict[str, ChartSvg]) -> list[str]:
