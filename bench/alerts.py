@@ -1,7 +1,9 @@
 """Alerting benchmark: one evaluation of 1,000 Prometheus alerting rules, and of KPI alert rules.
 
 Run: .venv/bin/python bench/alerts.py [--rules 1000] [--hours 1] [--runs 3] [--kpi-rules 100]
-Quick: .venv/bin/python bench/alerts.py --rules 100 --hours 1 --runs 2 --kpi-rules 20 --no-write
+     [--live-cycles 10] [--live-interval 15] [--big-rules 5000] [--big-cycles 6]
+Quick: .venv/bin/python bench/alerts.py --rules 100 --runs 1 --kpi-rules 0 --live-cycles 2
+       --live-interval 5 --big-rules 200 --big-cycles 2 --no-write
 
 Data: bench/query.py's generator (500 series of one instance per service at 15 s: request
 counters, classic latency histograms, queue gauges) for --hours ending now, written through the
@@ -16,6 +18,15 @@ looks up ALERTS_FOR_STATE for rules with `for`, as after a restart; no separate 
 the run near 3 minutes); the figure is the median. Results replace the `## Alerting` section
 of BENCHMARKS.md, keeping the notifications row (bench/notifications.py writes it) and any
 hand-written `###` notes below the table.
+
+Live, beside Prometheus (bench/alerts_live.py; `apt-get install prometheus` for
+/usr/bin/prometheus): the same --rules with `interval: --live-interval s` on a real opsmetrics
+server and on Prometheus 2.42 (`--web.enable-remote-write-receiver`), one after the other, each
+fed the same 500 series by remote_write (an hour of history, then samples as the clock reaches
+them). The figure per system is the groups' `evaluationTime` from /api/v1/rules summed per
+cycle, median over --live-cycles cycles; iterations missed from both systems' /metrics; and
+whether Prometheus's observed group offsets are the ones opsmetrics computes. Then
+--big-rules rules at the same interval on opsmetrics alone, counting missed iterations.
 
 KPI alert rules: --kpi-rules rules over the example catalog (`benchmark_rules`: in turn a
 threshold, a change against the same hour last week and a no-data rule), on --kpi-days of demo
@@ -35,9 +46,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from alerts_live import LiveResult, run_live
 from facts import machine_facts
 from query import ROUTES, SERVICES, DataSet, generate
 
+from opsmetrics.alerting.group_hash import group_offset_ms
 from opsmetrics.alerting.groups import RuleManager
 from opsmetrics.alerting.kpi_rules import KpiAlertManager, benchmark_rules
 from opsmetrics.catalog.rules import parse_rule_file
@@ -86,10 +99,10 @@ def rule_yaml(k: int) -> str:
     )
 
 
-def rules_text(count: int) -> str:
+def rules_text(count: int, interval: str = "1m") -> str:
     lines = ["groups:"]
     for g in range(0, count, GROUP_SIZE):
-        lines.append(f"  - name: bench{g // GROUP_SIZE}\n    interval: 1m\n    rules:")
+        lines.append(f"  - name: bench{g // GROUP_SIZE}\n    interval: {interval}\n    rules:")
         lines += [rule_yaml(k).rstrip("\n") for k in range(g, min(g + GROUP_SIZE, count))]
     return "\n".join(lines) + "\n"
 
@@ -178,6 +191,70 @@ def run_kpi(rules: int, days: int, runs: int) -> KpiResult:
             services.close()
 
 
+@dataclass(frozen=True, slots=True)
+class Live:
+    ours: LiveResult
+    theirs: LiveResult
+    big: LiveResult | None
+    #: Prometheus's groups whose observed offset is the one group_hash.py computes.
+    offsets_agree: int
+
+
+def run_live_all(args: argparse.Namespace) -> Live:
+    """The live comparison at --live-interval, then ours alone with --big-rules."""
+    interval = args.live_interval
+    extra_ms = 3_600_000  # the feeders have an hour of samples ahead of the clock
+    now = time.time_ns() // 1_000_000
+    data = generate(instances=1, days=(args.hours + 1) / 24, now_ms=now + extra_ms)
+    text = rules_text(args.rules, f"{interval}s")
+    with tempfile.TemporaryDirectory(prefix="opsmetrics-bench-live-") as tmp:
+        work = Path(tmp)
+        theirs = run_live("prometheus", work / "prom", text, data, args.live_cycles, interval)
+        print(f"  prometheus: {theirs.cycles}", flush=True)
+        ours = run_live("opsmetrics", work / "ours", text, data, args.live_cycles, interval)
+        print(f"  opsmetrics: {ours.cycles}", flush=True)
+        big = None
+        if args.big_rules:
+            big_text = rules_text(args.big_rules, f"{interval}s")
+            big = run_live("opsmetrics", work / "big", big_text, data, args.big_cycles, interval)
+            print(f"  opsmetrics, {args.big_rules} rules: {big.cycles}", flush=True)
+    agree = sum(
+        group_offset_ms(file, name, interval * 1000) == offset
+        for (file, name), offset in ((k.rsplit(";", 1), v) for k, v in theirs.offsets.items())
+    )
+    return Live(ours, theirs, big, agree)
+
+
+def _spread(cycles: list[float]) -> str:
+    return f"{statistics.median(cycles):.3f} s ({min(cycles):.3f}–{max(cycles):.3f})"
+
+
+def live_rows(live: Live, interval: int) -> list[str]:
+    ours, theirs = live.ours, live.theirs
+    ratio = statistics.median(ours.cycles) / statistics.median(theirs.cycles)
+    groups = len(theirs.offsets)
+    rows = [
+        f"| live, {ours.rules:,} rules at {interval} s: opsmetrics, `evaluationTime` summed "
+        f"over {groups} groups, median of {len(ours.cycles)} cycles | {_spread(ours.cycles)} |",
+        f"| the same on Prometheus 2.42, median of {len(theirs.cycles)} cycles | "
+        f"{_spread(theirs.cycles)} |",
+        f"| ratio opsmetrics / Prometheus | {ratio:.2f} |",
+        f"| iterations missed in those cycles (opsmetrics, Prometheus) | {ours.missed:g}, "
+        f"{theirs.missed:g} |",
+        f"| rules with errors (opsmetrics, Prometheus) | {ours.errors}, {theirs.errors} |",
+        f"| group offsets: Prometheus's observed = ours computed | {live.offsets_agree} of "
+        f"{groups} groups |",
+    ]
+    if live.big is not None:
+        big = live.big
+        rows.append(
+            f"| live, {big.rules:,} rules at {interval} s on opsmetrics: cycle (summed), "
+            f"median of {len(big.cycles)} | {_spread(big.cycles)}; {big.missed:g} iterations "
+            f"missed, {big.errors} rules with errors |"
+        )
+    return rows
+
+
 def kpi_rows(result: KpiResult) -> list[str]:
     median = statistics.median(result.seconds)
     runs = ", ".join(f"{s:.2f}" for s in result.seconds)
@@ -188,7 +265,10 @@ def kpi_rows(result: KpiResult) -> list[str]:
     ]
 
 
-def section(result: Result, kpi: KpiResult | None, rules: int, hours: float, load_note: str) -> str:
+def section(
+    result: Result, kpi: KpiResult | None, live: Live | None, args: argparse.Namespace, note: str
+) -> str:
+    rules, hours = args.rules, args.hours
     median = statistics.median(result.seconds)
     runs = ", ".join(f"{s:.2f}" for s in result.seconds)
     return "\n".join(
@@ -209,9 +289,10 @@ def section(result: Result, kpi: KpiResult | None, rules: int, hours: float, loa
             f"| alerts after the last run (pending + firing) | {result.alerts:,} "
             f"({result.firing:,} firing) |",
             f"| rules with errors | {result.errors} |",
+            *(live_rows(live, args.live_interval) if live is not None else []),
             *(kpi_rows(kpi) if kpi is not None else []),
             "",
-            *machine_facts(load_note),
+            *machine_facts(note),
             "",
         ]
     )
@@ -249,13 +330,18 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--kpi-rules", type=int, default=100)
     parser.add_argument("--kpi-days", type=int, default=9)
+    parser.add_argument("--live-cycles", type=int, default=10, help="0: no live comparison")
+    parser.add_argument("--live-interval", type=int, default=15, help="seconds")
+    parser.add_argument("--big-rules", type=int, default=5000, help="0: no 5,000-rule run")
+    parser.add_argument("--big-cycles", type=int, default=6)
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args()
     load_avg = os.getloadavg()[0]
     note = " (other work was running on the machine)" if load_avg > 1 else ""
     result = run(args.rules, args.hours, args.runs)
     kpi = run_kpi(args.kpi_rules, args.kpi_days, args.runs) if args.kpi_rules else None
-    text = section(result, kpi, args.rules, args.hours, note)
+    live = run_live_all(args) if args.live_cycles else None
+    text = section(result, kpi, live, args, note)
     print(text)
     if not args.no_write:
         write_section(text)
