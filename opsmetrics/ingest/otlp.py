@@ -24,6 +24,7 @@ from opsmetrics.ingest.compression import decompress_body
 from opsmetrics.ingest.decoded import DecodedSamples
 from opsmetrics.ingest.json_depth import check_json_depth
 from opsmetrics.ingest.otlp_convert import convert
+from opsmetrics.ingest.otlp_numbers import SeriesCache
 from opsmetrics.ingest.proto import otlp_view_pb2 as view
 from opsmetrics.settings import Limits
 
@@ -41,9 +42,14 @@ class OtlpDecoded:
 
 
 def decode_otlp(
-    body: bytes, content_type: str | None, content_encoding: str | None, limits: Limits
+    body: bytes,
+    content_type: str | None,
+    content_encoding: str | None,
+    limits: Limits,
+    *,
+    cache: SeriesCache | None = None,
 ) -> OtlpDecoded:
-    """Decode one OTLP/HTTP metrics export body."""
+    """Decode one OTLP/HTTP metrics export body; pass a long-lived `cache` for speed."""
     if len(body) > limits.max_body_bytes:
         raise PayloadTooLargeError(
             f"OTLP body of {len(body)} bytes is larger than the limit of {limits.max_body_bytes} "
@@ -51,7 +57,7 @@ def decode_otlp(
         )
     parse = _parser(content_type)
     converted = convert(
-        parse(decompress_body(body, content_encoding, limits.max_decompressed_bytes))
+        parse(decompress_body(body, content_encoding, limits.max_decompressed_bytes)), cache
     )
     total = len(converted.samples) + len(converted.deltas)
     if total > limits.max_samples_per_request:

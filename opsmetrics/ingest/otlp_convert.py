@@ -15,10 +15,9 @@ series and request rather than once per point.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass
 
-import numpy as np
 from google.protobuf.message import DecodeError
 from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 from opentelemetry.proto.metrics.v1 import metrics_pb2 as otlp
@@ -32,6 +31,8 @@ from opsmetrics.ingest.otlp_names import (
     prometheus_unit,
     sanitize_metric_name,
 )
+from opsmetrics.ingest.otlp_numbers import NumberPoints, SeriesCache, Target, add_numbers
+from opsmetrics.ingest.otlp_rows import Rejects, Rows
 from opsmetrics.ingest.proto import otlp_view_pb2 as view
 from opsmetrics.model import (
     METRIC_NAME,
@@ -65,66 +66,23 @@ class Converted:
     error_message: str
 
 
-def convert(request: view.ExportView) -> Converted:
-    """Map an export request to Prometheus series."""
-    converter = _Converter()
+def convert(request: view.ExportView, cache: SeriesCache | None = None) -> Converted:
+    """Map an export request to Prometheus series; pass a long-lived `cache` for speed."""
+    return _convert(request, NumberPoints.read(request), SeriesCache() if cache is None else cache)
+
+
+def convert_plain(request: view.ExportView) -> Converted:
+    """The same mapping one point at a time: the bulk reader's fallback and test oracle."""
+    return _convert(request, None, SeriesCache())
+
+
+def _convert(
+    request: view.ExportView, numbers: NumberPoints | None, cache: SeriesCache
+) -> Converted:
+    converter = _Converter(numbers, cache)
     for number, resource_metrics in enumerate(request.resource_metrics):
         converter.resource(number, resource_metrics)
     return converter.finish()
-
-
-class _Rows:
-    """The samples of one batch. A series' labels are built once, then found by a cheap key."""
-
-    def __init__(self) -> None:
-        self.series: list[Labels] = []
-        self._by_labels: dict[Labels, int] = {}
-        self._by_key: dict[Hashable, int] = {}
-        self.index: list[int] = []
-        self.ts: list[int] = []
-        self.values: list[float] = []
-
-    def find(self, key: Hashable) -> int | None:
-        return self._by_key.get(key)
-
-    def register(self, key: Hashable, labels: Labels) -> int:
-        index = self._by_key[key] = self._by_labels.setdefault(labels, len(self.series))
-        if index == len(self.series):
-            self.series.append(labels)
-        return index
-
-    def append(self, index: int, ts: int, value: float) -> None:
-        self.index.append(index)
-        self.ts.append(ts)
-        self.values.append(value)
-
-    def build(self) -> SampleBatch:
-        return SampleBatch(
-            self.series,
-            np.array(self.index, np.int32),
-            np.array(self.ts, np.int64),
-            np.array(self.values, np.float64),
-        )
-
-
-@dataclass(slots=True)
-class _Rejects:
-    """Data points not stored, by reason, with the first metric each reason was seen in."""
-
-    count: int = 0
-    reasons: dict[str, tuple[int, str]] = field(default_factory=dict)
-
-    def add(self, points: int, reason: str, metric: view.MetricView) -> None:
-        if points:
-            seen, first = self.reasons.get(reason, (0, metric.name))
-            self.reasons[reason] = (seen + points, first)
-            self.count += points
-
-    def message(self) -> str:
-        if not self.count:
-            return ""
-        parts = [f"{n} {reason} (metric {name!r})" for reason, (n, name) in self.reasons.items()]
-        return f"rejected {self.count} data points: " + "; ".join(parts)
 
 
 def _labels(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
@@ -205,11 +163,14 @@ def _summary_rows(point: view.SummaryPointView) -> list[Row]:
 class _Converter:
     """Builds the samples of one request, one metric at a time."""
 
-    def __init__(self) -> None:
-        self.samples = _Rows()
-        self.deltas = _Rows()
+    def __init__(self, numbers: NumberPoints | None, cache: SeriesCache) -> None:
+        self._numbers_read = numbers
+        self._cache = cache
+        self._metric = -1  # the ordinal of the metric being mapped, in request order
+        self.samples = Rows()
+        self.deltas = Rows()
         self.metadata: dict[str, MetricMetadata] = {}
-        self.rejects = _Rejects()
+        self.rejects = Rejects()
         self._resource = 0
         self._identity: dict[str, str] = {}
         self._attributes: dict[Attributes, dict[str, str]] = {}
@@ -235,6 +196,7 @@ class _Converter:
 
     def metric(self, metric: view.MetricView) -> int:
         """Adds the metric's points; returns the latest timestamp stored (0 if none)."""
+        self._metric += 1
         kind = metric.WhichOneof("data")
         if kind is not None and not sanitize_metric_name(metric.name):
             points = getattr(metric, kind).data_points
@@ -270,11 +232,16 @@ class _Converter:
         return self._numbers(metric, data, kind, self.deltas if delta else self.samples)
 
     def _numbers(
-        self, metric: view.MetricView, data: view.NumbersView, kind: MetricType, target: _Rows
+        self, metric: view.MetricView, data: view.NumbersView, kind: MetricType, target: Rows
     ) -> int:
         counter = kind is MetricType.COUNTER
         unit = prometheus_unit(metric.unit, gauge=not counter)
         name = metric_name(metric.name, unit, counter=counter)
+        found = self._numbers_read
+        if found is not None:
+            to = Target(target, self.samples, self._resource, self._series_of)
+            latest = add_numbers(found, self._metric, name, metric, to, self.rejects)
+            return self._done(latest, name, kind, metric, unit)
         latest = 0
         for point in data.data_points:
             value = _number(point)
@@ -317,7 +284,7 @@ class _Converter:
         self.rejects.add(1, "points without time_unix_nano", metric)
         return False
 
-    def _rows(self, name: str, rows: list[Row], point: Point, target: _Rows) -> int:
+    def _rows(self, name: str, rows: list[Row], point: Point, target: Rows) -> int:
         """Adds a point's rows; returns its timestamp. NO_RECORDED_VALUE → stale markers."""
         ts = point.time_unix_nano // 1_000_000
         stale = bool(point.flags & NO_RECORDED_VALUE)
@@ -337,6 +304,16 @@ class _Converter:
             labels = self._attributes[attributes] = _joined(map(self._attribute, attributes))
         own = dict([extra]) if extra else {}
         return make_labels({**labels, **self._identity, **own, METRIC_NAME: name})
+
+    def _series_of(self, name: str, attributes: bytes) -> Labels:
+        """A series from the raw run of its point's attribute fields (otlp_numbers)."""
+        key = (name, tuple(self._identity.items()), attributes)
+        labels = self._cache.get(key)
+        if labels is None:
+            points = view.NumberPointView.FromString(attributes).attributes
+            labels = self._series(name, None, tuple(points))
+            self._cache.put(key, labels)
+        return labels
 
     def _attribute(self, data: bytes) -> _Attribute:
         """A KeyValue decoded, its key made a label name; each distinct one decoded once."""

@@ -22,6 +22,7 @@ from opsmetrics.ingest.json_formats import (
 )
 from opsmetrics.ingest.json_samples import SeriesLabels, decode_samples_json
 from opsmetrics.ingest.otlp import decode_otlp
+from opsmetrics.ingest.otlp_numbers import SeriesCache
 from opsmetrics.ingest.otlp_response import encode_otlp_response
 from opsmetrics.ingest.pipeline import WriteRequest, WriteResult
 from opsmetrics.ingest.remote_write import LabelsCache, decode_remote_write
@@ -78,6 +79,14 @@ def _series_labels(request: Request) -> SeriesLabels:
     return cache
 
 
+def _otlp_series(request: Request) -> SeriesCache:
+    """One per app: an exporter sends the same series every export."""
+    cache: SeriesCache | None = getattr(request.app.state, "otlp_series", None)
+    if cache is None:
+        cache = request.app.state.otlp_series = SeriesCache()
+    return cache
+
+
 def _ok(data: dict[str, object]) -> JSONResponse:
     return JSONResponse({"status": "success", "data": data})
 
@@ -115,7 +124,8 @@ async def otlp_metrics(request: Request) -> Response:
     limits = svc.settings.limits
     ctype = request.headers.get("content-type")
     encoding = request.headers.get("content-encoding")
-    decoded = await _decode(svc, lambda: decode_otlp(body, ctype, encoding, limits))
+    cache = _otlp_series(request)
+    decoded = await _decode(svc, lambda: decode_otlp(body, ctype, encoding, limits, cache=cache))
     await _store(svc, WriteRequest("otlp", samples=decoded.decoded))
     if decoded.rejected_points:
         svc.telemetry.rejected.labels("otlp_unsupported_point").inc(decoded.rejected_points)
