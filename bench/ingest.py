@@ -39,6 +39,7 @@ from facts import machine_facts
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMETHEUS = "/usr/bin/prometheus"
+VICTORIA = "/usr/bin/victoria-metrics"
 SERIES_PER_REQUEST = 1_000
 STEPS_PER_REQUEST = 10
 METRICS = 10  # 1,000 series = 10 metric names x 100 label combinations
@@ -210,6 +211,15 @@ def json_body(series: SeriesSet, ts: npt.NDArray[np.int64], v: npt.NDArray[np.fl
     return msgspec.json.encode(items)
 
 
+def vm_json_body(series: SeriesSet, ts: npt.NDArray[np.int64], v: npt.NDArray[np.float64]) -> bytes:
+    """The same series and samples in VictoriaMetrics's own JSON line format (/api/v1/import)."""
+    times = ts.tolist()
+    return b"\n".join(
+        msgspec.json.encode({"metric": lbl, "values": row, "timestamps": times})
+        for lbl, row in zip(series.labels, v.tolist(), strict=True)
+    )
+
+
 def events_body(client: int, request: int, count: int, now_ms: int) -> bytes:
     names = ("purchase", "signup", "cart_view", "subscription_changed")
     lines = [
@@ -311,6 +321,28 @@ def prometheus_server(tmp: Path) -> Iterator[Proc]:
         proc.stop()
 
 
+@contextmanager
+def victoria_server(tmp: Path) -> Iterator[Proc]:
+    """Debian's victoria-metrics (single node) on a free port with its own data directory."""
+    port = free_port()
+    cmd = [
+        VICTORIA,
+        f"-httpListenAddr=127.0.0.1:{port}",
+        f"-storageDataPath={tmp / 'victoria'}",
+        "-retentionPeriod=100y",
+        "-search.disableCache",
+    ]
+    log = (tmp / "victoria.log").open("wb")
+    popen = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    log.close()
+    proc = Proc(f"http://127.0.0.1:{port}", popen, cmd)
+    try:
+        wait_ready(proc, "/health")
+        yield proc
+    finally:
+        proc.stop()
+
+
 # --- driving --------------------------------------------------------------------------------
 
 
@@ -362,6 +394,15 @@ FORMATS: dict[str, tuple[str, dict[str, str], Encode]] = {
 }
 
 
+#: What each reference is sent for a format: (path, headers, encoder); remote_write bodies are
+#: the very bytes we get, VictoriaMetrics's JSON import gets the same series in its own format.
+REFERENCES: dict[tuple[str, str], tuple[str, dict[str, str]]] = {
+    ("prometheus", "remote_write"): ("/api/v1/write", RW_HEADERS),
+    ("victoria", "remote_write"): ("/api/v1/write", RW_HEADERS),
+    ("victoria", "json"): ("/api/v1/import", NDJSON_HEADERS),
+}
+
+
 @dataclass
 class Clients:
     """Up to 4 clients' series sets for one format; bodies are encoded before any timing."""
@@ -383,6 +424,13 @@ class Clients:
             for s, e in self.sets[:clients]
         ]
 
+    def vm_json_bodies(self, clients: int, requests: int) -> list[list[bytes]]:
+        """Fresh blocks of the same series, for VictoriaMetrics's JSON import."""
+        return [
+            [vm_json_body(s, *s.next_block()) for _ in range(requests)]
+            for s, _ in self.sets[:clients]
+        ]
+
 
 # --- the scenarios ----------------------------------------------------------------------------
 
@@ -402,18 +450,39 @@ class Figures:
 def throughput(args: argparse.Namespace, tmp: Path, figures: Figures) -> None:
     start_ms = int(time.time() * 1000) - 3_600_000
     clients = {f: Clients.make(f, 4, start_ms, 100 * i, 1_000) for i, f in enumerate(FORMATS)}
-    with opsmetrics_server(tmp / "data", {}) as ours, prometheus_server(tmp) as prom:
-        _warm_up(ours, prom, clients)
+    vm_json = Clients.make("json", 4, start_ms, 700, 1_000)
+    with (
+        opsmetrics_server(tmp / "data", {}) as ours,
+        prometheus_server(tmp) as prom,
+        victoria_server(tmp) as vm,
+    ):
+        refs = {"prometheus": prom, "victoria": vm}
+        _warm_up(ours, refs, clients, vm_json)
         for run in range(args.runs):
             for n in (2, 4):
-                _one_round(args, ours, prom, clients, n, figures)
+                _one_round(args, ours, refs, clients, vm_json, n, figures)
             figures.events.append(_events_rate(ours, args.event_requests, run))
             print(f"run {run + 1}/{args.runs} done", flush=True)
         figures.rss_mib = ours.peak_rss_mib()
         figures.storage["prometheus_rss_mib"] = prom.peak_rss_mib()
+        figures.storage["victoria_rss_mib"] = vm.peak_rss_mib()
 
 
-def _warm_up(ours: Proc, prom: Proc, clients: dict[str, Clients]) -> None:
+def _send_reference(
+    refs: dict[str, Proc], fmt: str, bodies: list[list[bytes]], vm_json: list[list[bytes]]
+) -> dict[str, float]:
+    """Seconds each reference took for the same samples in this format."""
+    out = {}
+    for (name, taken), (path, headers) in REFERENCES.items():
+        if taken == fmt:
+            sent = vm_json if (name, fmt) == ("victoria", "json") else bodies
+            out[name] = drive(refs[name].url, path, headers, sent)
+    return out
+
+
+def _warm_up(
+    ours: Proc, refs: dict[str, Proc], clients: dict[str, Clients], vm_json: Clients
+) -> None:
     """One request per client creates the series; timed requests then only add samples."""
     for fmt, c in clients.items():
         path, headers, _ = FORMATS[fmt]
@@ -422,15 +491,15 @@ def _warm_up(ours: Proc, prom: Proc, clients: dict[str, Clients]) -> None:
             drive(ours.url, path, headers, bodies)
         except (RuntimeError, httpx.HTTPError) as exc:
             print(f"{fmt}: unavailable ({exc})", flush=True)
-        if fmt == "remote_write":
-            drive(prom.url, path, headers, bodies)
+        _send_reference(refs, fmt, bodies, vm_json.vm_json_bodies(4, 1))
 
 
 def _one_round(
     args: argparse.Namespace,
     ours: Proc,
-    prom: Proc,
+    refs: dict[str, Proc],
     clients: dict[str, Clients],
+    vm_json: Clients,
     n: int,
     figures: Figures,
 ) -> None:
@@ -443,8 +512,9 @@ def _one_round(
         except (RuntimeError, httpx.HTTPError) as exc:
             figures.notes.append(f"{fmt} with {n} clients failed: {str(exc)[:200]}")
             continue
-        if fmt == "remote_write":
-            figures.add(("prometheus", n), samples / drive(prom.url, path, headers, bodies))
+        vm_bodies = vm_json.vm_json_bodies(n, args.requests) if fmt == "json" else []
+        for name, took in _send_reference(refs, fmt, bodies, vm_bodies).items():
+            figures.add((f"{name}:{fmt}", n), samples / took)
         print(f"  {fmt} x{n}: {figures.rates[(fmt, n)][-1]:,.0f} samples/s", flush=True)
 
 
@@ -529,6 +599,13 @@ def machine() -> list[str]:
     return machine_facts(" (other work shares this machine)")
 
 
+def victoria_version() -> str:
+    found = subprocess.run(
+        ["dpkg-query", "-W", "-f=${Version}", "victoria-metrics"], capture_output=True, text=True
+    )
+    return f"victoria-metrics {found.stdout.strip() or '?'} (Debian)"
+
+
 def _median(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
@@ -536,18 +613,23 @@ def _median(values: list[float]) -> float:
 def rate_table(figures: Figures) -> list[str]:
     lines = [
         "| format | clients | ours: durable samples/s (median) | runs | Prometheus "
-        "| ours / Prometheus |",
-        "|---|---|---|---|---|---|",
+        "| VictoriaMetrics | ours / Prometheus | ours / VictoriaMetrics |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for (fmt, n), values in sorted(figures.rates.items()):
-        if fmt == "prometheus":
+        if ":" in fmt:
             continue
-        prom = _median(figures.rates.get(("prometheus", n), []))
-        ratio = f"{_median(values) / prom:.2f}" if fmt == "remote_write" else "—"
-        prom_text = f"{prom:,.0f}" if fmt == "remote_write" else "—"
+        ours = _median(values)
+        cells = []
+        for ref in ("prometheus", "victoria"):
+            theirs = _median(figures.rates.get((f"{ref}:{fmt}", n), []))
+            cells.append(
+                (f"{theirs:,.0f}", f"{ours / theirs:.2f}") if theirs == theirs else ("—", "—")
+            )
         runs = ", ".join(f"{v:,.0f}" for v in values)
         lines.append(
-            f"| {fmt} | {n} | **{_median(values):,.0f}** | {runs} | {prom_text} | {ratio} |"
+            f"| {fmt} | {n} | **{ours:,.0f}** | {runs} | {cells[0][0]} | {cells[1][0]} "
+            f"| {cells[0][1]} | {cells[1][1]} |"
         )
     return lines
 
@@ -565,8 +647,9 @@ def storage_lines(figures: Figures) -> list[str]:
         f"file size after a clean stop {st.get('file_bytes_after_stop', 0):,.0f} B "
         f"({st.get('file_bytes_after_stop', 0) / samples:.2f} B/sample)",
         f"- Peak RSS (VmHWM) of the server: {figures.rss_mib:,.0f} MiB in the throughput runs, "
-        f"{st.get('rss_mib', 0):,.0f} MiB in the 10M-sample run; Prometheus "
-        f"{st.get('prometheus_rss_mib', 0):,.0f} MiB",
+        f"{st.get('rss_mib', 0):,.0f} MiB in the 10M-sample run; in the throughput runs "
+        f"Prometheus {st.get('prometheus_rss_mib', 0):,.0f} MiB, VictoriaMetrics "
+        f"{st.get('victoria_rss_mib', 0):,.0f} MiB",
     ]
 
 
@@ -578,6 +661,8 @@ def render(figures: Figures, args: argparse.Namespace, command: str) -> str:
         f"Command: `.venv/bin/{command}` (bench/ingest.py; see bench/README.md).",
         "",
         *machine(),
+        f"- Second reference: {victoria_version()} (single node, data buffered in memory and "
+        "flushed every second, no fsync per request)",
         "",
         f"Each request: 10,000 samples (1,000 series x 10 labels x 10 timestamps), bodies "
         f"encoded before timing; {args.requests} requests per client per run; median of "
