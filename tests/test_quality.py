@@ -61,6 +61,16 @@ routes:
     group_wait: 0s
     group_interval: 1h
 """
+DASHBOARD = """\
+title: Growth
+time_range: 1d
+sections:
+  - title: KPIs
+    widgets:
+      - {type: metric_card, kpi: signups}
+      - {type: status_grid, kpis: [signups, pro_purchases]}
+      - {type: table, kpis: [signups, pro_purchases]}
+"""
 QUALITY = """
 interval: 1s
 sources:
@@ -70,19 +80,20 @@ sources:
 SQL_SOURCES = """
 - name: refunds
   url: sqlite:///shop.db
-  interval: 1m
+  interval: 1s  # the collector starts each within its interval
   query: SELECT id, customer, created_at FROM refunds WHERE id > $cursor ORDER BY id
   cursor: {column: id, initial: 0}
   emit:
     events: {name: refund, id: "refund-{id}", entity: customer, ts: created_at}
 - name: broken
   url: sqlite:///shop.db
-  interval: 1m
+  interval: 1s  # the collector starts each within its interval
   query: SELECT id, customer, created_at FROM no_such_table WHERE id > $cursor ORDER BY id
   cursor: {column: id, initial: 0}
   emit:
     events: {name: refund, id: "refund-{id}", entity: customer, ts: created_at}
 """
+SQL_IDS = ("sql:refunds", "sql:broken")
 
 
 def _shop_db(path: Path) -> None:
@@ -157,6 +168,8 @@ def planted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Planted]:
     (config / "kpis").mkdir(parents=True)
     (config / "kpis" / "kpis.yaml").write_text(KPIS)
     (config / "quality.yaml").write_text(QUALITY)
+    (config / "dashboards").mkdir()
+    (config / "dashboards" / "growth.yaml").write_text(DASHBOARD)
     (config / "sources").mkdir()
     (config / "sources" / "shop.yaml").write_text(SQL_SOURCES)
     _shop_db(config / "shop.db")
@@ -297,12 +310,13 @@ def test_a_stale_source_alert_reaches_the_webhook(planted: Planted) -> None:
 def test_sql_sources_are_judged_by_their_runs(planted: Planted) -> None:
     def ran() -> dict[str, dict[str, Any]]:
         s = _settled(planted.srv)
-        return s if "sql:refunds" in s and s["sql:refunds"]["last_seen"] else {}
+        runs = [s.get(i, {}).get("monitors", {}).get("freshness", {}) for i in SQL_IDS]
+        return s if all(r.get("detail", "no data yet") != "no data yet" for r in runs) else {}
 
-    sources = wait_until(ran, "a run of the refunds source")
+    sources = wait_until(ran, "a run of each SQL source")
     refunds = sources["sql:refunds"]
     assert refunds["monitors"]["freshness"]["status"] == "ok", refunds
-    assert refunds["expected_freshness_seconds"] == 900  # 1m × 3, at the floor
+    assert refunds["expected_freshness_seconds"] == 900  # 1s × 3, at the 15-minute floor
     assert sources["event:refund"]["last_seen"] * 1000 == FIXED_NOW - 72 * MIN + 5 * MIN
     broken = sources["sql:broken"]["monitors"]["freshness"]
     assert broken["status"] == "critical" and "no run succeeded" in broken["detail"], broken
@@ -342,4 +356,25 @@ def test_the_kpi_page_says_its_source_is_stale(page: Page, planted: Planted) -> 
     note = page.locator('[data-warning="stale"]')
     assert note.count() == 1
     assert note.inner_text().startswith("Not current: source event:signup stale since")
+    assert watch.problems == []
+
+
+def test_dashboard_kpi_widgets_mark_a_stale_value(planted: Planted) -> None:
+    _settled(planted.srv)
+    url = planted.srv.url + "/api/v1/dashboards/growth/data"
+    widgets = httpx.get(url, params={"start": "now-1d", "end": "now"}, timeout=30).json()
+    card, grid, table = widgets["data"]["widgets"].values()
+    note = "source event:signup stale since 2027-01-03 22:22 UTC"
+    assert card["stale"] == [note]
+    items = {i["name"]: i["stale"] for i in grid["items"]}
+    assert items == {"signups": [note], "pro_purchases": []}
+    signups, purchases = table["rows"]
+    assert signups[1].endswith(" (stale)") and not purchases[1].endswith(" (stale)")
+
+
+def test_the_dashboard_shows_the_stale_badge(page: Page, planted: Planted) -> None:
+    watch = visit(page, f"{planted.srv.url}/dashboards/growth")
+    badges = page.locator("[data-stale]")
+    assert badges.count() == 2  # the card and the grid's signups cell
+    assert "event:signup" in (badges.first.get_attribute("title") or "")
     assert watch.problems == []

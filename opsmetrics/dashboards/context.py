@@ -125,6 +125,8 @@ class DashboardContext:
     shared: Memo | None = None
     #: Whether an alert (by fingerprint) has been acknowledged; None: nobody acknowledges.
     acked: Callable[[str], bool] | None = None
+    #: The notes on the stale sources a KPI (by name) reads; None: freshness is not watched.
+    stale: Callable[[str], list[str]] | None = None
     _memo: Memo = field(default_factory=Memo)
 
     def cached(self, key: Any, compute: Callable[[], T], ttl_ms: int = SHARED_TTL_MS) -> T:

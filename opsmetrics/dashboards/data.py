@@ -66,6 +66,7 @@ class DashboardData:
         self._evaluator = evaluator
         self.alerts = alerts
         self.acked: Callable[[str], bool] | None = None
+        self.stale: Callable[[str], list[str]] | None = None
         self._shared = Memo(clock)
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="dashboard")
 
@@ -92,6 +93,7 @@ class DashboardData:
             self.alerts,
             self._shared,
             self.acked,
+            self.stale,
         )
         futures = {wid: self._pool.submit(widget_payload, ctx, w) for wid, w in chosen}
         results = {wid: future.result() for wid, future in futures.items()}

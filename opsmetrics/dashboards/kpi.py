@@ -60,6 +60,7 @@ def _kpi_card(ctx: DashboardContext, w: MetricCard, kpi: KpiDefinition) -> Paylo
         "target_formatted": fmt(point.target) if point and point.target is not None else None,
         "attainment": number(point.attainment) if point else None,
         **kpi_status(kpi, point, fmt),
+        "stale": stale_notes(ctx, kpi.name),
         "sparkline": [[p.start_ms, number(p.value)] for p in spark],
         "link": kpi_link(kpi.name),
     }
@@ -68,6 +69,11 @@ def _kpi_card(ctx: DashboardContext, w: MetricCard, kpi: KpiDefinition) -> Paylo
 def _latest(ctx: DashboardContext, name: str, compare: str) -> KpiPoint | None:
     points = ctx.kpi_latest(name, compare)
     return points[0] if points else None
+
+
+def stale_notes(ctx: DashboardContext, kpi: str) -> list[str]:
+    """Why the KPI's value is not current: the stale sources it reads (empty when none)."""
+    return ctx.stale(kpi) if ctx.stale is not None else []
 
 
 def kpi_status(kpi: KpiDefinition, point: KpiPoint | None, fmt: Format) -> Payload:
@@ -165,6 +171,7 @@ def gauge(ctx: DashboardContext, w: Gauge) -> Payload:
         "thresholds": bands,
         "status": status.value,
         "status_text": status_text(status, limits, direction, fmt, bands["good"]),
+        "stale": stale_notes(ctx, w.kpi) if w.kpi is not None else [],
     }
 
 
@@ -217,6 +224,7 @@ def _kpi_item(ctx: DashboardContext, name: str) -> Payload:
         "value": number(value),
         "formatted": fmt(value),
         **kpi_status(kpi, point, fmt),
+        "stale": stale_notes(ctx, name),
         "link": kpi_link(name),
     }
 
@@ -250,10 +258,11 @@ def table(ctx: DashboardContext, w: TableWidget) -> Payload:
         kpi = ctx.catalog.get(name)
         fmt, point = Format.of(kpi), _latest(ctx, name, w.compare)
         delta = _delta(point, kpi.direction, fmt) if w.compare != "none" else None
+        stale = " (stale)" if stale_notes(ctx, name) else ""
         rows.append(
             [
                 kpi.title,
-                fmt(point.value if point else None),
+                fmt(point.value if point else None) + stale,
                 fmt(point.target) if point and point.target is not None else "–",
                 kpi_status(kpi, point, fmt)["status"],
                 delta["formatted"] if delta else "–",

@@ -20,6 +20,7 @@ from opsmetrics.params import Params, invalid_param, parse_prom_time_ms
 from opsmetrics.storage.token_records import Scope
 from opsmetrics.web.deps import require, services
 from opsmetrics.web.kpi_metrics import kpi_values
+from opsmetrics.web.routers.quality import stale_notes
 from opsmetrics.web.routers.read import success
 
 router = APIRouter(dependencies=[Depends(require(Scope.READ))], tags=["dashboards"])
@@ -82,4 +83,5 @@ def _data(request: Request) -> DashboardData:
     data.alerts = getattr(request.app.state, "alerts", None)
     dispatcher = getattr(request.app.state, "dispatcher", None)
     data.acked = dispatcher.quieting.is_acked if dispatcher is not None else None
+    data.stale = stale_notes(request)
     return data

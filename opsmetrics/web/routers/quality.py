@@ -7,14 +7,16 @@ GET /api/v1/quality   every source (event names, metrics, scrape jobs) with a st
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
 
 from fastapi import APIRouter, Depends, Request, Response
 
 from opsmetrics.alerting.model import AlertHub
 from opsmetrics.alerting.quality_alerts import QualityMonitor
-from opsmetrics.analysis.quality import QualityReport, report_json
+from opsmetrics.analysis.quality import QualityReport, report_json, stale_note
 from opsmetrics.analysis.quality_assess import QualityAssessor, SqlSourceInfo
+from opsmetrics.analysis.quality_kpis import stale_for_kpi
 from opsmetrics.catalog.quality import load_quality_config
 from opsmetrics.catalog.scrape import load_scrape_config
 from opsmetrics.catalog.sources import load_sources
@@ -82,3 +84,16 @@ async def quality_report(request: Request) -> QualityReport:
 async def get_quality(request: Request) -> Response:
     services(request)  # the app is up
     return success(report_json(await quality_report(request)))
+
+
+def stale_notes(request: Request) -> Callable[[str], list[str]] | None:
+    """KPI name → the notes on the stale sources it reads (dashboards' KPI widgets)."""
+    found: QualityMonitor | None = getattr(request.app.state, "quality", None)
+    if found is None:
+        return None
+    catalog = services(request).catalog
+
+    def notes(kpi: str) -> list[str]:
+        return [stale_note(s) for s in stale_for_kpi(found.report(), catalog, catalog.get(kpi))]
+
+    return notes

@@ -19,9 +19,18 @@ function link(href, text) {
   return href ? el("a", { href: withRange(href), "data-keep-range": true }, text) : text;
 }
 
+// A KPI whose source stopped (p.stale: notes, docs/dashboards.md): the value is not current.
+function staleBadge(p) {
+  if (!p.stale?.length) return [];
+  const b = statusBadge("warning", "Stale");
+  b.title = p.stale.join("; ");
+  b.dataset.stale = "";
+  return [b];
+}
+
 function metricCard(p, body) {
   const value = el("div", { class: "metric-value" }, p.formatted ?? formatValue(p.value, p.unit));
-  const meta = el("div", { class: "metric-meta" }, statusBadge(p.status, p.status_text));
+  const meta = el("div", { class: "metric-meta" }, ...staleBadge(p), statusBadge(p.status, p.status_text));
   if (p.delta) {
     const cls = p.delta.good === true ? "delta-good" : p.delta.good === false ? "delta-bad" : "";
     const arrow = (p.delta.value ?? 0) > 0 ? "▲" : (p.delta.value ?? 0) < 0 ? "▼" : "■";
@@ -56,7 +65,7 @@ function trendChart(p, body) {
 
 function gauge(p, body) {
   const box = chartBox(`${p.title}: ${p.formatted ?? formatValue(p.value, p.unit)}`);
-  body.append(box, el("div", { class: "metric-meta" }, statusBadge(p.status, p.status_text)));
+  body.append(box, el("div", { class: "metric-meta" }, ...staleBadge(p), statusBadge(p.status, p.status_text)));
   return () => charts.draw(box, () => charts.gaugeOption(p));
 }
 
@@ -66,7 +75,7 @@ function statusGrid(p, body) {
     grid.append(el("div", { class: `status-cell status-${item.status || "unknown"}` },
       el("div", {}, link(item.link, item.title || item.name)),
       el("div", { class: "metric-value", style: "font-size:1.2rem" }, item.formatted ?? "–"),
-      statusBadge(item.status, item.status_text)));
+      ...staleBadge(item), statusBadge(item.status, item.status_text)));
   }
   body.append(grid);
 }
