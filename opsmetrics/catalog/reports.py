@@ -23,6 +23,7 @@ ConfigError listing every problem as `file:line: field: message`; `read_reports`
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -228,6 +229,10 @@ class ReportSpec:
     @property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+    def with_formats(self, formats: frozenset[str]) -> ReportSpec:
+        """The same report rendered in other formats (a preview of one format)."""
+        return dataclasses.replace(self, formats=formats)
 
 
 def next_slots(spec: ReportSpec, after_ms: int, n: int) -> list[int]:

@@ -90,6 +90,10 @@ class ReportRunner:
         self._busy: set[str] = set()
         self._cache: OrderedDict[str, RenderedReport] = OrderedDict()
 
+    @property
+    def channels(self) -> Mapping[str, ChannelModel]:
+        return self._config.channels
+
     # --- claiming ----------------------------------------------------------------------
     def claim(
         self, spec: ReportSpec, slot_ms: int, trigger: Trigger, *, delayed: bool = False,

@@ -69,6 +69,10 @@ class ReportScheduler:
         self._loop = DueLoop("report scheduler", clock, self.tick, self.next_due_ms)
 
     @property
+    def runner(self) -> ReportRunner:
+        return self._runner
+
+    @property
     def reports(self) -> list[ReportSpec]:
         return [s for s in self._runner.reports if s.enabled]
 
