@@ -185,7 +185,10 @@ def template_columns(template: str) -> list[str]:
     return _TEMPLATE_FIELD.findall(template)
 
 
-_TABLE = re.compile(r"\b(?:FROM|JOIN)\s+((?:[A-Za-z_][\w$]*\.)?[A-Za-z_][\w$]*)", re.IGNORECASE)
+#: A name after FROM or JOIN, not followed by "(" (that is a function: pg_sleep(1)).
+_TABLE = re.compile(
+    r"\b(?:FROM|JOIN)\s+((?:[A-Za-z_][\w$]*\.)?[A-Za-z_][\w$]*)\b(?!\s*\()", re.IGNORECASE
+)
 
 
 def query_tables(query: str) -> list[str]:

@@ -297,7 +297,7 @@ class SqlSourceCollector:
         loop = asyncio.get_running_loop()
         interval = source.spec.interval / 1000
         # Spread the sources over their interval so they do not all query at the same moment.
-        await asyncio.sleep(zlib.crc32(source.name.encode()) % max(1, source.spec.interval) / 1e6)
+        await asyncio.sleep(zlib.crc32(source.name.encode()) % max(1, source.spec.interval) / 1000)
         while True:
             started = loop.time()
             try:
