@@ -52,6 +52,13 @@ class Telemetry:
         self.ingested_events = Counter(
             "opsmetrics_ingest_events", "Events durably stored", ["source"], registry=r
         )
+        self.duplicate_events = Counter(
+            "opsmetrics_ingest_duplicate_events",
+            "Events not stored because an event with the same id (or content) was stored "
+            "already, by event name (counted by the DuckDB store)",
+            ["name"],
+            registry=r,
+        )
         self.rejected = Counter(
             "opsmetrics_ingest_rejected",
             "Ingest requests (or items) rejected, by reason",
@@ -155,6 +162,24 @@ class Telemetry:
             ["rule_group"],
             registry=r,
         )
+        self.rule_group_interval = Gauge(
+            "prometheus_rule_group_interval_seconds",
+            "The interval of the rule group",
+            ["rule_group"],
+            registry=r,
+        )
+        self.rule_evaluations = Counter(
+            "prometheus_rule_evaluations",
+            "Rule evaluations, by group",
+            ["rule_group"],
+            registry=r,
+        )
+        self.rule_failures = Counter(
+            "prometheus_rule_evaluation_failures",
+            "Rule evaluations that failed, by group",
+            ["rule_group"],
+            registry=r,
+        )
 
     def notified(self, channel: str, delivered: bool, attempts: int, seconds: float) -> None:
         """Count one finished delivery of `attempts` attempts."""
@@ -164,7 +189,16 @@ class Telemetry:
         self.notification_seconds.labels(channel).observe(seconds)
 
     def rule_group_evaluated(
-        self, group: str, key: str, *, seconds: float, samples: int, failures: int, missed: int
+        self,
+        group: str,
+        key: str,
+        *,
+        seconds: float,
+        samples: int,
+        failures: int,
+        missed: int,
+        rules: int = 0,
+        interval_s: float = 0.0,
     ) -> None:
         """Count one evaluation of a rule group (`group` its name, `key` its rule_group)."""
         self.rule_evaluation_seconds.labels(group).observe(seconds)
@@ -173,6 +207,9 @@ class Telemetry:
         self.rule_group_last_duration.labels(key).set(seconds)
         self.rule_group_last_samples.labels(key).set(samples)
         self.rule_group_iterations_missed.labels(key).inc(missed)
+        self.rule_group_interval.labels(key).set(interval_s)
+        self.rule_evaluations.labels(key).inc(rules)
+        self.rule_failures.labels(key).inc(failures)
 
     def watch_alerts(self, **sources: Callable[[], Sequence[_Stated]]) -> None:
         """Export `opsmetrics_alerts{state, source}` from each source's active alerts; a later
