@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from opsmetrics.analysis.quality_assess import HourlySampleCounts
 from opsmetrics.ingest.pipeline import event_key
 from opsmetrics.model import STALE_NAN, Event
 from opsmetrics.storage import StoredEvent, WriteBatch
@@ -15,7 +16,7 @@ from opsmetrics.storage.duckdb import DuckDBStorage
 from opsmetrics.storage.quality_records import NameCount, PropTypeCount
 from tests.chshim_fixture import chshim_port, shim_database  # noqa: F401
 from tests.clickhouse_engine import chdb_path  # noqa: F401
-from tests.sample_contract import data_opener, put, store  # noqa: F401
+from tests.sample_contract import batch, data_opener, put, store  # noqa: F401
 from tests.storage_contract import NOW, T0, labels
 
 EVENTS = [
@@ -80,5 +81,23 @@ def test_duckdb_reports_the_duplicates_it_ignored(tmp_path: Path) -> None:
             NameCount("a", T0, 4),
             NameCount("b", T0, 1),
         ]
+    finally:
+        s.close()
+
+
+def test_hourly_sample_counts_keep_closed_hours_and_count_new_ones(tmp_path: Path) -> None:
+    hour = 3_600_000
+    s = DuckDBStorage(tmp_path / "h", now_ms=NOW)
+    try:
+        sid = put(s, labels("m"), [T0 + h * hour + 60_000 for h in range(6)], [1.0] * 6)
+        kept = HourlySampleCounts()
+        assert kept.counts(s, T0, T0 + 6 * hour) == {"m": {T0 + h * hour: 1 for h in range(6)}}
+        # two more samples: one in the open hour, one late into a settled hour (kept as counted)
+        more = [T0 + 5 * hour + 120_000, T0 + 6 * hour + 1000]
+        s.write(batch([sid, sid], more, [2.0, 2.0]))
+        got = kept.counts(s, T0, T0 + 7 * hour)
+        fresh = HourlySampleCounts().counts(s, T0, T0 + 7 * hour)
+        assert got == fresh
+        assert got["m"][T0 + 5 * hour] == 2 and got["m"][T0 + 6 * hour] == 1
     finally:
         s.close()
