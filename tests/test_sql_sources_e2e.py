@@ -90,10 +90,23 @@ def pg_source(server: PostgresServer, *, select: str = "", timeout: str = "30s")
         """)
 
 
+KPIS = """\
+- name: order_count
+  title: Orders
+  owner: sales
+  unit: count
+  direction: higher_is_better
+  grain: day
+  event: {name: order, agg: count}
+"""
+
+
 def config_with(tmp: Path, text: str, rules: str = "") -> Path:
     config = tmp / "config"
     (config / "sources").mkdir(parents=True, exist_ok=True)
     (config / "sources" / "shop.yaml").write_text(text)
+    (config / "kpis").mkdir(exist_ok=True)
+    (config / "kpis" / "shop.yaml").write_text(KPIS)
     if rules:
         (config / "rules").mkdir(exist_ok=True)
         (config / "rules" / "sources.yaml").write_text(rules)
@@ -300,6 +313,15 @@ def test_sigkill_mid_run_then_restart_stores_every_row_once(
         state = source_state(again)
         assert state["up"] is True and state["error"] is None
         assert state["tables"] == ["orders"] and "@" not in state["url"]
+        lineage = api(again, "/api/v1/kpis/order_count")["lineage"]
+        assert lineage["sources"] == [
+            {
+                "input": "order",
+                "source": "shop_orders",
+                "driver": "postgresql",
+                "tables": ["orders"],
+            }
+        ]
     finally:
         again.stop()
     store = DuckDBStorage(data, now_ms=NOW + 120_000)

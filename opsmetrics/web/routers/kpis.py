@@ -27,6 +27,7 @@ from opsmetrics.storage.token_records import Scope
 from opsmetrics.web import kpi_json
 from opsmetrics.web.deps import read_json_body, require, services
 from opsmetrics.web.kpi_metrics import kpi_values
+from opsmetrics.web.routers import sources as sources_router
 from opsmetrics.web.routers.quality import quality_report
 from opsmetrics.web.routers.read import success
 
@@ -72,7 +73,9 @@ async def show_kpi(request: Request, name: str) -> Response:
     latest = history[-1] if history else None
     # Dashboards and KPI alert rules that use this KPI appear as its dependents.
     users = [svc.dashboards, request.app.state.kpi_alerts]
-    body = kpi_json.definition_json(kpi, svc.catalog.lineage(name, users), latest)
+    lineage = svc.catalog.lineage(name, users)
+    body = kpi_json.definition_json(kpi, lineage, latest)
+    body["lineage"]["sources"] = sources_router.upstream_json(svc, lineage)
     stale = stale_for_kpi(await quality_report(request), svc.catalog, kpi)
     return success(body | {"stale_sources": kpi_json.stale_json(stale)})
 

@@ -12,6 +12,8 @@ from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, Request, Response
 
+from opsmetrics.catalog.kpi_lineage import Lineage
+from opsmetrics.catalog.source_lineage import upstream_sources
 from opsmetrics.catalog.sources import SqlSource, load_sources
 from opsmetrics.errors import NotFoundError
 from opsmetrics.services import Services
@@ -89,6 +91,16 @@ def _one(svc: Services, name: str) -> dict[str, Any]:
         raise NotFoundError(f"no source {name!r} in config/sources/; see GET /api/v1/sources")
     run = next((r for r in svc.storage.source_runs() if r.source == name), None)
     return source_json(source, run, svc.storage.source_cursor(name))
+
+
+def upstream_json(svc: Services, lineage: Lineage) -> list[dict[str, Any]]:
+    """A KPI's SQL sources for its lineage: input → source → tables."""
+    found = upstream_sources(lineage, load_sources(svc.settings.config_dir))
+    return [
+        {"input": u.input, "source": u.source.name, "driver": u.source.driver,
+         "tables": u.source.tables()}
+        for u in found
+    ]  # fmt: skip
 
 
 @router.get("/api/v1/sources", dependencies=READ, summary="SQL sources and their last runs")
