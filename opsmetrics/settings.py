@@ -78,6 +78,10 @@ class Settings:
     #: Sample this machine under node_exporter's names (ingest/host.py); flag --collect-host.
     collect_host: bool = False
     collect_host_interval_ms: int = 15_000
+    #: A report channel that failed is retried after this, doubling per attempt (docs/reports.md).
+    report_retry_backoff_ms: int = 30_000
+    #: A report whose last this many runs failed raises OpsmetricsReportFailing.
+    max_report_failures: int = 3
     log_level: str = "info"
     #: Where retention's archives go, and whether retention archives before it deletes
     #: (ingest/archive_hook.py; docs/operations.md "Archive and restore").

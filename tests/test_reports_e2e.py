@@ -8,6 +8,7 @@ one message for the slot (the resend carries the same Message-ID)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import threading
 from collections.abc import Iterator
@@ -21,7 +22,9 @@ from typing import Any
 import httpx
 import pytest
 from aiosmtpd.controller import Controller
+from typer.testing import CliRunner
 
+from opsmetrics.cli.main import app
 from tests.receivers import Receiver, receiver
 from tests.server import ServerProcess, free_port, wait_until
 
@@ -132,6 +135,7 @@ def test_the_slot_is_delivered_once_per_channel_and_the_api_shows_it(
             _check_email(box.parsed()[0], box.messages[0][0])
             _check_webhook(hook)
             _check_preview_and_send(srv, box, hook)
+            _check_cli(srv, tmp_path)
         finally:
             srv.stop()
 
@@ -184,6 +188,23 @@ def _check_preview_and_send(srv: ServerProcess, box: Sink, hook: Receiver) -> No
     assert [r["run_id"] for r in runs(srv)] == [run["run_id"], f"board.{SLOT}"]
     refused = httpx.post(f"{srv.url}/api/v1/reports/board/send?to=nobody", timeout=30)
     assert refused.status_code == 400 and "to" in refused.text
+
+
+def _check_cli(srv: ServerProcess, tmp: Path) -> None:
+    cli = CliRunner()
+    listed = cli.invoke(app, ["reports", "list", "--url", srv.url])
+    assert listed.exit_code == 0 and "board" in listed.output and "Europe/Berlin" in listed.output
+    raw = cli.invoke(app, ["reports", "list", "--url", srv.url, "--json"])
+    nexts = json.loads(raw.output)["data"][0]["next"]
+    assert (nexts[0]["local"], nexts[0]["utc"]) == (
+        "2026-12-09T09:00+01:00", "2026-12-09T08:00+00:00")  # fmt: skip
+    out = tmp / "board.csv"
+    got = cli.invoke(app, ["reports", "preview", "board", "--format", "csv", "--out", str(out),
+                           "--at", "2026-12-08T08:00:00Z", "--url", srv.url])  # fmt: skip
+    assert got.exit_code == 0, got.output
+    assert out.read_bytes().splitlines()[1].startswith(b"queue_depth,Queue depth")
+    shown = cli.invoke(app, ["reports", "runs", "board", "--url", srv.url, "--json"])
+    assert [r["trigger"] for r in json.loads(shown.output)["data"]] == ["manual", "schedule"]
 
 
 @pytest.mark.clock  # SIGKILL and a restart
