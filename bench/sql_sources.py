@@ -1,0 +1,190 @@
+"""SQL sources: rows per second from PostgreSQL into events, and the load on the source database.
+
+Run: .venv/bin/python bench/sql_sources.py                 (500,000 rows, 3 runs)
+Quick: .venv/bin/python bench/sql_sources.py --rows 50000 --runs 1
+
+Starts a PostgreSQL 15 of its own (tests/postgres_server.py) with an `orders` table of `--rows`
+rows (id, customer_id, total_cents, currency, status, updated_at; indexed on updated_at), then
+per run opens fresh services over a new DuckDB data directory and runs the real `SourceRunner`
+of a source like docs/sources.md's example (timestamp cursor, batch 10,000, max_rows = all the
+rows, events with an id template, entity, value and two props) once, from the initial cursor to
+the end. Rows/s is rows stored over the run's wall time (read, convert, ingest, durable commit,
+cursor stored after each batch). The source's load is the CPU time (user + system) of the
+PostgreSQL processes over the run (psutil, the postmaster and its children) per 1,000 rows.
+Figures are medians of `--runs`. Writes the `## SQL sources` section of BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import statistics
+import sys
+import tempfile
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import psycopg
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.facts import write_section  # noqa: E402
+from opsmetrics.catalog.sources import load_sources  # noqa: E402
+from opsmetrics.clock import FakeClock  # noqa: E402
+from opsmetrics.ingest.sql_sources import SourceRunner  # noqa: E402
+from opsmetrics.services import open_services  # noqa: E402
+from opsmetrics.settings import Settings  # noqa: E402
+from tests.postgres_server import PASSWORD, PostgresServer  # noqa: E402
+
+HEADING = "SQL sources"
+NOW = 1_796_604_360_000  # Monday 2026-12-07 00:46 UTC
+SOURCE = """\
+- name: shop_orders
+  url: postgresql://postgres@127.0.0.1:{port}/shop
+  password_env: BENCH_PG_PASSWORD
+  query: |
+    SELECT id, customer_id, total_cents, currency, status, updated_at FROM orders
+    WHERE updated_at > $cursor ORDER BY updated_at
+  cursor: {{column: updated_at, initial: 2026-11-01T00:00:00Z}}
+  batch: 10000
+  max_rows: {rows}
+  emit:
+    events: {{name: order, id: "order-{{id}}-{{status}}", entity: customer_id, ts: updated_at,
+             value: total_cents, props: [currency, status]}}
+"""
+
+
+def fill(server: PostgresServer, rows: int) -> None:
+    with psycopg.connect(server.url(), autocommit=True) as conn:
+        conn.execute("CREATE DATABASE shop")
+    with psycopg.connect(server.url("shop"), autocommit=True) as conn:
+        conn.execute(
+            "CREATE TABLE orders (id bigint PRIMARY KEY, customer_id text, total_cents bigint, "
+            "currency text, status text, updated_at timestamptz NOT NULL)"
+        )
+        # One row every 5 s, ending an hour before NOW (within the late-event window).
+        conn.execute(
+            "INSERT INTO orders SELECT i, 'cust-' || (i %% 5000), 100 + i %% 90000, "
+            "(ARRAY['EUR','USD','GBP'])[1 + i %% 3], (ARRAY['paid','refunded'])[1 + i %% 2], "
+            "to_timestamp(%s / 1000.0) - (%s - i) * interval '5 seconds' "
+            "FROM generate_series(1, %s) i",
+            [NOW - 3_600_000, rows, rows],
+        )
+        conn.execute("CREATE INDEX orders_updated_at ON orders (updated_at)")
+        conn.execute("VACUUM ANALYZE orders")
+
+
+class PostgresCpu:
+    """CPU seconds of the PostgreSQL processes, polled in a thread so a backend that exits
+    at the end of the run (the source's session) still counts."""
+
+    def __init__(self, server: PostgresServer) -> None:
+        pid = int((server.data / "postmaster.pid").read_text().split()[0])
+        self._main = psutil.Process(pid)
+        self._seen: dict[int, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+
+    def _sample(self) -> None:
+        for proc in [self._main, *self._main.children(recursive=True)]:
+            try:
+                times = proc.cpu_times()
+            except psutil.NoSuchProcess:
+                continue
+            self._seen[proc.pid] = times.user + times.system
+
+    def _poll(self) -> None:
+        while not self._stop.wait(0.02):
+            self._sample()
+
+    def __enter__(self) -> PostgresCpu:
+        self._sample()
+        self._start = dict(self._seen)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def seconds(self) -> float:
+        return sum(cpu - self._start.get(pid, 0.0) for pid, cpu in self._seen.items())
+
+
+def one_run(server: PostgresServer, config: Path, rows: int) -> tuple[float, float]:
+    """(rows/s, PostgreSQL CPU ms per 1,000 rows) of one full pull."""
+    data = Path(tempfile.mkdtemp(prefix="bench-sources-"))
+    svc = open_services(Settings(data_dir=data), FakeClock(NOW))
+    try:
+        (source,) = load_sources(config).sources
+        env = {"BENCH_PG_PASSWORD": PASSWORD}
+        runner = SourceRunner(source, svc.storage, svc.ingestor.write, svc.clock, env)
+        with PostgresCpu(server) as pg_cpu:
+            t0 = time.perf_counter()
+            run = runner.run()
+            seconds = time.perf_counter() - t0
+        cpu = pg_cpu.seconds()
+    finally:
+        svc.close()
+        shutil.rmtree(data, ignore_errors=True)
+    if run.error or run.rows != rows:
+        raise SystemExit(f"the run stored {run.rows} rows of {rows}: {run.error}")
+    return rows / seconds, cpu / rows * 1_000_000
+
+
+def report(rows: int, runs: list[tuple[float, float]]) -> str:
+    rates = [r for r, _ in runs]
+    loads = [c for _, c in runs]
+    return textwrap.dedent(f"""\
+        ## {HEADING}
+
+        `bench/sql_sources.py --rows {rows} --runs {len(runs)}`: one source (docs/sources.md's
+        example: timestamp cursor, batch 10,000, events with an id, entity, value and two props)
+        pulling {rows:,} rows from PostgreSQL 15 on loopback into events in a fresh DuckDB data
+        directory, from the initial cursor to the end in one run.
+
+        | figure | median | runs |
+        | --- | --- | --- |
+        | rows/s into events (read, convert, durable commit, cursor per batch) | {statistics.median(rates):,.0f} | {", ".join(f"{r:,.0f}" for r in rates)} |
+        | PostgreSQL CPU ms per 1,000 rows (postmaster and backends, user + system) | {statistics.median(loads):.2f} | {", ".join(f"{c:.2f}" for c in loads)} |
+
+        - Goal: at least 100,000 rows/s: {"met" if statistics.median(rates) >= 100_000 else "NOT met"}.
+          The source database's share of the work is the CPU time above: the rest is this
+          process (driver decoding, conversion to events, the ingest commit).
+        - Machine: {platform.machine()}, {os.cpu_count()} CPUs (nproc); Python
+          {platform.python_version()}, psycopg {psycopg.__version__}; load average at the end
+          {os.getloadavg()[0]:.2f}.
+        """)  # noqa: E501
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=500_000)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--no-write", action="store_true", help="Print, leave BENCHMARKS.md.")
+    args = parser.parse_args()
+    server = PostgresServer().init().start()
+    config = Path(tempfile.mkdtemp(prefix="bench-sources-config-"))
+    try:
+        fill(server, args.rows)
+        (config / "sources").mkdir()
+        text = SOURCE.format(port=server.port, rows=args.rows)
+        (config / "sources" / "shop.yaml").write_text(text)
+        runs = [one_run(server, config, args.rows) for _ in range(args.runs)]
+    finally:
+        server.remove()
+        shutil.rmtree(config, ignore_errors=True)
+    part = report(args.rows, runs)
+    print(part)
+    if not args.no_write:
+        write_section(ROOT / "BENCHMARKS.md", HEADING, part)
+
+
+if __name__ == "__main__":
+    main()
