@@ -61,6 +61,8 @@ from ingest import (  # noqa: E402
 from tests.server import ServerProcess  # noqa: E402
 
 SAMPLES_PER_REQUEST = SERIES_PER_REQUEST * STEPS_PER_REQUEST
+#: Stored samples are counted over windows of this many ms of their timestamps.
+COUNT_WINDOW_MS = 5_000
 RAMP_SENDERS = (1, 2, 4, 8)
 #: Senders of the hold and the burst, like the shards of a Prometheus remote_write queue
 #: (its max_shards is 50): each sends its own 1,000 series in order, one request at a time.
@@ -181,14 +183,22 @@ def rss_mib(pid: int) -> float:
     return int(found.group(1)) / 1024 if found else float("nan")
 
 
-def stored_samples(url: str, prefix: str) -> int:
-    """The phase's samples as the query API counts them, one metric name at a time."""
+def stored_samples(url: str, phase: Phase) -> int:
+    """The phase's samples as the query API counts them, one metric name and one window of its
+    timestamps at a time (a query may load at most 50M samples: the hold stores far more)."""
+    end_ms = phase.base_ms + max(s.sent for s in phase.streams) * STEPS_PER_REQUEST
     total = 0
     for i in range(METRICS):
-        query = f"sum(count_over_time({prefix}_metric_{i}[2h]))"
-        got = httpx.get(url + "/api/v1/query", params={"query": query}, timeout=300).json()
-        result = got["data"]["result"]
-        total += int(float(result[0]["value"][1])) if result else 0
+        at_ms = phase.base_ms - 1  # windows (at - W, at], the first one starting before base
+        while at_ms < end_ms:
+            at_ms += COUNT_WINDOW_MS
+            query = f"sum(count_over_time({phase.prefix}_metric_{i}[{COUNT_WINDOW_MS}ms]))"
+            params = {"query": query, "time": f"{at_ms / 1000:.3f}"}
+            got = httpx.get(url + "/api/v1/query", params=params, timeout=300).json()
+            if got.get("status") != "success":
+                raise RuntimeError(f"counting {query} at {at_ms}: {got}")
+            result = got["data"]["result"]
+            total += int(float(result[0]["value"][1])) if result else 0
     return total
 
 
@@ -256,7 +266,7 @@ def soak(args: argparse.Namespace) -> Run:
             print(f"burst: {dict(run.phases['burst'].codes)}", flush=True)
             run.alive = srv.proc.poll() is None and _ready(srv.url)
             for name, phase in run.phases.items():
-                run.stored[name] = (phase.acknowledged, stored_samples(srv.url, phase.prefix))
+                run.stored[name] = (phase.acknowledged, stored_samples(srv.url, phase))
         finally:
             srv.stop(timeout=120)
     return run

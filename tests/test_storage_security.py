@@ -52,6 +52,12 @@ TABLES = {
     "alert_timeline",
     "alert_actions",
     "initiatives",
+    "kpi_reviews",
+    "source_cursors",
+    "source_runs",
+    "report_runs",
+    "report_deliveries",
+    "report_schedules",
 }
 hostile = st.one_of(st.sampled_from(NASTY), st.text(min_size=1, max_size=300))
 

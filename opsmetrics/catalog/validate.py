@@ -14,11 +14,14 @@ from opsmetrics.catalog.notify import NotifyConfig, load_notify
 from opsmetrics.catalog.probes import FILE as PROBES_FILE
 from opsmetrics.catalog.probes import load_probes_config
 from opsmetrics.catalog.protocols import read_protocols
+from opsmetrics.catalog.quality import FILE as QUALITY_FILE
+from opsmetrics.catalog.quality import load_quality_config
 from opsmetrics.catalog.reports import References, read_reports
 from opsmetrics.catalog.retention import FILE as RETENTION_FILE
 from opsmetrics.catalog.retention import load_retention
 from opsmetrics.catalog.rules import load_rule_file, rule_files
 from opsmetrics.catalog.scrape import load_scrape_config
+from opsmetrics.catalog.sources import read_sources
 from opsmetrics.errors import ConfigError
 
 SCRAPE_FILE = "scrape.yaml"
@@ -35,6 +38,8 @@ def validate_config_dir(config_dir: Path) -> list[str]:
         problems += _problems(lambda: load_scrape_config(config_dir / SCRAPE_FILE))
     if (config_dir / PROBES_FILE).exists():
         problems += _problems(lambda: load_probes_config(config_dir / PROBES_FILE))
+    if (config_dir / QUALITY_FILE).exists():
+        problems += _problems(lambda: load_quality_config(config_dir))
     for path in rule_files(config_dir):
         problems += _problems(partial(load_rule_file, path))
     problems += _problems(lambda: load_notify(config_dir))
@@ -46,6 +51,7 @@ def validate_config_dir(config_dir: Path) -> list[str]:
     problems += experiment_problems(config_dir)
     problems += read_protocols(config_dir, catalog.names())[1]
     problems += read_initiatives(config_dir, set(catalog.names()))[1]
+    problems += read_sources(config_dir)[1]
     problems += read_reports(config_dir, References(catalog, dashboards, _notify(config_dir)))[1]
     return problems
 

@@ -19,8 +19,10 @@ from opsmetrics.auth import (
     new_publishable_key,
     new_token,
 )
-from opsmetrics.cli import analyze, importer, initiatives, kpi, query
+from opsmetrics.cli import analyze, importer, initiatives, kpi, query, reports, reviews
 from opsmetrics.cli import rules as rules_cli
+from opsmetrics.cli import sources as sources_cli
+from opsmetrics.cli.archive import archive_app
 from opsmetrics.cli.storage_cmd import storage_app
 from opsmetrics.clock import SystemClock, clock_from_env
 from opsmetrics.errors import BadDataError, OpsMetricsError, UserError
@@ -40,11 +42,17 @@ app.add_typer(token_app, name="token")
 app.command("import")(importer.import_file)
 app.command("query")(query.query)
 app.add_typer(kpi.app, name="kpi")
+kpi.app.command("review")(reviews.review)
+kpi.app.command("reviews")(reviews.list_reviews)
+app.command("hygiene")(reviews.hygiene)
 app.add_typer(rules_cli.rules_app, name="rules")
 app.add_typer(rules_cli.alerts_app, name="alerts")
 app.add_typer(analyze.analyze_app, name="analyze")
 app.add_typer(initiatives.app, name="initiatives")
+app.add_typer(reports.app, name="reports")
 app.add_typer(storage_app, name="storage")
+app.add_typer(sources_cli.app, name="sources")
+app.add_typer(archive_app, name="archive")
 console = Console()
 err_console = Console(stderr=True)
 

@@ -54,6 +54,10 @@ from opsmetrics.storage.kpi_records import (
     StateQuery,
     StateRow,
 )
+from opsmetrics.storage.quality_records import NameCount, PropProfile
+from opsmetrics.storage.report_records import ReportStore
+from opsmetrics.storage.review_records import ReviewStore
+from opsmetrics.storage.source_records import SourceStore
 from opsmetrics.storage.timeline_records import TimelineStore
 from opsmetrics.storage.token_records import TokenRecord
 
@@ -85,6 +89,9 @@ class WriteBatch:
     events: list[StoredEvent] = field(default_factory=list)
     annotations: list[Annotation] = field(default_factory=list)
     metadata: list[MetricMetadata] = field(default_factory=list)
+    #: Filled in by `write` where the backend can tell (DuckDB): per event name, the events
+    #: not stored because one with the same key was stored already or came twice in the batch.
+    duplicate_events: dict[str, int] = field(default_factory=dict)
 
     def is_empty(self) -> bool:
         return not (
@@ -241,6 +248,10 @@ class SampleStore(Protocol):
 
     def read_annotations(self, start_ms: int, end_ms: int) -> list[Annotation]: ...
 
+    def sample_counts(self, start_ms: int, end_ms: int, width_ms: int) -> list[NameCount]:
+        """Samples (not stale markers) per metric name and bucket in [start, end), sorted."""
+        ...
+
     # --- maintenance --------------------------------------------------------------------
     def compact(self, now_ms: int) -> int:
         """Rewrite closed partitions sorted by (series, ts); returns partitions rewritten."""
@@ -311,10 +322,25 @@ class EventStore(Protocol):
         """Run one read-only SELECT of an `sql:` KPI; BadDataError if refused or failing."""
         ...
 
+    # --- what the data-quality monitors read (storage/quality_records.py) -------------------
+    def event_counts(self, start_ms: int, end_ms: int, width_ms: int) -> list[NameCount]:
+        """Events per name and bucket (start + k × width) in [start, end), sorted."""
+        ...
 
-class StateStore(TimelineStore, InitiativeStore, Protocol):
+    def event_names_newest(self) -> dict[str, int]:
+        """The newest timestamp of each event name stored."""
+        ...
+
+    def event_prop_profile(self, start_ms: int, end_ms: int) -> PropProfile:
+        """Events per name in [start, end) and how many carried each property, by type."""
+        ...
+
+
+class StateStore(TimelineStore, InitiativeStore, ReviewStore, SourceStore, ReportStore, Protocol):
     """Small transactional state: KPI versions, manual values, tokens, the alert log (and,
-    from TimelineStore, incident timelines; from InitiativeStore, API-created initiatives)."""
+    from TimelineStore, incident timelines; from InitiativeStore, API-created initiatives;
+    from ReviewStore, owners' KPI reviews; from SourceStore, SQL source cursors; from
+    ReportStore, the scheduled reports' delivery log)."""
 
     def save_token(self, token: TokenRecord) -> None: ...
 

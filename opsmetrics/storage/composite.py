@@ -63,6 +63,10 @@ from opsmetrics.storage.kpi_records import (
     StateQuery,
     StateRow,
 )
+from opsmetrics.storage.quality_records import NameCount, PropProfile
+from opsmetrics.storage.report_records import ReportDelivery, ReportRun, Trigger
+from opsmetrics.storage.review_records import KpiReview
+from opsmetrics.storage.source_records import SourceCursor, SourceRun
 from opsmetrics.storage.spool import Spool, SpoolStats
 from opsmetrics.storage.timeline_records import ActionClaim, TimelineEntry
 from opsmetrics.storage.token_records import TokenRecord
@@ -233,6 +237,19 @@ class SplitStorage:
     def kpi_sql(self, query: str, params: Mapping[str, int]) -> SqlResult:
         return self._data.kpi_sql(query, params)
 
+    # --- what the data-quality monitors read (storage/quality_records.py) -------------------
+    def event_counts(self, start_ms: int, end_ms: int, width_ms: int) -> list[NameCount]:
+        return self._data.event_counts(start_ms, end_ms, width_ms)
+
+    def event_names_newest(self) -> dict[str, int]:
+        return self._data.event_names_newest()
+
+    def event_prop_profile(self, start_ms: int, end_ms: int) -> PropProfile:
+        return self._data.event_prop_profile(start_ms, end_ms)
+
+    def sample_counts(self, start_ms: int, end_ms: int, width_ms: int) -> list[NameCount]:
+        return self._data.sample_counts(start_ms, end_ms, width_ms)
+
     def save_token(self, token: TokenRecord) -> None:
         self._state.save_token(token)
 
@@ -315,6 +332,56 @@ class SplitStorage:
 
     def initiatives(self) -> list[InitiativeRecord]:
         return self._state.initiatives()
+
+    def record_review(self, review: KpiReview) -> None:
+        self._state.record_review(review)
+
+    def kpi_reviews(self, kpi: str, limit: int) -> list[KpiReview]:
+        return self._state.kpi_reviews(kpi, limit)
+
+    def latest_reviews(self, kpis: Sequence[str]) -> dict[str, KpiReview]:
+        return self._state.latest_reviews(kpis)
+
+    def source_cursor(self, source: str) -> SourceCursor | None:
+        return self._state.source_cursor(source)
+
+    def save_source_cursor(self, cursor: SourceCursor) -> None:
+        self._state.save_source_cursor(cursor)
+
+    def record_source_run(self, run: SourceRun) -> None:
+        self._state.record_source_run(run)
+
+    def source_runs(self) -> list[SourceRun]:
+        return self._state.source_runs()
+
+    def claim_report_run(self, run: ReportRun, deliveries: Sequence[ReportDelivery]) -> bool:
+        return self._state.claim_report_run(run, deliveries)
+
+    def update_report_run(self, run: ReportRun) -> None:
+        self._state.update_report_run(run)
+
+    def update_report_delivery(self, delivery: ReportDelivery) -> None:
+        self._state.update_report_delivery(delivery)
+
+    def report_run(self, run_id: str) -> ReportRun | None:
+        return self._state.report_run(run_id)
+
+    def report_deliveries(self, run_ids: Sequence[str]) -> list[ReportDelivery]:
+        return self._state.report_deliveries(run_ids)
+
+    def report_runs(self, report: str, limit: int) -> list[ReportRun]:
+        return self._state.report_runs(report, limit)
+
+    def latest_report_runs(
+        self, reports: Sequence[str], trigger: Trigger | None = None
+    ) -> dict[str, ReportRun]:
+        return self._state.latest_report_runs(reports, trigger)
+
+    def unfinished_report_runs(self, now_ms: int) -> list[ReportRun]:
+        return self._state.unfinished_report_runs(now_ms)
+
+    def report_schedule_since(self, report: str, now_ms: int) -> int:
+        return self._state.report_schedule_since(report, now_ms)
 
     def hold_lease(self, name: str, holder: str, now_ms: int, ttl_ms: int) -> bool:
         return self._state.hold_lease(name, holder, now_ms, ttl_ms)

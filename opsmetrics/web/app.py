@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -19,12 +20,14 @@ from opsmetrics.catalog.probes import FILE as PROBES_FILE
 from opsmetrics.catalog.probes import load_probes_config
 from opsmetrics.catalog.rules import load_rules
 from opsmetrics.catalog.scrape import load_scrape_config
+from opsmetrics.catalog.sources import load_sources
 from opsmetrics.errors import StorageUnavailableError
 from opsmetrics.ingest.decoded import DecodedSamples
 from opsmetrics.ingest.host import HostCollector
 from opsmetrics.ingest.pipeline import WriteRequest
 from opsmetrics.ingest.probes import Prober
 from opsmetrics.ingest.scrape import Scraper
+from opsmetrics.ingest.sql_sources import SqlSourceCollector
 from opsmetrics.services import Services
 from opsmetrics.web import bodies, errors, kpi_metrics, security
 from opsmetrics.web.routers import (
@@ -38,10 +41,14 @@ from opsmetrics.web.routers import (
     initiatives,
     kpis,
     ops,
+    quality,
     query,
     read,
+    reports,
+    reviews,
     rules,
     sdk,
+    sources,
     ui,
 )
 
@@ -74,8 +81,15 @@ def create_app(services: Services) -> FastAPI:
         lease=services.alerting_lease,
     )
     alert_hub.add_source(kpi_alerts)
-    services.telemetry.watch_alerts(rule=rule_manager.active_alerts, kpi=kpi_alerts.active_alerts)
+    quality_monitor = quality.make_monitor(services, alert_hub)
+    alert_hub.add_source(quality_monitor)
+    services.telemetry.watch_alerts(
+        rule=rule_manager.active_alerts,
+        kpi=kpi_alerts.active_alerts,
+        quality=quality_monitor.active_alerts,
+    )
     dispatcher = alerts.make_dispatcher(services, alert_hub)
+    report_scheduler = reports.make_report_scheduler(services, alert_hub)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -84,27 +98,21 @@ def create_app(services: Services) -> FastAPI:
         dispatch_task = await alerts.start_dispatcher(dispatcher, services)
         await rule_manager.start()
         await kpi_alerts.start()
-        scraper = _scraper(services)
-        if scraper is not None:
-            await scraper.start()
-        prober = _prober(services)
-        if prober is not None:
-            await prober.start()
-        host = _host_collector(services)
-        if host is not None:
-            await host.start()
+        await report_scheduler.start()
+        await quality_monitor.start()
+        collectors = _collectors(services)
+        for collector in collectors:
+            await collector.start()
         try:
             yield
         finally:
             await rule_manager.stop()
             await kpi_alerts.stop()
+            await report_scheduler.stop()
+            await quality_monitor.stop()
             await alerts.stop_dispatcher(dispatcher, dispatch_task)
-            if scraper is not None:
-                await scraper.stop()
-            if prober is not None:
-                await prober.stop()
-            if host is not None:
-                await host.stop()
+            for collector in collectors:
+                await collector.stop()
             for background in (task, token_task):
                 background.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -120,7 +128,9 @@ def create_app(services: Services) -> FastAPI:
     app.state.rules = rule_manager
     app.state.alerts = alert_hub
     app.state.kpi_alerts = kpi_alerts
+    app.state.quality = quality_monitor
     app.state.dispatcher = dispatcher
+    app.state.reports = report_scheduler
     errors.install(app)
     # Innermost (added first): its 408 must reach the error table, not an "http" middleware's
     # task group. The security middleware is outermost: a refused request goes no further.
@@ -132,6 +142,10 @@ def create_app(services: Services) -> FastAPI:
     routers = (
         *(ingest, read, query, rules, events, kpis, ops),
         *(dashboards, alerts, incidents, analysis_stats, analysis_series, sdk, initiatives),
+        reviews,
+        sources,
+        quality,
+        reports,
     )
     for module in routers:
         app.include_router(module.router)
@@ -155,6 +169,14 @@ def _timing(
         return response
 
     return middleware
+
+
+def _collectors(
+    services: Services,
+) -> list[Scraper | Prober | HostCollector | SqlSourceCollector]:
+    """The background collectors the config directory and settings ask for."""
+    found = (_scraper(services), _prober(services), _host_collector(services))
+    return [c for c in (*found, _sql_sources(services)) if c is not None]
 
 
 def _scraper(services: Services) -> Scraper | None:
@@ -192,6 +214,24 @@ def _host_collector(services: Services) -> HostCollector | None:
         await asyncio.wrap_future(services.ingestor.submit(WriteRequest("host", decoded)))
 
     return HostCollector(sink, services.clock, services.settings.collect_host_interval_ms)
+
+
+def _sql_sources(services: Services) -> SqlSourceCollector | None:
+    """The SQL source collector, when config/sources/ defines any (on the maintenance
+    lease's node: with several nodes, one pulls)."""
+    sources = load_sources(services.settings.config_dir)
+    if not sources.sources:
+        return None
+    collector = SqlSourceCollector(
+        sources,
+        services.storage,
+        services.ingestor.write,
+        services.clock,
+        dict(os.environ),
+        holds_lease=services.maintenance_lease.held,
+        registry=services.telemetry.registry,
+    )
+    return collector
 
 
 TOKEN_REFRESH_S = 10.0

@@ -49,8 +49,12 @@ from opsmetrics.storage.duckdb.initiative_store import InitiativeTables
 from opsmetrics.storage.duckdb.kpi_queries import KpiQueries
 from opsmetrics.storage.duckdb.kpi_versions import KpiVersionTable
 from opsmetrics.storage.duckdb.migrations import apply_migrations
+from opsmetrics.storage.duckdb.quality_queries import QualityQueries
 from opsmetrics.storage.duckdb.read_cache import ReadCache
+from opsmetrics.storage.duckdb.report_store import ReportTables
+from opsmetrics.storage.duckdb.review_store import ReviewTables
 from opsmetrics.storage.duckdb.sample_reads import head_min, read_ids
+from opsmetrics.storage.duckdb.source_store import SourceTables
 from opsmetrics.storage.duckdb.sql import first_row
 from opsmetrics.storage.duckdb.sql_sandbox import INSTANCE_CONFIG
 from opsmetrics.storage.duckdb.timeline_store import TimelineTables
@@ -69,6 +73,10 @@ class DuckDBStorage(
     AlertTables,
     TimelineTables,
     InitiativeTables,
+    ReportTables,
+    ReviewTables,
+    QualityQueries,
+    SourceTables,
 ):
     """The Storage protocol over one DuckDB file in the data directory."""
 
@@ -187,7 +195,7 @@ class DuckDBStorage(
         with self._transaction() as cur:
             self._insert_series(cur, batch.new_series)
             self._insert_samples(cur, batch)
-            self.insert_events(cur, batch.events)
+            batch.duplicate_events = self.insert_events(cur, batch.events)
             self.insert_annotations(cur, batch.annotations)
             self._upsert_metadata(cur, batch.metadata)
         self._index.add(batch.new_series)

@@ -10,6 +10,9 @@ import duckdb
 from opsmetrics.errors import StorageUnavailableError
 from opsmetrics.storage.duckdb.alert_store import ALERT_TABLES
 from opsmetrics.storage.duckdb.initiative_store import INITIATIVE_TABLES
+from opsmetrics.storage.duckdb.report_store import REPORT_TABLES
+from opsmetrics.storage.duckdb.review_store import REVIEW_TABLES
+from opsmetrics.storage.duckdb.source_store import SOURCE_TABLES
 from opsmetrics.storage.duckdb.sql import scalar
 from opsmetrics.storage.duckdb.timeline_store import TIMELINE_TABLES
 
@@ -247,6 +250,12 @@ MIGRATIONS: list[tuple[int, str]] = [
     (12, TIMELINE_TABLES),
     # Improvement initiatives created through the API (storage/duckdb/initiative_store.py).
     (13, INITIATIVE_TABLES),
+    # The scheduled reports' delivery log (storage/duckdb/report_store.py).
+    (14, REPORT_TABLES),
+    # Owners' KPI reviews (storage/duckdb/review_store.py).
+    (15, REVIEW_TABLES),
+    # SQL source cursors and last runs (storage/duckdb/source_store.py).
+    (16, SOURCE_TABLES),
 ]
 
 

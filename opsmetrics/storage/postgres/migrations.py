@@ -12,6 +12,9 @@ from __future__ import annotations
 
 from opsmetrics.errors import StorageUnavailableError
 from opsmetrics.storage.postgres.database import Connection
+from opsmetrics.storage.postgres.report_log import REPORT_TABLES
+from opsmetrics.storage.postgres.review_log import REVIEW_TABLES
+from opsmetrics.storage.postgres.source_log import SOURCE_TABLES
 
 #: The advisory lock key held while migrating: "opsmetr1" as a big-endian int64.
 MIGRATION_LOCK = 0x6F70736D65747231
@@ -150,6 +153,12 @@ MIGRATIONS: list[tuple[int, str]] = [
         );
         """,
     ),
+    # The scheduled reports' delivery log (storage/postgres/report_log.py).
+    (5, REPORT_TABLES),
+    # Owners' KPI reviews (storage/postgres/review_log.py).
+    (6, REVIEW_TABLES),
+    # SQL source cursors and last runs (storage/postgres/source_log.py).
+    (7, SOURCE_TABLES),
 ]
 
 

@@ -14,6 +14,9 @@ from opsmetrics.storage.postgres.alert_log import AlertLog
 from opsmetrics.storage.postgres.database import Database
 from opsmetrics.storage.postgres.initiative_log import InitiativeLog
 from opsmetrics.storage.postgres.migrations import apply_migrations
+from opsmetrics.storage.postgres.report_log import ReportLog
+from opsmetrics.storage.postgres.review_log import ReviewLog
+from opsmetrics.storage.postgres.source_log import SourceLog
 from opsmetrics.storage.postgres.target import parse_url
 from opsmetrics.storage.postgres.timeline_log import TimelineLog
 from opsmetrics.storage.token_records import Scope, TokenRecord, origins_from_column
@@ -43,10 +46,9 @@ _PERIOD_VALUES = """
 """
 
 
-class PostgresStateStore(AlertLog, TimelineLog, InitiativeLog):
-    """KPI versions, manual KPI values, tokens, the alert log, incident timelines, initiatives
-    and leases
-    in PostgreSQL.
+class PostgresStateStore(AlertLog, TimelineLog, InitiativeLog, ReviewLog, SourceLog, ReportLog):
+    """KPI versions, manual KPI values, tokens, the alert log, incident timelines, initiatives,
+    KPI reviews, the report delivery log and leases in PostgreSQL.
 
     Thread-safe (a small connection pool); each writing call is one transaction. A server
     that cannot be reached, or a connection that drops, raises StorageUnavailableError.
