@@ -1,4 +1,4 @@
-"""Query benchmark: dashboard range queries, opsmetrics vs Prometheus, over the same data.
+"""Query benchmark: dashboard range queries, opsmetrics vs Prometheus and VictoriaMetrics.
 
 Run: .venv/bin/python bench/query.py [--instances 4] [--days 3] [--runs 5]
 Quick: .venv/bin/python bench/query.py --instances 1 --days 1 --runs 2 --no-write
@@ -9,9 +9,10 @@ counters `http_requests_total{service,instance,code,route}`, classic histograms
 `queue_depth{service,instance,queue}`. The same samples go to the real server
 (`python -m opsmetrics serve`, remote_write, day partitions compacted before timing) and to
 Debian's Prometheus (`promtool tsdb create-blocks-from openmetrics`, then `prometheus` on the
-blocks). Every query is POSTed to both `/api/v1/query_range`; after one warm-up each, runs
-alternate between the two; a figure is the median of --runs. Results are compared series by
-series (values within 1e-6 relative). Results replace the `## Query` section of BENCHMARKS.md.
+blocks), and the same remote_write requests to Debian's victoria-metrics. Every query is
+POSTed to each `/api/v1/query_range`; after one warm-up each, runs alternate between them; a
+figure is the median of --runs. Our results are compared with Prometheus's series by series
+(values within 1e-6 relative). Results replace the `## Query` section of BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,7 @@ from opsmetrics.ingest.proto import remote_pb2
 ROOT = Path(__file__).resolve().parent.parent
 PROMETHEUS = "/usr/bin/prometheus"
 PROMTOOL = "/usr/bin/promtool"
+VICTORIA = "/usr/bin/victoria-metrics"
 STEP_MS = 15_000
 #: Samples sit half-way between 15 s grid points so no sample falls exactly on a window edge:
 #: Prometheus 2.x windows are closed on the left, 3.x (and ours) open, and a sample on the edge
@@ -297,7 +299,19 @@ def opsmetrics_server(data_dir: Path) -> Iterator[Proc]:
 
 
 @contextmanager
-def prometheus_server(work: Path) -> Iterator[Proc]:
+def serve(cmd: list[str], port: int, log_path: Path, ready: str) -> Iterator[Proc]:
+    """A reference server, its output in `log_path`, stopped on exit."""
+    with log_path.open("ab") as log:
+        popen = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    proc = Proc(f"http://127.0.0.1:{port}", popen)
+    try:
+        wait_ready(proc, ready)
+        yield proc
+    finally:
+        proc.stop()
+
+
+def prometheus_server(work: Path) -> AbstractContextManager[Proc]:
     port = free_port()
     config = work / "prometheus.yml"
     config.write_text("global:\n  scrape_interval: 15s\n")
@@ -308,14 +322,22 @@ def prometheus_server(work: Path) -> Iterator[Proc]:
         f"--web.listen-address=127.0.0.1:{port}",
         "--storage.tsdb.retention.time=30d",
     ]
-    with (work / "prometheus.log").open("ab") as log:
-        popen = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
-    proc = Proc(f"http://127.0.0.1:{port}", popen)
-    try:
-        wait_ready(proc, "/-/ready")
-        yield proc
-    finally:
-        proc.stop()
+    return serve(cmd, port, work / "prometheus.log", "/-/ready")
+
+
+def victoria_server(work: Path) -> AbstractContextManager[Proc]:
+    """Debian's victoria-metrics: no result cache, and no 30 s hold-back of recent data."""
+    port = free_port()
+    cmd = [
+        VICTORIA,
+        f"-storageDataPath={work / 'victoria'}",
+        f"-httpListenAddr=127.0.0.1:{port}",
+        "-retentionPeriod=100y",
+        "-search.disableCache",
+        "-search.latencyOffset=0s",
+        "-search.maxPointsPerTimeseries=1000000",
+    ]
+    return serve(cmd, port, work / "victoria.log", "/health")
 
 
 # --- loading ------------------------------------------------------------------------------------
@@ -345,6 +367,14 @@ def load_opsmetrics(url: str, data: DataSet, clients: int = 2) -> float:
     if errors:
         raise RuntimeError("remote_write failed: " + errors[0])
     return data.samples / (time.monotonic() - t0)
+
+
+def load_victoria(data: DataSet, work: Path) -> float:
+    """The same remote_write requests to VictoriaMetrics, flushed; returns samples/s."""
+    with victoria_server(work) as vm:
+        rate = load_opsmetrics(vm.url, data)
+        httpx.get(vm.url + "/internal/force_flush", timeout=600)
+    return rate
 
 
 def storage_rows(url: str) -> dict[str, float]:
@@ -457,6 +487,7 @@ class Timing:
     expr: str
     ours: list[float] = field(default_factory=list)
     prom: list[float] = field(default_factory=list)
+    vm: list[float] = field(default_factory=list)
     series: int = 0
     points: int = 0
     mismatch: str = ""
@@ -521,7 +552,9 @@ def seconds(duration: str) -> int:
     return int(duration[:-1]) * {"s": 1, "m": 60, "h": 3600, "d": 86_400}[duration[-1]]
 
 
-def time_queries(ours: str, prom: str, first_s: float, end_s: int, runs: int) -> list[Timing]:
+def time_queries(
+    ours: str, prom: str, vm: str, first_s: float, end_s: int, runs: int
+) -> list[Timing]:
     timings = []
     with httpx.Client(timeout=600) as client:
         for window in WINDOWS:
@@ -537,30 +570,33 @@ def time_queries(ours: str, prom: str, first_s: float, end_s: int, runs: int) ->
                 reach = max(seconds(window.rate_window), seconds(window.gauge_window))
                 edge = first_s + reach + (86_400 if "offset 1d" in expr else 0)
                 timing = Timing(name, window.name, expr)
-                timings.append(time_one(client, ours, prom, form, timing, runs, edge))
+                timings.append(time_one(client, (ours, prom, vm), form, timing, runs, edge))
     return timings
 
 
 def time_one(
     client: httpx.Client,
-    ours: str,
-    prom: str,
+    urls: tuple[str, str, str],
     form: dict[str, str],
     t: Timing,
     runs: int,
     edge_s: float,
 ) -> Timing:
+    ours, prom, vm = urls
     _, got = run_query(client, ours, form)
     _, want = run_query(client, prom, form)
+    run_query(client, vm, form)
     t.mismatch = describe(compare(got, want), edge_s)
     t.series = len(want["result"])
     t.points = sum(len(s["values"]) for s in want["result"])
     for _ in range(runs):
         t.ours.append(run_query(client, ours, form)[0])
         t.prom.append(run_query(client, prom, form)[0])
+        t.vm.append(run_query(client, vm, form)[0])
     print(
         f"  {t.window:14} {t.query:22} ours {statistics.median(t.ours) * 1e3:9.1f} ms  "
-        f"prom {statistics.median(t.prom) * 1e3:8.1f} ms  {t.mismatch or 'results agree'}",
+        f"prom {statistics.median(t.prom) * 1e3:8.1f} ms  "
+        f"vm {statistics.median(t.vm) * 1e3:8.1f} ms  {t.mismatch or 'results agree'}",
         flush=True,
     )
     return t
@@ -585,16 +621,17 @@ def render(timings: list[Timing], facts: dict[str, str], command: str) -> str:
         "",
         *(f"- {k}: {v}" for k, v in facts.items()),
         "",
-        "| range | query | series × points | ours (ms) | Prometheus (ms) | ours / Prometheus "
-        "| results |",
-        "|---|---|---|---|---|---|---|",
+        "| range | query | series × points | ours (ms) | Prometheus (ms) | VictoriaMetrics (ms) "
+        "| ours / Prometheus | ours / VictoriaMetrics | results (vs Prometheus) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for t in timings:
         a, b = statistics.median(t.ours) * 1e3, statistics.median(t.prom) * 1e3
+        c = statistics.median(t.vm) * 1e3 if t.vm else math.nan
         agree = "agree" if not t.mismatch else "**differ**: " + t.mismatch.replace("|", "\\|")
         lines.append(
             f"| {t.window} | {t.query} | {t.series} × {t.points:,} | {a:,.1f} | "
-            f"{b:,.1f} | {a / b:.2f} | {agree} |"
+            f"{b:,.1f} | {c:,.1f} | {a / b:.2f} | {a / c:.2f} | {agree} |"
         )
     lines += ["", "Expressions (`[5m]`/`[10m]` windows at step 60 s; `[1h]` at step 1 h):", ""]
     lines += [f"- {name}: `{query_text(q, WINDOWS[0])}`" for name, q in QUERIES.items()]
@@ -615,6 +652,10 @@ NOTES = [
     "  `rate` extrapolation. If a series starts inside the window, Prometheus 2.42 extrapolates",
     "  towards the counter's zero point before it applies the half-interval cap. Prometheus 3.x",
     "  applies the cap first, and opsmetrics follows 3.x. Every other point agrees within 1e-6.",
+    "- VictoriaMetrics (Debian's 1.79, single node) gets the same remote_write requests, runs",
+    "  with its result cache off and no hold-back of recent data, and answers the same PromQL",
+    "  through its Prometheus API; its results are not compared: MetricsQL's `rate` does not",
+    "  extrapolate and looks back at the sample before the window, by design.",
 ]
 
 
@@ -658,6 +699,10 @@ def load_both(args: argparse.Namespace, work: Path, facts: dict[str, str]) -> di
         f"samples/s; then {waited:.0f} s until the closed day "
         "partitions were compacted"
     )
+    vm_rate = load_victoria(data, work)
+    facts["load, VictoriaMetrics"] = (
+        f"the same remote_write requests, 2 clients: {vm_rate:,.0f} samples/s"
+    )
     seconds = load_prometheus(data, work)
     facts["load, Prometheus"] = (
         f"OpenMetrics text + `promtool tsdb create-blocks-from "
@@ -698,9 +743,13 @@ def run(args: argparse.Namespace, work: Path, command: str) -> None:
         facts = {}
         times = load_both(args, work, facts)
     end_s = int(times["end_s"])
-    with opsmetrics_server(work / "opsmetrics") as ours, prometheus_server(work) as prom:
+    with (
+        opsmetrics_server(work / "opsmetrics") as ours,
+        prometheus_server(work) as prom,
+        victoria_server(work) as vm,
+    ):
         check_loaded(prom.url, end_s)
-        timings = time_queries(ours.url, prom.url, times["first_s"], end_s, args.runs)
+        timings = time_queries(ours.url, prom.url, vm.url, times["first_s"], end_s, args.runs)
     section = render(timings, facts, command)
     print(section)
     if not args.no_write:
