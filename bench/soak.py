@@ -385,12 +385,14 @@ def machine() -> list[str]:
     """CPU, RAM, versions and the load when the run started (no Prometheus needed here)."""
     cpu = re.search(r"model name\s*:\s*(.+)", Path("/proc/cpuinfo").read_text())
     mem = re.search(r"MemTotal:\s+(\d+) kB", Path("/proc/meminfo").read_text())
+    limit = os.environ.get("OPSMETRICS_DUCKDB_MEMORY_LIMIT", "")
     return [
         f"- CPU: {cpu.group(1) if cpu else '?'}, {os.cpu_count()} CPUs (nproc); "
         f"RAM {int(mem.group(1)) / 1024 / 1024:.1f} GiB"
         if mem
         else "RAM ?",
-        f"- Python {platform.python_version()}, {platform.platform()}; loopback, default limits",
+        f"- Python {platform.python_version()}, {platform.platform()}; loopback, default limits"
+        + (f", OPSMETRICS_DUCKDB_MEMORY_LIMIT={limit}" if limit else ""),
         f"- Load average when the run started: {os.getloadavg()[0]:.1f}; server and client "
         "share the cores",
     ]

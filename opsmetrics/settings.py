@@ -65,6 +65,9 @@ class Settings:
     #: Writes are refused (507) while the data directory's filesystem has less free than this
     #: (storage/diskspace.py): room for DuckDB's checkpoints, so the disk never fills for real.
     min_free_bytes: int = 64 * MIB
+    #: DuckDB's buffer pool (its cache of the data file's blocks) at most this: "2GB", "25%"
+    #: of the machine's memory; "" keeps DuckDB's own default (80% of memory).
+    duckdb_memory_limit: str = ""
     #: An `sql:` KPI query returns at most this many rows and is stopped after this long
     #: (storage/sql_sandbox.py, docs/security.md).
     sql_kpi_max_rows: int = 100_000

@@ -127,6 +127,7 @@ def _duckdb(settings: Settings, clock: Clock, data_dir: Path) -> DuckDBStorage:
         partition_ms=settings.partition_ms,
         late_window_ms=settings.limits.samples_late_window_ms,
         disk=DiskGuard(data_dir, settings.min_free_bytes),
+        memory_limit=settings.duckdb_memory_limit,
     )
     store.sql_limits = limits
     return store

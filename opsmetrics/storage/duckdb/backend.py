@@ -12,6 +12,7 @@ import json
 import os
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +92,7 @@ class DuckDBStorage(
         partition_ms: int = 86_400_000,
         late_window_ms: int = 3_600_000,
         disk: DiskGuard | None = None,
+        memory_limit: str = "",
     ) -> None:
         data_dir.mkdir(parents=True, exist_ok=True)
         self.path = data_dir / DB_FILE
@@ -100,7 +102,9 @@ class DuckDBStorage(
         self._cache = ReadCache()
         # Without a guard (tests, tools): no reserve, but a full disk is still reported.
         guard = disk or DiskGuard(data_dir, 0)
-        self._db = Connection(self.path, _connect, guard, self._cache.forget)
+        config = {**INSTANCE_CONFIG, **({"memory_limit": memory_limit} if memory_limit else {})}
+        connect = partial(_connect, config=config)
+        self._db = Connection(self.path, connect, guard, self._cache.forget)
         try:
             apply_migrations(self._db.main, now_ms)
             verify_tables(self._db.main)
@@ -370,9 +374,9 @@ class DuckDBStorage(
         self._db.checkpoint()
 
 
-def _connect(path: Path) -> duckdb.DuckDBPyConnection:
+def _connect(path: Path, config: dict[str, Any]) -> duckdb.DuckDBPyConnection:
     try:
-        return duckdb.connect(str(path), config=INSTANCE_CONFIG)
+        return duckdb.connect(str(path), config=config)
     except duckdb.IOException as exc:
         if "lock" in str(exc).lower():
             raise StorageUnavailableError(
