@@ -543,3 +543,47 @@ def test_every_widget_type_renders_a_contract_payload(ui_server: ServerProcess, 
     assert "Read me" in drawn["text"]["text"]
     assert "No result yet." in drawn["experiment"]["text"]
     assert "boom: bad query" in drawn["errored"]
+
+
+# --- /reports (issue 18) ------------------------------------------------------------------
+DEMO_REPORTS = {"executive-daily", "operations-hourly", "engineering-daily"}
+
+
+def test_reports_page_lists_previews_and_sends_the_demo_reports(
+    ui_server: ServerProcess, page: Page
+) -> None:
+    page.add_init_script(CSP_WATCH_JS)
+    watch = _visit(page, ui_server.url + "/reports")
+    listed = httpx.get(ui_server.url + "/api/v1/reports").json()["data"]
+    assert {r["name"] for r in listed} == DEMO_REPORTS
+    expect(page.locator("#reports-table tbody tr")).to_have_count(3)
+    for report in listed:  # the next slot as the API gives it, in the report's time zone
+        row = page.locator(f'tr[data-report="{report["name"]}"]')
+        assert row.locator("time").get_attribute("data-ms") == str(report["next"][0]["ms"])
+        expect(row).to_contain_text(report["timezone"])
+        expect(row).to_contain_text(report["title"])
+    expect(page.locator('nav a[aria-current="page"]')).to_have_text("Reports")
+    kpis = httpx.get(ui_server.url + "/api/v1/kpis?values=false").json()["data"]
+    page.get_by_role("button", name="Preview Operations, last hour").click()
+    frame = page.frame_locator("#preview-frame")
+    expect(frame.locator("h1")).to_have_text("Operations, last hour", timeout=30_000)
+    shown = set(frame.locator(".kpi h3").all_inner_texts())  # the KPIs', then the charts'
+    assert len(shown & {k["title"] for k in kpis}) >= 3, shown
+    assert page.locator("#preview-frame").get_attribute("sandbox") == ""
+    assert "format=pdf" in (page.locator("#preview-pdf").get_attribute("href") or "")
+    screenshot(page, "reports-preview")
+    # Nothing was sent by the preview; "Send now" (no tokens here: everyone is admin) is.
+    assert httpx.get(ui_server.url + "/api/v1/reports/operations-hourly/runs").json()["data"] == []
+    page.get_by_role("button", name="Send now").click()
+    run_id = page.locator("#send-result code[data-run-id]")
+    expect(run_id).to_be_visible(timeout=30_000)
+    runs = httpx.get(ui_server.url + "/api/v1/reports/operations-hourly/runs").json()["data"]
+    assert [r["run_id"] for r in runs] == [run_id.inner_text()]
+    assert runs[0]["trigger"] == "manual"
+    row = page.locator('tr[data-report="operations-hourly"]')
+    expect(row.locator("[data-deliveries]")).to_contain_text("slack: skipped")
+    expect(page.locator(f'#runs-table tr[data-run="{runs[0]["run_id"]}"]')).to_have_count(1)
+    assert page.evaluate("window.cspViolations") == []
+    # The test's own CSP watcher is injected into every frame: the preview's sandbox stops it.
+    sandboxed = "because the document's frame is sandboxed and the 'allow-scripts' permission"
+    assert [p for p in watch.problems if sandboxed not in p] == []

@@ -8,10 +8,15 @@ from (`Sec-Fetch-Site`, and `Origin` on every cross-origin POST), so an unsafe m
 another site is refused with 403 unless it carries a bearer header: a page can only add one
 to a cross-origin request after a CORS preflight, which no route but the SDK's allows.
 The SDK's events route is made for other sites and checks their origins itself.
+
+Framing: nothing may be framed (`X-Frame-Options: DENY`, `frame-ancestors 'none'`) but a
+report's HTML preview, which the /reports page shows in a same-origin iframe. That answer gets
+a policy of its own: its inline `<style>` and `data:` chart images, nothing that runs.
 """
 
 from __future__ import annotations
 
+import re
 from urllib.parse import urlsplit
 
 from starlette.datastructures import Headers
@@ -36,11 +41,26 @@ CONTENT_SECURITY_POLICY = "; ".join(
         "frame-ancestors 'none'",
     ]
 )
-HEADERS = [
+#: The rendered report in the /reports page's iframe: no script source at all, and `sandbox`
+#: (an opaque origin, no scripts, forms or pop-ups) even when the page is opened on its own.
+REPORT_PREVIEW_POLICY = "; ".join(
+    [
+        "default-src 'none'",
+        "style-src 'unsafe-inline'",
+        "img-src data:",
+        "base-uri 'none'",
+        "form-action 'none'",
+        "frame-ancestors 'self'",
+        "sandbox",
+    ]
+)
+BASE_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"same-origin"),
-    (b"x-frame-options", b"DENY"),
 ]
+HEADERS = [*BASE_HEADERS, (b"x-frame-options", b"DENY")]
+#: The report previews (the API's and the page's, which takes the sign-in cookie).
+FRAMED_PATH = re.compile(r"(?:/api/v1)?/reports/[^/]+/preview")
 #: FastAPI's API docs pages load their scripts from a CDN with inline code: no CSP there.
 NO_CSP_PATHS = ("/docs", "/redoc")
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -56,11 +76,12 @@ class SecurityMiddleware:
             await self.app(scope, receive, send)
             return
         refusal = cross_site_refusal(scope)
-        add_csp = not str(scope.get("path", "")).startswith(NO_CSP_PATHS)
+        path = str(scope.get("path", ""))
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), *security_headers(add_csp)]
+                headers = list(message.get("headers", []))
+                message["headers"] = [*headers, *headers_for(path, Headers(raw=headers))]
             await send(message)
 
         if refusal is not None:
@@ -69,9 +90,13 @@ class SecurityMiddleware:
         await self.app(scope, receive, send_with_headers)
 
 
-def security_headers(with_csp: bool) -> list[tuple[bytes, bytes]]:
-    if not with_csp:
+def headers_for(path: str, answer: Headers) -> list[tuple[bytes, bytes]]:
+    """The security headers of an answer to `path` whose own headers are `answer`."""
+    if path.startswith(NO_CSP_PATHS):
         return list(HEADERS)
+    if FRAMED_PATH.fullmatch(path) and answer.get("content-type", "").startswith("text/html"):
+        policy = (b"content-security-policy", REPORT_PREVIEW_POLICY.encode())
+        return [*BASE_HEADERS, (b"x-frame-options", b"SAMEORIGIN"), policy]
     return [*HEADERS, (b"content-security-policy", CONTENT_SECURITY_POLICY.encode())]
 
 

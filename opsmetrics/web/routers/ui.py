@@ -8,6 +8,7 @@ Static files live under /static with cache headers; nothing is loaded from the n
 
 from __future__ import annotations
 
+import html
 import posixpath
 import re
 from functools import cache
@@ -23,9 +24,11 @@ from starlette.types import Scope as AsgiScope
 
 from opsmetrics import __version__
 from opsmetrics.dashboards.data import dashboard_json
-from opsmetrics.errors import AuthenticationError, NotFoundError, PermissionDeniedError
+from opsmetrics.errors import AuthenticationError, NotFoundError, PermissionDeniedError, UserError
 from opsmetrics.storage.token_records import Scope
 from opsmetrics.web.deps import check_token, services
+from opsmetrics.web.errors import status_for
+from opsmetrics.web.routers import reports as reports_api
 
 HERE = Path(__file__).resolve().parent.parent
 TEMPLATES = Jinja2Templates(directory=str(HERE / "templates"))
@@ -133,6 +136,33 @@ async def hygiene(request: Request) -> Response:
     return _page(request, "hygiene.html", "Hygiene", "hygiene")
 
 
+@router.get("/reports", response_class=HTMLResponse)
+async def reports(request: Request) -> Response:
+    denied = _denied(request)
+    if denied is not None:
+        return denied
+    extra = {"can_send": _has_scope(request, Scope.ADMIN)}
+    return _page(request, "reports.html", "Reports", "reports", extra)
+
+
+@router.get("/reports/{name}/preview")
+async def report_preview(
+    request: Request, name: str, format: str = "html", at: str = ""
+) -> Response:
+    """GET /api/v1/reports/{name}/preview for the page's iframe and links, which cannot send a
+    bearer header: the sign-in cookie is taken too. A bad request is a short page, since
+    it is shown in the iframe."""
+    denied = _denied(request)
+    if denied is not None:
+        return denied
+    try:
+        return await reports_api.preview(request, name, format, at)
+    except UserError as exc:
+        message = html.escape(exc.message, quote=False)
+        text = f"<!doctype html><title>No preview</title><p>{message}</p>"
+        return HTMLResponse(text, status_code=status_for(exc))
+
+
 @router.get("/explore", response_class=HTMLResponse)
 async def explore(request: Request) -> Response:
     return _page(request, "explore.html", "Explore", "explore")
@@ -172,14 +202,26 @@ def module_imports(entry: str) -> tuple[str, ...]:
     return tuple(found)
 
 
-def _denied(request: Request) -> Response | None:
-    """The sign-in page (401/403) unless the header or cookie token has the `read` scope."""
+def _presented_token(request: Request) -> str | None:
+    """The Authorization header, else the sign-in cookie as one."""
     header = request.headers.get("authorization")
     cookie = request.cookies.get(TOKEN_COOKIE)
-    if not header and cookie:
-        header = f"Bearer {cookie}"
+    return f"Bearer {cookie}" if not header and cookie else header
+
+
+def _has_scope(request: Request, scope: Scope) -> bool:
+    """Whether the request's token (already checked for `read`) also allows `scope`."""
     try:
-        check_token(request, header, Scope.READ)
+        check_token(request, _presented_token(request), scope)
+    except PermissionDeniedError:
+        return False
+    return True
+
+
+def _denied(request: Request) -> Response | None:
+    """The sign-in page (401/403) unless the header or cookie token has the `read` scope."""
+    try:
+        check_token(request, _presented_token(request), Scope.READ)
     except (AuthenticationError, PermissionDeniedError) as exc:
         status = 403 if isinstance(exc, PermissionDeniedError) else 401
         context = {"title": "Sign in", "page": "login", "version": __version__}
