@@ -229,6 +229,26 @@ def test_the_collector_exports_its_self_metrics(svc: Services, config: Path) -> 
     assert [dict(s.labels)["source"] for s in up] == ["refunds"]
 
 
+def test_a_sqlite_file_in_the_data_directory(svc: Services, config: Path) -> None:
+    """sqlite:///{data_dir}/…: the server's data directory (the demo keeps its shop database
+    there); a command that knows no data directory says so instead of guessing."""
+    write_source(config)
+    text = (config / "sources" / "shop.yaml").read_text()
+    (config / "sources" / "shop.yaml").write_text(
+        text.replace("sqlite:///", "sqlite:///{data_dir}/")
+    )
+    source = load_sources(config).sources[0]
+    data = svc.settings.data_dir
+    refunds_db(data / "shop.db", 4, start=100)
+    run = SourceRunner(source, svc.storage, svc.ingestor.write, svc.clock, {}, data).run()
+    assert (run.rows, run.error) == (4, "")
+    assert refund_ids(svc) == [100, 101, 102, 103]
+    unknown = runner(svc, source).run()
+    assert (
+        unknown.error == "sqlite:///{data_dir}/shop.db: no data directory is known to this command"
+    )
+
+
 # --- config errors -------------------------------------------------------------------------
 
 
@@ -274,6 +294,21 @@ def test_config_problems_have_file_line_and_field(config: Path) -> None:
     assert "bad.yaml:8: [0].emit.events.id: {id:>5} is not a column name" in text
     with pytest.raises(ConfigError):
         load_sources(config)
+
+
+def test_only_a_leading_data_dir_placeholder_is_allowed(config: Path) -> None:
+    found = problems_for(
+        config,
+        """\
+        - name: shop
+          url: sqlite:///db/{data}/shop.db
+          query: SELECT 1 AS one
+          emit: {samples: {metric: one, value: one}}
+        """,
+    )
+    assert [p.split(": ", 1)[1] for p in found] == [
+        "[0].url: only a leading {data_dir}/ is replaced: sqlite:///{data_dir}/file.db"
+    ]
 
 
 def test_cursor_and_placeholder_go_together(config: Path) -> None:

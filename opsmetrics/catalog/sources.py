@@ -281,8 +281,8 @@ def _url_problems(spec: SourceModel, base_dir: Path) -> list[Problem]:
             )  # fmt: skip
         )
     driver = driver_of(spec.url)
-    if driver == "sqlite" and not spec.url.lower().startswith("sqlite:///"):
-        found.append((("url",), "write sqlite:///relative/path.db or sqlite:////absolute/path.db"))
+    if driver == "sqlite":
+        found += _sqlite_problems(spec.url)
     if driver == "sqlalchemy" and importlib.util.find_spec("sqlalchemy") is None:
         found.append(
             (
@@ -293,6 +293,15 @@ def _url_problems(spec: SourceModel, base_dir: Path) -> list[Problem]:
             )
         )
     return found
+
+
+def _sqlite_problems(url: str) -> list[Problem]:
+    if not url.lower().startswith("sqlite:///"):
+        return [(("url",), "write sqlite:///relative/path.db or sqlite:////absolute/path.db")]
+    path = url[len("sqlite:///") :]
+    if "{" in path and not path.startswith("{data_dir}/"):
+        return [(("url",), "only a leading {data_dir}/ is replaced: sqlite:///{data_dir}/file.db")]
+    return []
 
 
 def _query_problems(spec: SourceModel) -> list[Problem]:

@@ -81,7 +81,8 @@ def _services(config: Path, data: Path | None) -> Services:
 
 
 def _runner(svc: Services, source: SqlSource) -> SourceRunner:
-    return SourceRunner(source, svc.storage, svc.ingestor.write, svc.clock, dict(os.environ))
+    env, data = dict(os.environ), svc.settings.data_dir
+    return SourceRunner(source, svc.storage, svc.ingestor.write, svc.clock, env, data)
 
 
 @app.command("test")

@@ -16,6 +16,7 @@ import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector, CollectorRegistry
@@ -81,11 +82,14 @@ def source_password(source: SqlSource, env: Mapping[str, str]) -> str | None:
     return None
 
 
-def source_connection(source: SqlSource, env: Mapping[str, str]) -> SourceConnection:
+def source_connection(
+    source: SqlSource, env: Mapping[str, str], data_dir: Path | None = None
+) -> SourceConnection:
     spec = source.spec
     return SourceConnection(
-        source.driver, spec.url, source_password(source, env), spec.timeout, str(source.base_dir)
-    )
+        source.driver, spec.url, source_password(source, env), spec.timeout,
+        str(source.base_dir), None if data_dir is None else str(data_dir),
+    )  # fmt: skip
 
 
 @dataclass(slots=True)
@@ -102,11 +106,13 @@ class SourceRunner:
 
     def __init__(
         self, source: SqlSource, state: StateStore, write: Write, clock: Clock,
-        env: Mapping[str, str],
+        env: Mapping[str, str], data_dir: Path | None = None,
     ) -> None:  # fmt: skip
         self.source, self._state, self._write, self._clock, self._env = (
             source, state, write, clock, env,
         )  # fmt: skip
+        #: sqlite:///{data_dir}/… paths are in this directory (the server's data directory).
+        self._data_dir = data_dir
 
     def cursor(self) -> CursorBound:
         """The stored cursor, else the configured initial value (None without a cursor)."""
@@ -123,7 +129,7 @@ class SourceRunner:
 
     def preview(self, limit: int) -> tuple[list[str], list[Row]]:
         """The first `limit` rows after the cursor (nothing stored), converted to check types."""
-        conn = source_connection(self.source, self._env)
+        conn = source_connection(self.source, self._env, self._data_dir)
         batches = read_batches(conn, self.source.spec.query, self.cursor(), limit)
         with contextlib.closing(batches):
             batch = next(batches, None)
@@ -152,7 +158,7 @@ class SourceRunner:
 
     def _pull(self, progress: _Progress, on_batch: Callable[[int], None] | None) -> None:
         spec = self.source.spec
-        conn = source_connection(self.source, self._env)
+        conn = source_connection(self.source, self._env, self._data_dir)
         batches = read_batches(conn, spec.query, progress.cursor, spec.batch)
         with contextlib.closing(batches):
             column = spec.cursor.column if spec.cursor is not None else None
@@ -256,13 +262,15 @@ class SqlSourceCollector:
     holds_lease: Callable[[], bool] = lambda: True
     #: Our /metrics registry: the self-metrics are in it while the collector runs.
     registry: CollectorRegistry | None = None
+    #: The server's data directory, for sqlite:///{data_dir}/… sources.
+    data_dir: Path | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _status: dict[str, _Status] = field(default_factory=dict)
     _slots: dict[str, asyncio.Semaphore] = field(default_factory=dict)
     _metrics: Collector | None = None
 
     def runner(self, source: SqlSource) -> SourceRunner:
-        return SourceRunner(source, self.state, self.write, self.clock, self.env)
+        return SourceRunner(source, self.state, self.write, self.clock, self.env, self.data_dir)
 
     async def start(self) -> None:
         if self.registry is not None:

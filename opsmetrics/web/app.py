@@ -230,6 +230,7 @@ def _sql_sources(services: Services) -> SqlSourceCollector | None:
         dict(os.environ),
         holds_lease=services.maintenance_lease.held,
         registry=services.telemetry.registry,
+        data_dir=services.settings.data_dir,
     )
     return collector
 

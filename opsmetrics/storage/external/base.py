@@ -24,6 +24,8 @@ class SourceConnection:
     timeout_ms: int
     #: sqlite:/// paths relative to this directory (the config directory).
     base_dir: str = "."
+    #: What a sqlite:///{data_dir}/… path starts with: the server's data directory.
+    data_dir: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,13 +22,21 @@ from opsmetrics.storage.external.base import (
 )
 
 PREFIX = "sqlite:///"
+#: sqlite:///{data_dir}/shop.db: a file in the server's data directory (the demo's database).
+DATA_DIR = "{data_dir}"
 #: SQLite VM instructions between deadline checks.
 PROGRESS_STEPS = 10_000
 
 
-def sqlite_path(url: str, base_dir: str) -> Path:
-    """sqlite:///relative.db (to the config directory) or sqlite:////absolute.db."""
-    path = Path(url[len(PREFIX) :])
+def sqlite_path(url: str, base_dir: str, data_dir: str | None = None) -> Path:
+    """sqlite:///relative.db (to the config directory), sqlite:////absolute.db, or
+    sqlite:///{data_dir}/file.db (in the data directory)."""
+    text = url[len(PREFIX) :]
+    if text.startswith(DATA_DIR + "/"):
+        if data_dir is None:
+            raise SourceUnavailableError(f"{url}: no data directory is known to this command")
+        return Path(data_dir) / text[len(DATA_DIR) + 1 :]
+    path = Path(text)
     return path if path.is_absolute() else Path(base_dir) / path
 
 
@@ -42,7 +50,7 @@ def _bound(value: object) -> object:
 class SqliteSession:
     def __init__(self, conn: SourceConnection) -> None:
         self._timeout_ms = conn.timeout_ms
-        path = sqlite_path(conn.url, conn.base_dir)
+        path = sqlite_path(conn.url, conn.base_dir, conn.data_dir)
         if not path.is_file():
             raise SourceUnavailableError(f"the SQLite file {path} does not exist")
         try:
