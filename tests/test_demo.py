@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import sqlite3
 import subprocess
 import sys
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -20,6 +23,7 @@ from opsmetrics.clock import FakeClock
 from opsmetrics.demo.incidents import plan_story
 from opsmetrics.demo.runner import MARKER_ID, DemoRunner, LoadResult, attach_demo, load_history
 from opsmetrics.demo.seasonality import daily_factor, weekly_factor
+from opsmetrics.demo.shop_db import FILE, ShopDatabase, late_floor
 from opsmetrics.model import Annotation, Event, Labels, Matcher, MatchOp, SampleRows
 from opsmetrics.query.promql.engine import evaluate_range
 from opsmetrics.query.promql.values import InstantVector
@@ -417,9 +421,63 @@ def test_latency_incidents_keep_coming_in_the_live_phase() -> None:
     assert plan.live_incidents(first.start, NOW + DAY)[0][0] == 1
 
 
+def _refund_rows(path: Path) -> dict[int, tuple[str, str, str, str]]:
+    """id → (status, reason, updated_at, created_at) of every row of the shop database."""
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        query = "SELECT id, status, reason, updated_at, created_at FROM refunds"
+        rows = db.execute(query).fetchall()
+    return {r[0]: (r[1], r[2], r[3], r[4]) for r in rows}
+
+
+def _stamp(ms: int) -> str:
+    return datetime.fromtimestamp(ms // 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def test_the_shop_database_follows_the_story_and_moves_its_cursor(tmp_path: Path) -> None:
+    """The refunds the demo's SQL source reads: the same for the same seed; double charges
+    only right after checkout incidents; a later sync adds refunds and moves older rows on,
+    every change dated after the previous sync, so a cursor on updated_at misses none."""
+    plan = plan_story(NOW - 30 * DAY, NOW, seed=42)
+    floor = late_floor(NOW, Limits().events_late_window_ms)
+    for name in ("a", "b"):
+        ShopDatabase(tmp_path / name, plan, 42).sync(NOW, floor)
+    before = _refund_rows(tmp_path / "a" / FILE)
+    assert before == _refund_rows(tmp_path / "b" / FILE) and len(before) > 1000
+    assert max(r[2] for r in before.values()) <= _stamp(NOW)
+    twice = [r[3] for r in before.values() if r[1] == "charged_twice"]
+    spans = [(_stamp(s.start), _stamp(s.end)) for s in plan.incidents]
+    assert twice and all(any(a <= t <= b for a, b in spans) for t in twice), twice
+    later = NOW + 6 * HOUR
+    added = ShopDatabase(tmp_path / "a", plan, 42).sync(later, floor)
+    after = _refund_rows(tmp_path / "a" / FILE)
+    assert added > 0 and sorted(after) == list(range(1, len(before) + added + 1))
+    moved = [i for i, r in before.items() if after[i] != r]
+    assert len(moved) > 10
+    changed = [after[i][2] for i in moved] + [after[i][2] for i in after if i not in before]
+    assert all(_stamp(NOW) < t <= _stamp(later) for t in changed)
+
+
 def _metric(text: str, name: str, source: str) -> float:
     prefix = f'{name}{{source="{source}"}} '
     return sum(float(line[len(prefix) :]) for line in text.splitlines() if line.startswith(prefix))
+
+
+def _assert_the_shop_database_is_a_healthy_source(url: str) -> None:
+    """The demo's SQL source has read its shop database, and the refunds KPI names it."""
+
+    def read() -> dict[str, Any] | None:
+        sources = httpx.get(url + "/api/v1/sources").json()["data"]
+        found = next(s for s in sources if s["name"] == "shop_refunds")
+        return found if found["rows_total"] > 0 else None
+
+    source = wait_until(read, "the shop_refunds source to store rows", timeout_s=60)
+    assert source["up"] is True and source["error"] is None, source
+    assert source["driver"] == "sqlite" and source["tables"] == ["refunds"]
+    assert source["lag_seconds"] is not None and source["lag_seconds"] < 3600, source
+    kpi = httpx.get(url + "/api/v1/kpis/refunds").json()["data"]
+    assert [(s["source"], s["input"]) for s in kpi["lineage"]["sources"]] == [
+        ("shop_refunds", "refund")
+    ]
 
 
 @pytest.mark.e2e
@@ -452,6 +510,7 @@ def test_the_demo_command_posts_live_traffic_through_the_http_api(tmp_path: Path
         # The story's live line is always there; past incidents only when one of them falls
         # inside the day of history, which depends on the time of day the test runs.
         assert "/dashboards/executive" in printed and "next checkout incident" in printed
+        _assert_the_shop_database_is_a_healthy_source(url)
     finally:
         proc.send_signal(signal.SIGTERM)
         # Not proc.wait(30): Popen.wait(timeout) polls with time.sleep (tests/README.md).

@@ -27,6 +27,7 @@ from opsmetrics.demo.live import HttpWriter, demo_token
 from opsmetrics.demo.ops_events import story_events
 from opsmetrics.demo.saas import opening_events
 from opsmetrics.demo.seasonality import DAY_MS
+from opsmetrics.demo.shop_db import ShopDatabase, late_floor
 from opsmetrics.demo.simulator import Chunk, Simulator
 from opsmetrics.demo.topology import METADATA
 from opsmetrics.errors import OverloadedError
@@ -158,7 +159,14 @@ class DemoRunner:
         if sim.last_ts is not None:
             started = sim.plan.live_incidents(sim.last_ts, now)
             writer.write_annotations([latency_incident(s, 300 + n) for n, s in started])
-        return self._advance(now, self._live_step_ms, "live", writer)
+        result = self._advance(now, self._live_step_ms, "live", writer)
+        self._sync_shop_db(sim, now)
+        return result
+
+    def _sync_shop_db(self, sim: Simulator, now: int) -> None:
+        """The shop's own database (demo/shop_db.py), which the demo's SQL source reads."""
+        floor = late_floor(now, self._services.settings.limits.events_late_window_ms)
+        ShopDatabase(self._services.settings.data_dir, sim.plan, self._seed).sync(now, floor)
 
     def _pipeline_writer(self) -> _PipelineWriter:
         writer = _PipelineWriter(self._services, self._stop, metadata=not self._metadata_sent)
@@ -177,6 +185,7 @@ class DemoRunner:
         if self._sim is None:
             self._sim = Simulator(self._seed, self._prepare_plan(now))
             self._sim.restore(self._services.storage)
+            self._sync_shop_db(self._sim, now)
         return self._sim
 
     def _prepare_plan(self, now: int) -> Plan:
