@@ -51,7 +51,43 @@ function lineage() {
     el("h3", { class: "card-title" }, "Reads"),
     l.inputs.length ? el("ul", {}, l.inputs.map(item)) : el("p", { class: "muted" }, "Nothing."),
     el("h3", { class: "card-title" }, "Used by"),
-    l.dependents.length ? el("ul", {}, l.dependents.map(item)) : el("p", { class: "muted" }, "Nothing."));
+    l.dependents.length ? el("ul", {}, l.dependents.map(item)) : el("p", { class: "muted" }, "Nothing."),
+    el("h3", { class: "card-title" }, "Comes from"),
+    el("div", { id: "kpi-lineage-sources" }, el("p", { class: "muted" }, (l.sources || []).length ? "Loading…" : "No SQL source.")));
+}
+
+// lineage.sources: the SQL sources whose rows this KPI reads (docs/sources.md), with their
+// last run from GET /api/v1/sources and a warning when the data quality monitors find them stale.
+const hhmm = (ms) => new Date(ms).toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit", hourCycle: "h23" });
+const lagText = (s) => (s == null ? "–" : s >= 3600 ? `${+(s / 3600).toFixed(1)} h` : s >= 60 ? `${Math.round(s / 60)} min` : `${Math.round(s)} s`);
+
+// The stale source of the quality report that is this SQL source, or the events it writes.
+function staleOf(up, staleSources) {
+  const ids = new Set([`sql:${up.source}`, `event:${up.input}`, `metric:${up.input.split("{")[0]}`]);
+  return staleSources.find((s) => ids.has(s.source));
+}
+
+function sourceItem(up, run, staleSources) {
+  const stale = staleOf(up, staleSources);
+  const state = !run ? "not configured on this server" : run.up == null ? "not run yet"
+    : run.up ? "up" : `down: ${run.error}`;
+  return el("li", { "data-source": up.source },
+    el("a", { href: "/sources" }, up.source), ` (${up.driver}) reads `,
+    up.tables.length ? up.tables.map((t, i) => [i ? ", " : "", el("code", {}, t)]).flat() : "–",
+    ` into `, el("code", {}, up.input),
+    el("div", { class: "muted" }, `${state} · last success ${run?.last_success_ms ? formatTime(run.last_success_ms) : "never"} · lag ${lagText(run?.lag_seconds)}`),
+    stale ? el("p", { class: "warning-box", "data-warning": "stale-source" }, `stale since ${hhmm(Date.parse(stale.since))}`) : null);
+}
+
+async function sourceLineage() {
+  const ups = kpi.lineage?.sources ?? [];
+  if (!ups.length) return;
+  // The KPI again for its stale_sources: the page refreshes, the definition loaded at start does not.
+  const [list, now] = await Promise.all([getJSON("/api/v1/sources"), getJSON(base)]);
+  const runs = new Map(list.map((s) => [s.name, s]));
+  const stale = now.stale_sources ?? [];
+  document.getElementById("kpi-lineage-sources").replaceChildren(
+    el("ul", {}, ups.map((up) => sourceItem(up, runs.get(up.source), stale))));
 }
 
 // The initiatives meant to move this KPI (docs/initiatives.md): a line at the start, or a band
@@ -209,7 +245,7 @@ async function loadSeries() {
 }
 
 async function load() {
-  const jobs = [loadSeries(), breakdown(), relatedAlerts(), versions(), review()];
+  const jobs = [loadSeries(), breakdown(), relatedAlerts(), versions(), review(), sourceLineage()];
   const results = await Promise.allSettled(jobs);
   showError(results.filter((r) => r.status === "rejected").map((r) => r.reason.message).join("\n"));
   refreshLinks(root);
