@@ -27,20 +27,26 @@ function lastRun(r, deliveries) {
     el("div", { "data-deliveries": "" }, ...channelBadges(deliveries))];
 }
 
-function choose(name) {
+/** Show report `name` and scroll to its card `target` (the preview, or its runs). */
+function choose(name, target = "report-detail") {
   const found = reports.find((r) => r.name === name);
-  if (!found) return;
+  if (!found) {
+    showError(`No report named ${name}: choose one of the list.`);
+    return;
+  }
   const url = new URL(window.location.href);
   url.searchParams.set("report", name);
+  url.hash = target === "report-detail" ? "" : target;
   history.replaceState(null, "", url);
   select(found);
+  document.getElementById(target).scrollIntoView({ block: "start" });
 }
 
 function actions(r) {
   const preview = el("button", { type: "button", class: "btn", "aria-label": `Preview ${r.title}` }, "Preview");
   preview.addEventListener("click", () => choose(r.name));
   const runs = el("a", { href: `/reports?report=${encodeURIComponent(r.name)}#report-runs-card` }, "Runs");
-  runs.addEventListener("click", (event) => { event.preventDefault(); choose(r.name); runs.blur(); });
+  runs.addEventListener("click", (event) => { event.preventDefault(); choose(r.name, "report-runs-card"); });
   return [preview, " ", runs];
 }
 
@@ -92,5 +98,5 @@ setupDetail(async () => { await load(); await loadRuns(); });
 setupRefresh(60, async () => { await load(); await loadRuns().catch(() => {}); });
 load().then(() => {
   const wanted = new URLSearchParams(window.location.search).get("report");
-  if (wanted) choose(wanted);
+  if (wanted) choose(wanted, window.location.hash === "#report-runs-card" ? "report-runs-card" : "report-detail");
 });

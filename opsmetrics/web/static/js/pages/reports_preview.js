@@ -27,8 +27,9 @@ function chosenAt() {
 function showPreview() {
   const at = chosenAt();
   const frame = document.getElementById("preview-frame");
-  const status = document.getElementById("preview-status");
-  status.textContent = `Rendering ${current.title}${at ? ` as of ${when(Date.parse(at), current.timezone)}` : ""}…`;
+  const asOf = at ? `as of ${when(Date.parse(at), current.timezone)} ${current.timezone}` : "as of now";
+  frame.dataset.shown = `${current.title}, ${asOf}`;
+  document.getElementById("preview-status").textContent = `Rendering ${frame.dataset.shown}…`;
   frame.dataset.loaded = "";
   frame.src = previewURL(current.name, "html", at);
   document.getElementById("preview-pdf").href = previewURL(current.name, "pdf", at);
@@ -96,11 +97,13 @@ export function setupDetail(onSent) {
   frame.addEventListener("load", () => {
     if (!frame.getAttribute("src")) return;
     frame.dataset.loaded = String(Date.now());
-    document.getElementById("preview-status").textContent = "Nothing was sent.";
+    document.getElementById("preview-status").textContent =
+      `${frame.dataset.shown}. A preview sends nothing.`;
   });
   document.getElementById("preview-form").addEventListener("submit", (event) => {
     event.preventDefault();
     if (current) showPreview();
+    else showError("Choose a report's Preview first.");
   });
   document.getElementById("send-form")?.addEventListener("submit", (event) => sendNow(event, onSent));
 }
