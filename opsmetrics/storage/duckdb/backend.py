@@ -42,7 +42,7 @@ from opsmetrics.storage.diskspace import DiskGuard, DiskStatus
 from opsmetrics.storage.duckdb import partitions as parts
 from opsmetrics.storage.duckdb import rollups
 from opsmetrics.storage.duckdb.alert_store import AlertTables
-from opsmetrics.storage.duckdb.connection import Connection, unreadable
+from opsmetrics.storage.duckdb.connection import INSTANCE_SETTINGS, Connection, unreadable
 from opsmetrics.storage.duckdb.event_queries import EventQueries
 from opsmetrics.storage.duckdb.events import EventTables
 from opsmetrics.storage.duckdb.experiment_queries import ExperimentQueries
@@ -102,7 +102,9 @@ class DuckDBStorage(
         self._cache = ReadCache()
         # Without a guard (tests, tools): no reserve, but a full disk is still reported.
         guard = disk or DiskGuard(data_dir, 0)
-        config = {**INSTANCE_CONFIG, **({"memory_limit": memory_limit} if memory_limit else {})}
+        config = {**INSTANCE_CONFIG, **INSTANCE_SETTINGS}
+        if memory_limit:
+            config["memory_limit"] = memory_limit
         connect = partial(_connect, config=config)
         self._db = Connection(self.path, connect, guard, self._cache.forget)
         try:
