@@ -473,6 +473,7 @@ def _assert_the_shop_database_is_a_healthy_source(url: str) -> None:
     source = wait_until(read, "the shop_refunds source to store rows", timeout_s=60)
     assert source["up"] is True and source["error"] is None, source
     assert source["driver"] == "sqlite" and source["tables"] == ["refunds"]
+    assert source["url"] == "sqlite:///{data_dir}/shop.sqlite"
     assert source["lag_seconds"] is not None and source["lag_seconds"] < 3600, source
     kpi = httpx.get(url + "/api/v1/kpis/refunds").json()["data"]
     assert [(s["source"], s["input"]) for s in kpi["lineage"]["sources"]] == [

@@ -29,6 +29,8 @@ READ = [Depends(require(Scope.READ))]
 def _shown_url(url: str) -> str:
     """The URL without user info: who the collector logs in as is not for every reader."""
     parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url  # as written: geturl() would turn sqlite:///file.db into sqlite:/file.db
     host = parts.netloc.rsplit("@", 1)[-1]
     return parts._replace(netloc=host).geturl()
 
