@@ -155,6 +155,21 @@ def test_a_wrong_column_type_names_the_column_and_stores_nothing(
     assert svc.storage.source_cursor("refunds") is None
 
 
+def test_a_bad_row_in_a_later_batch_keeps_the_batches_before_it_and_their_cursor(
+    svc: Services, config: Path
+) -> None:
+    """Batch 2 is written while batch 3 is read and converted: batch 3's bad row still leaves
+    batch 2 stored with the cursor after it, and the error numbers the row in the whole run."""
+    con = sqlite3.connect(config / "shop.db")
+    con.execute("UPDATE refunds SET amount_cents = 'twelve' WHERE id = 24")
+    con.commit()
+    con.close()
+    run = runner(svc, write_source(config, batch=10)).run()
+    assert "column 'amount_cents': expected a number, got str 'twelve' (row 23" in run.error
+    assert run.rows == 20 and refund_ids(svc) == list(range(1, 21))
+    assert svc.storage.source_cursor("refunds").value == "20"  # type: ignore[union-attr]
+
+
 def test_rows_out_of_cursor_order_are_refused(svc: Services, config: Path) -> None:
     run = runner(svc, write_source(config, order="id DESC")).run()
     assert "not in order of the cursor column 'id'" in run.error

@@ -14,6 +14,7 @@ import logging
 import os
 import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -160,17 +161,37 @@ class SourceRunner:
         spec = self.source.spec
         conn = source_connection(self.source, self._env, self._data_dir)
         batches = read_batches(conn, spec.query, progress.cursor, spec.batch)
-        with contextlib.closing(batches):
-            column = spec.cursor.column if spec.cursor is not None else None
-            for batch in _capped(batches, spec.max_rows, column):
-                rows = batch.rows
-                request = self._convert(batch.columns, rows, progress.rows)
-                self._write(request)
-                progress.rows += len(rows)
-                if spec.cursor is not None:
-                    progress.cursor = self._advance(batch, progress.cursor)
-                if on_batch is not None:
-                    on_batch(len(rows))
+        column = spec.cursor.column if spec.cursor is not None else None
+        # One batch is written (on the writer thread) while the next is read and converted;
+        # a batch's cursor is stored only once its write is durable, and one write at a time.
+        with contextlib.closing(batches), ThreadPoolExecutor(1, "sql-source") as writer:
+            pending: tuple[Future[WriteResult], SourceBatch] | None = None
+            try:
+                for batch in _capped(batches, spec.max_rows, column):
+                    first = progress.rows + (len(pending[1].rows) if pending else 0)
+                    request = self._convert(batch.columns, batch.rows, first)
+                    if pending is not None:
+                        done, pending = pending, None
+                        self._stored(*done, progress, on_batch)
+                    pending = writer.submit(self._write, request), batch
+            finally:  # a failure reading or converting a batch still stores the one before
+                if pending is not None:
+                    self._stored(*pending, progress, on_batch)
+
+    def _stored(
+        self,
+        write: Future[WriteResult],
+        batch: SourceBatch,
+        progress: _Progress,
+        on_batch: Callable[[int], None] | None,
+    ) -> None:
+        """Wait for a batch's write; then count its rows and move the cursor past them."""
+        write.result()
+        progress.rows += len(batch.rows)
+        if self.source.spec.cursor is not None:
+            progress.cursor = self._advance(batch, progress.cursor)
+        if on_batch is not None:
+            on_batch(len(batch.rows))
 
     def _advance(self, batch: SourceBatch, previous: CursorBound) -> CursorBound:
         """Check the rows come in cursor order, store the last one's value as the cursor."""
