@@ -28,7 +28,7 @@ from opsmetrics.settings import Settings
 from opsmetrics.storage.token_records import Scope
 from opsmetrics.web.app import create_app
 from opsmetrics.web.routers.ui import module_imports, relative_for
-from tests.server import ServerProcess
+from tests.server import ServerProcess, wait_until
 from tests.ui_helpers import (
     CANVAS_PIXELS_JS,
     UI_NOW,
@@ -545,8 +545,36 @@ def test_every_widget_type_renders_a_contract_payload(ui_server: ServerProcess, 
     assert "boom: bad query" in drawn["errored"]
 
 
+def test_kpi_page_lineage_names_its_sql_source(ui_server: ServerProcess, page: Page) -> None:
+    """The refunds KPI comes from the demo's shop database (issue 19): its page names the SQL
+    source with a link to /sources, its driver, the table it reads and its last run."""
+
+    def ran() -> bool:
+        sources = httpx.get(f"{ui_server.url}/api/v1/sources").json()["data"]
+        return any(s["name"] == "shop_refunds" and s["rows_total"] > 0 for s in sources)
+
+    wait_until(ran, "the shop_refunds source to store rows", timeout_s=60)
+    watch = _visit(page, ui_server.url + "/kpis/refunds")
+    item = page.locator('#kpi-lineage-sources li[data-source="shop_refunds"]')
+    text = item.inner_text()
+    screenshot(page, "kpi-refunds")
+    assert watch.problems == []
+    assert "(sqlite) reads refunds into refund" in text and "up · last success" in text, text
+    assert item.locator("a").get_attribute("href") == "/sources"
+
+
 # --- /reports (issue 18) ------------------------------------------------------------------
 DEMO_REPORTS = {"executive-daily", "operations-hourly", "engineering-daily"}
+#: An instant as the report's period names it: "Sun 6 Dec 2026, 13:00" in Europe/Berlin.
+BERLIN_JS = """
+(at) => {
+  const format = new Intl.DateTimeFormat('en-GB', { timeZone: 'Europe/Berlin', weekday: 'short',
+    day: 'numeric', month: 'short', year: 'numeric', hour: '2-digit', minute: '2-digit',
+    hourCycle: 'h23' });
+  const p = Object.fromEntries(format.formatToParts(new Date(at)).map((x) => [x.type, x.value]));
+  return `${p.weekday} ${p.day} ${p.month} ${p.year}, ${p.hour}:${p.minute}`;
+}
+"""
 
 
 def test_reports_page_lists_previews_and_sends_the_demo_reports(
@@ -564,12 +592,20 @@ def test_reports_page_lists_previews_and_sends_the_demo_reports(
         expect(row).to_contain_text(report["title"])
     expect(page.locator('nav a[aria-current="page"]')).to_have_text("Reports")
     kpis = httpx.get(ui_server.url + "/api/v1/kpis?values=false").json()["data"]
+    # Previewed for another instant: the `at` input is local time, sent in UTC, and the window
+    # (the hour before it) is told in the report's zone.
+    page.get_by_label("Preview as of (your local time; empty for now)").fill("2026-12-06T12:00")
     page.get_by_role("button", name="Preview Operations, last hour").click()
     frame = page.frame_locator("#preview-frame")
     expect(frame.locator("h1")).to_have_text("Operations, last hour", timeout=30_000)
+    at = parse_qs(urlparse(page.locator("#preview-frame").get_attribute("src") or "").query)["at"]
+    assert at == [page.evaluate("new Date('2026-12-06T12:00').toISOString()")]
+    berlin = page.evaluate(BERLIN_JS, at[0])
+    expect(frame.locator(".period")).to_contain_text(f"– {berlin} (Europe/Berlin)")
     shown = set(frame.locator(".kpi h3").all_inner_texts())  # the KPIs', then the charts'
     assert len(shown & {k["title"] for k in kpis}) >= 3, shown
     assert page.locator("#preview-frame").get_attribute("sandbox") == ""
+    assert parse_qs(urlparse(page.url).query)["report"] == ["operations-hourly"]
     assert "format=pdf" in (page.locator("#preview-pdf").get_attribute("href") or "")
     screenshot(page, "reports-preview")
     # Nothing was sent by the preview; "Send now" (no tokens here: everyone is admin) is.
@@ -583,6 +619,7 @@ def test_reports_page_lists_previews_and_sends_the_demo_reports(
     row = page.locator('tr[data-report="operations-hourly"]')
     expect(row.locator("[data-deliveries]")).to_contain_text("slack: skipped")
     expect(page.locator(f'#runs-table tr[data-run="{runs[0]["run_id"]}"]')).to_have_count(1)
+    screenshot(page, "reports-sent")
     assert page.evaluate("window.cspViolations") == []
     # The test's own CSP watcher is injected into every frame: the preview's sandbox stops it.
     sandboxed = "because the document's frame is sandboxed and the 'allow-scripts' permission"
