@@ -318,6 +318,10 @@ def test_sql_sources_are_judged_by_their_runs(planted: Planted) -> None:
     assert refunds["monitors"]["freshness"]["status"] == "ok", refunds
     assert refunds["expected_freshness_seconds"] == 900  # 1s × 3, at the 15-minute floor
     assert sources["event:refund"]["last_seen"] * 1000 == FIXED_NOW - 72 * MIN + 5 * MIN
+    volume, written = refunds["monitors"]["volume"], sources["event:refund"]["monitors"]["volume"]
+    assert volume["judged_at"] == "event:refund"  # its rows per hour, judged where they land
+    assert volume["detail"] == "event:refund: " + written["detail"]
+    assert volume["status"] == written["status"]
     broken = sources["sql:broken"]["monitors"]["freshness"]
     assert broken["status"] == "critical" and "no run succeeded" in broken["detail"], broken
     assert "no_such_table" in broken["detail"]

@@ -130,7 +130,7 @@ class QualityMonitor:
         found: dict[Labels, _Active] = {}
         for source in report.sources:
             for check in source.checks:
-                if check.status in ALERTING:
+                if check.status in ALERTING and check.judged_at is None:
                     labels = alert_labels(source, check.monitor, check.status)
                     since = self._active[labels].active_at_ms if labels in self._active else now
                     value = check.value if check.value is not None else float("nan")

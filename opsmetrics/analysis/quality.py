@@ -36,6 +36,9 @@ class Check:
     status: Status
     detail: str
     value: float | None = None
+    #: Judged on another source (a SQL source's volume, on what it writes): shown here, and
+    #: alerted on there only, so one problem is one alert.
+    judged_at: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,7 +136,10 @@ def source_json(s: SourceReport) -> dict[str, Any]:
 
 
 def _check_json(c: Check) -> dict[str, Any]:
-    return {"status": c.status.value, "value": c.value, "detail": c.detail}
+    out: dict[str, Any] = {"status": c.status.value, "value": c.value, "detail": c.detail}
+    if c.judged_at is not None:
+        out["judged_at"] = c.judged_at
+    return out
 
 
 def _prop_json(p: PropStat) -> dict[str, Any]:

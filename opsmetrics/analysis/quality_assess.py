@@ -127,11 +127,11 @@ class QualityAssessor:
     # --- SQL sources ----------------------------------------------------------------------
     def _sql_sources(self, now: int, others: list[SourceReport]) -> list[SourceReport]:
         """Each SQL source's freshness is that of its last successful run; what it writes is
-        judged as its own source (`emits`), whose KPIs it lists."""
+        judged as its own source (`emits`), whose volume and KPIs it shows too."""
         if not self._sql:
             return []
         runs = {r.source: r for r in self._storage.source_runs()}
-        kpis = {s.id: s.kpis for s in others}
+        emitted = {s.id: s for s in others}
         out = []
         for src in self._sql:
             rules = self.config.rules_for(f"sql:{src.name}")
@@ -144,10 +144,10 @@ class QualityAssessor:
                 fresh = replace(fresh, detail=f"{fresh.detail}; {failed}")
                 if last is None:  # it has never worked: not "no data yet", a problem
                     fresh = Check(Monitor.FRESHNESS, Status.CRITICAL, f"no run succeeded; {failed}")
-            found = _apply([fresh], rules)
-            out.append(
-                SourceReport("sql", src.name, last, expected, found, kpis.get(src.emits, ()))
-            )
+            written = emitted.get(src.emits)
+            found = _apply([fresh, _written_volume(src.emits, written)], rules)
+            kpis = written.kpis if written is not None else ()
+            out.append(SourceReport("sql", src.name, last, expected, found, kpis))
         return out
 
     # --- events ---------------------------------------------------------------------------
@@ -272,6 +272,14 @@ class QualityAssessor:
             ts = rows.ts[rows.series_ids == sid]
             out[key] = np.diff(ts).astype(np.float64)
         return out
+
+
+def _written_volume(emits: str, written: SourceReport | None) -> Check:
+    """A SQL source's volume is that of what it writes (its rows per hour), judged there."""
+    check = written.check(Monitor.VOLUME) if written is not None else None
+    if check is None:
+        return Check(Monitor.VOLUME, Status.UNKNOWN, f"nothing written to {emits} yet", None, emits)
+    return replace(check, detail=f"{emits}: {check.detail}", judged_at=emits)
 
 
 def _own(metric: str) -> bool:
