@@ -4,10 +4,12 @@ exactly the samples, rejects and errors of the one-at-a-time decoders they repla
 from __future__ import annotations
 
 import math
+import re
 
 import msgspec
 import numpy as np
 import pytest
+from google.protobuf import json_format
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
@@ -20,6 +22,7 @@ from opsmetrics.errors import BadDataError
 from opsmetrics.ingest.json_formats import decode_samples_plain
 from opsmetrics.ingest.json_samples import SeriesLabels, decode_samples_json
 from opsmetrics.ingest.otlp_convert import Converted, convert, convert_plain
+from opsmetrics.ingest.otlp_json import otlp_json_to_protobuf
 from opsmetrics.ingest.otlp_numbers import NumberPoints, SeriesCache
 from opsmetrics.ingest.proto import otlp_view_pb2 as view
 from opsmetrics.model import SampleBatch
@@ -131,6 +134,76 @@ def test_otlp_corrupt_attribute_is_the_same_error() -> None:
     assert NumberPoints.read(parsed) is not None
     with pytest.raises(BadDataError, match="invalid attribute KeyValue"):
         convert(parsed)
+
+
+# --- OTLP JSON ------------------------------------------------------------------------------
+
+
+@st.composite
+def histogram_or_summary(draw: st.DrawFn) -> otlp.Metric:
+    m = otlp.Metric(name=draw(st.sampled_from(["latency", "size"])), unit="s")
+    attrs = draw(st.lists(attribute, max_size=3))
+    when = draw(st.sampled_from([0, NOW * 10**6, 2**64 - 1]))
+    value = st.floats(allow_nan=True)
+    if draw(st.booleans()):
+        bounds = sorted(draw(st.lists(st.floats(-1e6, 1e6), max_size=3, unique=True)))
+        h = m.histogram.data_points.add(
+            attributes=attrs, time_unix_nano=when, explicit_bounds=bounds
+        )
+        h.bucket_counts.extend(draw(st.lists(st.integers(0, 2**64 - 1), min_size=len(bounds) + 1,
+                                             max_size=len(bounds) + 1)))  # fmt: skip
+        h.count = draw(st.integers(0, 2**64 - 1))
+        if draw(st.booleans()):
+            h.sum = draw(value)
+        m.histogram.aggregation_temporality = draw(st.sampled_from([0, 1, 2]))
+    elif draw(st.booleans()):
+        q = m.summary.data_points.add(
+            attributes=attrs, time_unix_nano=when, count=3, sum=draw(value)
+        )
+        for quantile in draw(st.lists(st.sampled_from([0.0, 0.5, 0.99, 1.0]), max_size=3)):
+            q.quantile_values.add(quantile=quantile, value=draw(value))
+    else:
+        m.exponential_histogram.data_points.add(time_unix_nano=when, count=1)
+    return m
+
+
+@SETTINGS
+@given(export(), st.lists(histogram_or_summary(), max_size=3), st.booleans())
+def test_otlp_json_fast_path_equals_json_format(body: bytes, more: list[otlp.Metric],
+                                                  ints: bool) -> None:  # fmt: skip
+    request = ExportMetricsServiceRequest.FromString(body)
+    request.resource_metrics[0].scope_metrics.add().metrics.extend(more)
+    text = json_format.MessageToJson(request)
+    if ints:  # exporters also write 64-bit integers as JSON numbers
+        text = re.sub(
+            r'("(?:timeUnixNano|startTimeUnixNano|asInt|count)": )"(-?[0-9]+)"', r"\1\2", text
+        )
+    raw = text.encode()
+    fast = otlp_json_to_protobuf(raw)
+    assert fast is not None, text
+    slow = ExportMetricsServiceRequest()
+    json_format.Parse(raw, slow, ignore_unknown_fields=True)
+    same(convert_plain(view.ExportView.FromString(fast)),
+         convert_plain(view.ExportView.FromString(slow.SerializeToString())))  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"resource_metrics": []}',  # snake_case keys: json_format reads them
+        '{"resourceMetrics": [{"scopeMetrics": [{"metrics": [{"name": "up", "gauge": {"dataPoints":'
+        ' [{"asDouble": "1.5", "timeUnixNano": "1e3"}]}}]}]}]}',  # other spellings it takes
+        '{"resourceMetrics": [{"scopeMetrics": [{"metrics": [{"name": "up", "gauge": {"dataPoints":'
+        ' [{"asDouble": 1, "asInt": "2"}]}}]}]}]}',  # two members of a oneof: its error
+        '{"resourceMetrics": [{"scopeMetrics": [{"metrics": [{"name": "up", "gauge": {"dataPoints":'
+        ' [{"asInt": "9223372036854775808"}]}}]}]}]}',  # out of range: its error
+        '{"resourceMetrics": [{"resource": {"attributes": [{"key": "a", "value":'
+        ' {"intValue": "x"}}]}}]}',
+        '{"resourceMetrics": 3}',
+    ],
+)
+def test_otlp_json_outside_the_common_spelling_is_left_to_json_format(body: str) -> None:
+    assert otlp_json_to_protobuf(body.encode()) is None
 
 
 # --- JSON samples -------------------------------------------------------------------------

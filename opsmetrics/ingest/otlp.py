@@ -24,6 +24,7 @@ from opsmetrics.ingest.compression import decompress_body
 from opsmetrics.ingest.decoded import DecodedSamples
 from opsmetrics.ingest.json_depth import check_json_depth
 from opsmetrics.ingest.otlp_convert import convert
+from opsmetrics.ingest.otlp_json import otlp_json_to_protobuf
 from opsmetrics.ingest.otlp_numbers import SeriesCache
 from opsmetrics.ingest.proto import otlp_view_pb2 as view
 from opsmetrics.settings import Limits
@@ -93,6 +94,9 @@ def _parse_protobuf(raw: bytes) -> view.ExportView:
 
 def _parse_json(raw: bytes) -> view.ExportView:
     check_json_depth(raw)
+    fast = otlp_json_to_protobuf(raw)
+    if fast is not None:
+        return view.ExportView.FromString(fast)
     try:
         request = ExportMetricsServiceRequest()
         json_format.Parse(raw, request, ignore_unknown_fields=True)
