@@ -270,7 +270,7 @@ def _attributes(number: int, attributes: Attributes) -> bytes:
     return _attribute_fields(number, bytes(attributes))
 
 
-@lru_cache(maxsize=65_536)
+@lru_cache(maxsize=16_384)  # distinct attribute lists; about 1 KB each at most
 def _attribute_fields(number: int, raw: bytes) -> bytes:
     """A JSON array of KeyValue as repeated field `number`; json_format on each KeyValue, so
     its semantics (int64 strings, base64 bytes, nested values); once per distinct text."""
