@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import base64
 import csv
+import dataclasses
 import io
+import multiprocessing
 import re
 import subprocess
 from collections.abc import Iterator
@@ -17,6 +19,7 @@ import pytest
 from PIL import Image, ImageStat
 
 from opsmetrics.catalog.reports import ReportSources
+from opsmetrics.reports.pdf_workers import PdfMaker
 from opsmetrics.reports.render import ReportInputs, inputs_from_services, render_report
 from opsmetrics.reports.rendered import RenderedReport
 from opsmetrics.reports.tables import ReportTable
@@ -146,6 +149,7 @@ def test_every_cid_of_the_email_is_an_image(executive: RenderedReport) -> None:
     cids = set(re.findall(r'src="cid:([^"]+)"', executive.html_email))
     assert cids and cids == set(executive.images)
     assert all(png.startswith(b"\x89PNG") for png in executive.images.values())
+    assert executive.images is executive.images  # drawn on first use, once
     assert "data:image" not in executive.html_email
 
 
@@ -211,3 +215,18 @@ def test_a_named_dashboard_brings_its_chart_widgets(inputs: ReportInputs) -> Non
     assert [k["name"] for k in got.summary["kpis"]] == ["orders"]  # the dashboard's KPIs
     cids = set(re.findall(r'src="cid:([^"]+)"', got.html_email))
     assert len(cids) == 3 and cids == set(got.images)  # the KPI's chart + trend + bar
+
+
+def test_a_pdf_made_while_another_report_renders_comes_from_a_worker_process(
+    inputs: ReportInputs, tmp_path: Path
+) -> None:
+    maker = PdfMaker(workers=1)
+    try:
+        with maker.rendering():  # another report renders meanwhile
+            got = render_report(dataclasses.replace(inputs, pdfs=maker), spec("executive"),
+                                SLOT, formats=frozenset({"pdf"}))  # fmt: skip
+            workers = multiprocessing.active_children()
+    finally:
+        maker.close()
+    assert workers and not any(w.is_alive() for w in workers)
+    assert got.pdf is not None and "Orders" in _pdf_text(got.pdf, tmp_path)

@@ -5,7 +5,8 @@ here (rendering has its own tests), so only the scheduling and delivery are unde
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import dataclasses
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -24,7 +25,13 @@ from opsmetrics.catalog.reports import (
 from opsmetrics.clock import FakeClock
 from opsmetrics.reports.rendered import RenderedReport
 from opsmetrics.reports.runs import ReportRunner, RunnerConfig
-from opsmetrics.reports.scheduler import ReportFailureAlerts, ReportScheduler
+from opsmetrics.reports.scheduler import (
+    MAX_SLOTS,
+    RUN_THREADS,
+    ReportFailureAlerts,
+    ReportScheduler,
+    slots_until,
+)
 from opsmetrics.storage.duckdb import DuckDBStorage
 from opsmetrics.storage.lease import Lease
 from opsmetrics.storage.report_records import RunStatus, Trigger
@@ -83,11 +90,15 @@ def rendered(slot_ms: int) -> RenderedReport:
 class World:
     """A store, a clock and a receiver; `scheduler()` is a freshly started process."""
 
-    def __init__(self, tmp: Path, hook: Receiver, report: ReportSpec, start_ms: int) -> None:
+    def __init__(
+        self, tmp: Path, hook: Receiver, report: ReportSpec, start_ms: int,
+        others: Sequence[ReportSpec] = (),
+    ) -> None:  # fmt: skip
         self.clock = FakeClock(start_ms)
         self.store = DuckDBStorage(tmp / "data", now_ms=start_ms)
         self.hook = hook
         self.report = report
+        self.reports = ReportSet({r.name: r for r in (report, *others)})
         self.hub = AlertHub()
 
     def scheduler(self) -> ReportScheduler:
@@ -96,8 +107,7 @@ class World:
             "notify.yaml",
         )
         config = RunnerConfig(notify.channels, {}, "test", "http://x", retry_backoff_ms=MIN)
-        reports = ReportSet({self.report.name: self.report})
-        runner = ReportRunner(self.store, self.clock, reports,
+        runner = ReportRunner(self.store, self.clock, self.reports,
                               lambda s, slot, delayed: rendered(slot), config)  # fmt: skip
         alerts = ReportFailureAlerts(self.store, self.clock, self.hub, 2)
         return ReportScheduler(runner, self.store, self.clock, Lease.solo(self.clock, "a"), alerts)
@@ -159,6 +169,36 @@ def test_a_server_down_across_two_slots_catches_up_the_latest_once_marked_delaye
     assert [(berlin(r.slot_ms), r.delayed) for r in runs] == [
         ("03-28 08:00+0200", True), ("03-26 08:00+0100", False)]  # fmt: skip
     assert hook.requests[-1].json()["delayed"] is True
+
+
+def test_reports_due_in_the_same_minute_each_send_their_slot_once(
+    tmp_path: Path, hook: Receiver
+) -> None:
+    """More reports than RUN_THREADS at one slot: processed side by side, each sent once."""
+    daily = spec("0 8 * * *")
+    many = [dataclasses.replace(daily, name=f"team-{i}") for i in range(RUN_THREADS * 2 + 1)]
+    slot = next_slots(daily, SPRING - 2 * 86_400_000, 1)[0]
+    world = World(tmp_path, hook, many[0], slot - MIN, others=many[1:])
+    scheduler = world.scheduler()
+    scheduler.tick()
+    world.clock.set(slot + 1000)
+    scheduler.tick()
+    scheduler.tick()
+    keys = sorted(r.headers["idempotency-key"] for r in hook.requests)
+    assert keys == sorted(f"{r.name}.{slot}:hook" for r in many)
+    runs = [r for spec in many for r in world.store.report_runs(spec.name, 5)]
+    assert len(runs) == len(many) and all(r.status is RunStatus.SENT for r in runs)
+
+
+def test_slots_are_read_in_batches_with_the_result_of_reading_them_all() -> None:
+    every_minute, daily = spec("* * * * *"), spec("0 8 * * *")
+    start = AUTUMN - 2 * HOUR
+    now = start + 5 * HOUR  # across the repeated hour, whose second pass fires nothing
+    want = [s for s in next_slots(every_minute, start, MAX_SLOTS) if s <= now]
+    assert slots_until(every_minute, start, now) == want and len(want) == 4 * 60
+    assert slots_until(daily, start, start + 10 * 86_400_000) == next_slots(daily, start, 10)
+    assert slots_until(daily, start, start + MIN) == []
+    assert len(slots_until(every_minute, start, start + 4 * 86_400_000)) == MAX_SLOTS
 
 
 def test_a_failing_channel_is_retried_with_backoff_then_raises_the_meta_alert(

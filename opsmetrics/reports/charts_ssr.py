@@ -23,6 +23,8 @@ from typing import Any
 
 import quickjs
 
+from opsmetrics.reports.memo import Memo
+
 log = logging.getLogger(__name__)
 
 WEB_STATIC = Path(__file__).resolve().parent.parent / "web" / "static"
@@ -31,6 +33,8 @@ MODULES = (WEB_STATIC / "js" / "value_format.js", WEB_STATIC / "js" / "chart_opt
 GLUE = Path(__file__).resolve().parent / "charts_ssr.js"
 TIME_LIMIT_S = 5.0
 MEMORY_LIMIT_BYTES = 256 * 1024 * 1024
+#: Charts kept by their payload (an SVG is 20-60 KB).
+DRAWN_KEPT = 256
 #: Where a placeholder says why; the tests and the HTML look for it.
 UNAVAILABLE = "chart unavailable"
 #: The report's colours: the UI's light theme (web/static/css/app.css).
@@ -100,10 +104,20 @@ class ChartRenderer:
         self._memory_limit = memory_limit_bytes
         self._lock = threading.Lock()
         self._context: quickjs.Context | None = None
+        # Reports due together draw the same KPI charts; a placeholder is never kept.
+        self._drawn: Memo[ChartSvg] = Memo(DRAWN_KEPT)
 
     def render(self, kind: str, payload: dict[str, Any], width: int, height: int) -> ChartSvg:
         """The chart as SVG text; a placeholder naming the failure when it cannot be drawn."""
         call = json.dumps([kind, payload, REPORT_COLORS, width, height], allow_nan=False)
+        drawn = self._drawn.find(call)
+        if drawn is None:
+            drawn = self._draw(kind, call, width, height)
+            if drawn.error is None:
+                self._drawn.put(call, drawn)
+        return drawn
+
+    def _draw(self, kind: str, call: str, width: int, height: int) -> ChartSvg:
         with self._lock:
             try:
                 context = self._loaded()

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from opsmetrics.catalog.dashboards import DashboardSet
+from opsmetrics.catalog.kpi_model import KpiDefinition
 from opsmetrics.catalog.kpis import Catalog
 from opsmetrics.catalog.reports import ReportSpec, comparison_window, report_window
 from opsmetrics.clock import Clock, FakeClock
@@ -29,15 +30,16 @@ from opsmetrics.reports.content import KpiSection, Reading, kpi_section, select_
 from opsmetrics.reports.dashboard_charts import DashboardChart, dashboard_charts
 from opsmetrics.reports.document import Document, csv_of, summary_of, text_of
 from opsmetrics.reports.figures import DAY_MS, local_text
+from opsmetrics.reports.memo import Memo
 from opsmetrics.reports.pdf import (
     CHART_HEIGHT,
     CHART_WIDTH,
-    pdf_of,
     png_of,
     render_html,
     svg_data_uri,
 )
-from opsmetrics.reports.rendered import RenderedReport, content_hash
+from opsmetrics.reports.pdf_workers import PdfMaker, shared_pdf_maker
+from opsmetrics.reports.rendered import ChartImages, RenderedReport, content_hash
 from opsmetrics.reports.sections import audience_tables
 from opsmetrics.reports.tables import ReportTable
 from opsmetrics.storage.base import Storage
@@ -47,6 +49,26 @@ FORMATS = frozenset({"html", "pdf", "csv"})
 WORKERS = 4
 #: Tables to show instead of the audience's own (reports/sections.py): (spec, slot_ms) → tables.
 TableSource = Callable[[ReportSpec, int], list[ReportTable]]
+#: A KPI section is reused this long by other reports of the same slot (one burst of reports),
+#: then read again, so data that arrived since shows.
+SECTION_TTL_MS = 60_000
+SHARED_KEPT = 512
+
+
+@dataclass(frozen=True)
+class SharedWork:
+    """What reports rendered together share: KPI sections (same KPI, slot, window, wording)
+    and the PNG of each chart SVG."""
+
+    sections: Memo[KpiSection]
+    pngs: Memo[bytes]
+
+    @classmethod
+    def of(cls, clock: Clock) -> SharedWork:
+        return cls(Memo(SHARED_KEPT, clock, SECTION_TTL_MS), Memo(SHARED_KEPT))
+
+    def png(self, svg: str) -> bytes:
+        return self.pngs.get(svg, lambda: png_of(svg))
 
 
 @dataclass(frozen=True)
@@ -60,6 +82,10 @@ class ReportInputs:
     renderer: ChartRenderer | None = None
     tables: TableSource | None = None
     workers: int = field(default=WORKERS)
+    #: None: every report reads and draws its own.
+    shared: SharedWork | None = None
+    #: None: the process's (reports/pdf_workers.py).
+    pdfs: PdfMaker | None = None
 
 
 class ServicesLike(Protocol):
@@ -78,7 +104,7 @@ class ServicesLike(Protocol):
 
 def inputs_from_services(services: ServicesLike, tables: TableSource | None = None) -> ReportInputs:
     return ReportInputs(services.storage, services.catalog, services.dashboards, services.clock,
-                        tables=tables)  # fmt: skip
+                        tables=tables, shared=SharedWork.of(services.clock))  # fmt: skip
 
 
 def render_report(
@@ -91,6 +117,19 @@ def render_report(
 ) -> RenderedReport:
     """The report at `slot_ms` in `formats` (html: the email's HTML and PNG charts; pdf; csv).
     The page HTML (preview) is always made."""
+    pdfs = ctx.pdfs or shared_pdf_maker()
+    with pdfs.rendering():
+        return _render(ctx, pdfs, spec, slot_ms, delayed, formats)
+
+
+def _render(
+    ctx: ReportInputs,
+    pdfs: PdfMaker,
+    spec: ReportSpec,
+    slot_ms: int,
+    delayed: bool,
+    formats: frozenset[str],
+) -> RenderedReport:
     doc, charts = build(ctx, spec, slot_ms, delayed)
     tz = spec.timezone
 
@@ -98,19 +137,21 @@ def render_report(
         return local_text(ms, tz)
 
     page = render_html(doc, lambda cid: svg_data_uri(charts[cid].svg), local)
-    images: dict[str, bytes] = {}
+    pending = pdfs.submit(page) if "pdf" in formats else None  # the email is made meanwhile
+    images = None
     email = ""
     if "html" in formats:
-        images = {cid: png_of(chart.svg) for cid, chart in charts.items()}
+        draw = png_of if ctx.shared is None else ctx.shared.png
+        images = ChartImages({cid: chart.svg for cid, chart in charts.items()}, draw)
         email = render_html(doc, lambda cid: f"cid:{cid}", local)
-    pdf = pdf_of(page) if "pdf" in formats else None
     table = csv_of(doc) if "csv" in formats else None
     text = text_of(doc)
     window = report_window(spec, slot_ms)
+    pdf = pending.result() if pending is not None else None
     return RenderedReport(
-        subject=doc.subject, text=text, html_email=email, html_page=page, images=images,
-        pdf=pdf, csv=table, summary=summary_of(doc, spec.name, slot_ms, window),
-        sha256=content_hash(text, page.encode(), table),
+        subject=doc.subject, text=text, html_email=email, html_page=page, pdf=pdf, csv=table,
+        summary=summary_of(doc, spec.name, slot_ms, window),
+        sha256=content_hash(text, page.encode(), table), chart_images=images,
     )  # fmt: skip
 
 
@@ -124,7 +165,7 @@ def build(
     reading = Reading(at_slot, dash, spec, slot_ms, window)
     names = select_kpis(spec, ctx.catalog, ctx.dashboards)
     with ThreadPoolExecutor(max(1, ctx.workers), thread_name_prefix="report") as pool:
-        sections = list(pool.map(lambda n: kpi_section(reading, ctx.catalog.get(n)), names))
+        sections = list(pool.map(lambda n: _section(ctx, reading, ctx.catalog.get(n)), names))
     renderer = ctx.renderer or shared_renderer()
     charts: dict[str, ChartSvg] = {}
     numbered = []
@@ -147,6 +188,15 @@ def build(
         warnings=_warnings(sections, charts), dashboards=boards,
     )  # fmt: skip
     return doc, charts
+
+
+def _section(ctx: ReportInputs, r: Reading, kpi: KpiDefinition) -> KpiSection:
+    if ctx.shared is None:
+        return kpi_section(r, kpi)
+    spec = r.spec
+    key = (kpi.name, kpi.definition_json, spec.window, spec.compare, spec.timezone, r.slot_ms,
+           r.technical)  # fmt: skip
+    return ctx.shared.sections.get(key, lambda: kpi_section(r, kpi))
 
 
 def _dashboards(

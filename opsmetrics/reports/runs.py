@@ -149,7 +149,9 @@ class ReportRunner:
         run = dataclasses.replace(run, sha256=rendered.sha256, next_attempt_ms=None)
         self._store.update_report_run(run)
         done = {d.channel: self._deliver(spec, run, d, rendered) for d in due}
-        return self._maybe_finish(run, [done.get(d.channel, d) for d in deliveries], now)
+        # The run finishes when its last channel is sent, not when processing began.
+        finished = [done.get(d.channel, d) for d in deliveries]
+        return self._maybe_finish(run, finished, self._clock.now_ms())
 
     def _rendered(self, spec: ReportSpec, run: ReportRun) -> RenderedReport | str:
         """The artefact, or what went wrong rendering it."""
