@@ -11,6 +11,7 @@ import ctypes.util
 import math
 import threading
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -19,6 +20,8 @@ from hypothesis import strategies as st
 from opsmetrics.alerting.evaluator import vector_rows
 from opsmetrics.alerting.group_hash import group_hash, group_offset_ms, xxh64
 from opsmetrics.alerting.groups import Health, RuleManager, aligned_at_or_before
+from opsmetrics.alerting.model import Alert, AlertHub
+from opsmetrics.alerting.schedule import GroupScheduler
 from opsmetrics.catalog.rules import RuleGroup, parse_rule_file
 from opsmetrics.clock import FakeClock
 from opsmetrics.ingest.decoded import DecodedSamples
@@ -292,6 +295,38 @@ def test_groups_that_are_due_together_are_evaluated_concurrently(svc: Services) 
     assert manager.evaluate_due() == 2
     errors = [r.last_error for g in manager.status() for r in g.rules]
     assert errors == ["", ""]
+
+
+def test_managers_sharing_one_scheduler_run_in_one_pass_and_each_sends_its_own(
+    svc: Services,
+) -> None:
+    both_running = threading.Barrier(2, timeout=20)
+
+    def evaluate(reader: SeriesReader, expr: str, at_ms: int) -> Value:
+        both_running.wait()  # breaks unless the other manager's group runs at the same time
+        return evaluate_instant(reader, expr, at_ms)
+
+    clock = FakeClock(NOW)
+    shared: GroupScheduler[Any] = GroupScheduler("shared", clock)
+    sent: dict[str, list[list[str]]] = {}
+    for name in ("one", "two"):
+        hub, sent[name] = AlertHub(), []
+        hub.add_sink(_Sink(sent[name]))
+        groups = parse_rule_file(_group_text(["vector(1)"], name), f"rules/{name}.yaml")
+        RuleManager(groups, svc.storage, svc.ingestor, clock, evaluator=evaluate, hub=hub,
+                    scheduler=shared)  # fmt: skip
+    clock.set(NOW + 2 * MIN)  # both groups are due
+    assert len(shared.evaluate_due()) == 2
+    # each manager sent once after the pass, its own group's alert only
+    assert sent == {"one": [["rules/one.yaml;one"]], "two": [["rules/two.yaml;two"]]}
+
+
+class _Sink:
+    def __init__(self, into: list[list[str]]) -> None:
+        self._into = into
+
+    def send(self, alerts: Sequence[Alert], at_ms: int) -> None:
+        self._into.append(sorted(a.rule_id.rsplit(";", 1)[0] for a in alerts))
 
 
 def test_an_overrunning_evaluation_counts_the_iterations_it_missed(svc: Services) -> None:

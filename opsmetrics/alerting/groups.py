@@ -25,6 +25,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from enum import Enum
+from typing import Any
 
 from opsmetrics.alerting.alert_state import DEFAULT_OUTAGE_TOLERANCE_MS, restored_active_at
 from opsmetrics.alerting.evaluator import (
@@ -152,6 +153,7 @@ class RuleManager:
         outage_tolerance_ms: int = DEFAULT_OUTAGE_TOLERANCE_MS,
         telemetry: Telemetry | None = None,
         lease: Lease | None = None,
+        scheduler: GroupScheduler[Any] | None = None,
     ) -> None:
         self._storage = storage
         self._ingestor = ingestor
@@ -159,17 +161,16 @@ class RuleManager:
         self._hub = hub
         self._outage_tolerance_ms = outage_tolerance_ms
         self._runs = [_GroupRun.of(g) for g in groups]
-        self._scheduler = GroupScheduler(
-            "opsmetrics-rules",
-            clock,
-            self._evaluate_group,
-            self._after_pass,
-            telemetry=telemetry,
-            lease=lease,
+        # The server's scheduler is shared with the KPI alert rules (web/app.py).
+        self._scheduler: GroupScheduler[Any] = scheduler or GroupScheduler(
+            "opsmetrics-rules", clock, telemetry=telemetry, lease=lease
         )
         for run in self._runs:
             key = f"{run.group.file};{run.group.name}"
-            self._scheduler.add(run, group_ticks(run.group), run.group.name, key)
+            ticks = group_ticks(run.group)
+            self._scheduler.add(
+                run, ticks, run.group.name, key, self._evaluate_group, self._after_pass
+            )
 
     # --- running --------------------------------------------------------------------------
     async def start(self) -> None:

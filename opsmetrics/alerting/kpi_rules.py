@@ -23,7 +23,7 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import Any, Literal
 
 from opsmetrics.alerting import kpi_alert_text as text
 from opsmetrics.alerting.alert_state import (
@@ -88,6 +88,7 @@ class KpiAlertManager:
         outage_tolerance_ms: int = DEFAULT_OUTAGE_TOLERANCE_MS,
         telemetry: Telemetry | None = None,
         lease: Lease | None = None,
+        scheduler: GroupScheduler[Any] | None = None,
     ) -> None:
         self._outage_tolerance_ms = outage_tolerance_ms
         self._storage = storage
@@ -98,12 +99,13 @@ class KpiAlertManager:
         self.runs = [RuleRun(s) for s in specs]
         self._resolved: list[Alert] = []
         self._written: set[Labels] = set()
-        self._scheduler = GroupScheduler(
-            "opsmetrics-kpi-alerts", clock, self._evaluate_rule, self._after_pass, telemetry, lease
+        # The server's scheduler is shared with the Prometheus rule groups (web/app.py).
+        self._scheduler: GroupScheduler[Any] = scheduler or GroupScheduler(
+            "opsmetrics-kpi-alerts", clock, telemetry=telemetry, lease=lease
         )
         for run in self.runs:
-            ticks = ImmediateTicks(run.spec.interval_ms)
-            self._scheduler.add(run, ticks, run.spec.rule_id, run.spec.rule_id)
+            ticks, rule = ImmediateTicks(run.spec.interval_ms), run.spec.rule_id
+            self._scheduler.add(run, ticks, rule, rule, self._evaluate_rule, self._after_pass)
 
     # --- running --------------------------------------------------------------------------
     async def start(self) -> None:

@@ -94,6 +94,14 @@ class GroupResult:
     rules: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class _Owner(Generic[G]):
+    """Who evaluates a group, and who hears about the pass (a rule manager)."""
+
+    evaluate: Callable[[G, int], GroupResult]
+    after_pass: Callable[[Sequence[G], int], None] | None
+
+
 @dataclass(slots=True)
 class _Slot(Generic[G]):
     group: G
@@ -101,17 +109,24 @@ class _Slot(Generic[G]):
     name: str
     key: str
     next_ms: int
+    owner: _Owner[G]
 
 
 class GroupScheduler(Generic[G]):
     """Evaluates groups on their ticks with `evaluate(group, at_ms)`; after each pass that
-    evaluated something, `after_pass(groups, now_ms)`. `lock` is held throughout a pass."""
+    evaluated something, `after_pass(groups, now_ms)`. `lock` is held throughout a pass.
+
+    Several rule managers can share one scheduler (the server's Prometheus rule groups and KPI
+    alert rules do): each `add`s its groups with its own `evaluate` and `after_pass`, every
+    pass evaluates the due groups of all of them on the same workers, and each manager's
+    `after_pass` hears about its own groups only.
+    """
 
     def __init__(
         self,
         name: str,
         clock: Clock,
-        evaluate: Callable[[G, int], GroupResult],
+        evaluate: Callable[[G, int], GroupResult] | None = None,
         after_pass: Callable[[Sequence[G], int], None] | None = None,
         telemetry: Telemetry | None = None,
         lease: Lease | None = None,
@@ -121,20 +136,31 @@ class GroupScheduler(Generic[G]):
         self._concurrency = max(1, concurrency)
         self._clock = clock
         self._lease = lease
-        self._evaluate = evaluate
-        self._after_pass = after_pass
+        self._default = _Owner(evaluate, after_pass) if evaluate is not None else None
         self._telemetry = telemetry
         self._slots: list[_Slot[G]] = []
         self.lock = threading.RLock()  # a sink may ask for active alerts while we send
         self._loop = DueLoop(name, clock, self.evaluate_due, self.next_due_ms)
 
-    def add(self, group: G, ticks: Ticks, name: str, key: str) -> None:
-        """Schedule `group`; `name` labels opsmetrics' metrics, `key` Prometheus's."""
+    def add(
+        self,
+        group: G,
+        ticks: Ticks,
+        name: str,
+        key: str,
+        evaluate: Callable[[G, int], GroupResult] | None = None,
+        after_pass: Callable[[Sequence[G], int], None] | None = None,
+    ) -> None:
+        """Schedule `group`; `name` labels opsmetrics' metrics, `key` Prometheus's. Without
+        `evaluate`, the scheduler's own `evaluate` and `after_pass` run it."""
+        owner = _Owner(evaluate, after_pass) if evaluate is not None else self._default
+        if owner is None:
+            raise ValueError(f"{self._name}: group {name!r} added without an evaluate function")
         first = ticks.first_ms(self._clock.now_ms())
-        self._slots.append(_Slot(group, ticks, name, key, first))
+        self._slots.append(_Slot(group, ticks, name, key, first, owner))
 
     def next_due_ms(self) -> int:
-        return min(s.next_ms for s in self._slots)
+        return min((s.next_ms for s in self._slots), default=self._clock.now_ms() + 1000)
 
     async def start(self) -> None:
         if self._slots:
@@ -184,7 +210,7 @@ class GroupScheduler(Generic[G]):
         return self._finish(due, now_ms)
 
     def _run(self, slot: _Slot[G], at_ms: int, missed: int) -> None:
-        result = self._evaluate(slot.group, at_ms)
+        result = slot.owner.evaluate(slot.group, at_ms)
         if self._telemetry is not None:
             self._telemetry.rule_group_evaluated(
                 slot.name,
@@ -198,10 +224,14 @@ class GroupScheduler(Generic[G]):
             )
 
     def _finish(self, slots: list[_Slot[G]], at_ms: int) -> list[G]:
-        groups = [s.group for s in slots]
-        if groups and self._after_pass is not None:
-            self._after_pass(groups, at_ms)
-        return groups
+        # Bound methods are equal when they are the same manager's: one call per manager.
+        by_manager: dict[Callable[[Sequence[G], int], None], list[G]] = {}
+        for s in slots:
+            if s.owner.after_pass is not None:
+                by_manager.setdefault(s.owner.after_pass, []).append(s.group)
+        for after_pass, groups in by_manager.items():
+            after_pass(groups, at_ms)
+        return [s.group for s in slots]
 
 
 class DueLoop:

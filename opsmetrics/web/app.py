@@ -8,6 +8,7 @@ import logging
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 from fastapi import FastAPI, Request, Response
 
@@ -15,6 +16,7 @@ from opsmetrics import __version__
 from opsmetrics.alerting.groups import RuleManager
 from opsmetrics.alerting.kpi_rules import KpiAlertManager
 from opsmetrics.alerting.model import AlertHub
+from opsmetrics.alerting.schedule import GroupScheduler
 from opsmetrics.catalog.kpi_alert_files import kpi_alert_rules
 from opsmetrics.catalog.probes import FILE as PROBES_FILE
 from opsmetrics.catalog.probes import load_probes_config
@@ -58,6 +60,14 @@ SCRAPE_FILE = "scrape.yaml"
 
 def create_app(services: Services) -> FastAPI:
     alert_hub = AlertHub()
+    # One scheduler for the Prometheus rule groups and the KPI alert rules: one loop, one set
+    # of workers, each group on its own interval (alerting/schedule.py).
+    rules_scheduler: GroupScheduler[Any] = GroupScheduler(
+        "opsmetrics-rules",
+        services.clock,
+        telemetry=services.telemetry,
+        lease=services.alerting_lease,
+    )
     rule_manager = RuleManager(
         load_rules(services.settings.config_dir),
         services.storage,
@@ -67,6 +77,7 @@ def create_app(services: Services) -> FastAPI:
         outage_tolerance_ms=services.settings.alert_outage_tolerance_ms,
         telemetry=services.telemetry,
         lease=services.alerting_lease,
+        scheduler=rules_scheduler,
     )
     alert_hub.add_source(rule_manager)
     kpi_alerts = KpiAlertManager(
@@ -79,6 +90,7 @@ def create_app(services: Services) -> FastAPI:
         outage_tolerance_ms=services.settings.alert_outage_tolerance_ms,
         telemetry=services.telemetry,
         lease=services.alerting_lease,
+        scheduler=rules_scheduler,
     )
     alert_hub.add_source(kpi_alerts)
     quality_monitor = quality.make_monitor(services, alert_hub)
@@ -96,8 +108,7 @@ def create_app(services: Services) -> FastAPI:
         task = asyncio.create_task(_maintenance_loop(services))
         token_task = asyncio.create_task(_token_loop(services))
         dispatch_task = await alerts.start_dispatcher(dispatcher, services)
-        await rule_manager.start()
-        await kpi_alerts.start()
+        await rules_scheduler.start()
         await report_scheduler.start()
         await quality_monitor.start()
         collectors = _collectors(services)
@@ -106,8 +117,7 @@ def create_app(services: Services) -> FastAPI:
         try:
             yield
         finally:
-            await rule_manager.stop()
-            await kpi_alerts.stop()
+            await rules_scheduler.stop()
             await report_scheduler.stop()
             await quality_monitor.stop()
             await alerts.stop_dispatcher(dispatcher, dispatch_task)
