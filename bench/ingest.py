@@ -36,6 +36,10 @@ import msgspec
 import numpy as np
 import numpy.typing as npt
 from facts import machine_facts
+from google.protobuf import json_format
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMETHEUS = "/usr/bin/prometheus"
@@ -387,9 +391,18 @@ def _encode_json(
     return json_body(s, t, v)
 
 
+def _encode_otlp_json(
+    s: SeriesSet, e: Encoders, t: npt.NDArray[np.int64], v: npt.NDArray[np.float64]
+) -> bytes:
+    """The OTLP body as an exporter writes it in JSON: compact, camelCase, int64 strings."""
+    request = ExportMetricsServiceRequest.FromString(otlp_body(s, e, t, v))
+    return json_format.MessageToJson(request, indent=None).encode()
+
+
 FORMATS: dict[str, tuple[str, dict[str, str], Encode]] = {
     "remote_write": ("/api/v1/write", RW_HEADERS, _encode_rw),
     "otlp": ("/v1/metrics", OTLP_HEADERS, otlp_body),
+    "otlp_json": ("/v1/metrics", JSON_HEADERS, _encode_otlp_json),
     "json": ("/api/v1/samples", JSON_HEADERS, _encode_json),
 }
 
