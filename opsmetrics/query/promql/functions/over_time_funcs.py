@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from opsmetrics.model import Float64Array, Int64Array
@@ -14,8 +16,14 @@ from opsmetrics.query.promql.functions._common import (
     range_arg,
     scalar_arg,
 )
-from opsmetrics.query.promql.functions.window_sums import window_mean, window_sum
+from opsmetrics.query.promql.functions.flat_windows import (
+    FlatWindows,
+    over_chunks,
+    window_means,
+    window_sums,
+)
 from opsmetrics.query.promql.values import (
+    BoolArray,
     CallInfo,
     EvalContext,
     QueryError,
@@ -30,29 +38,24 @@ def _count(lo: Int64Array, hi: Int64Array) -> Int64Array:
     return counts
 
 
+def _flat(rv: RangeVector, fn: Callable[[FlatWindows], Float64Array]) -> Value:
+    """Apply a window function to every series at once; empty windows are absent."""
+    return over_chunks(rv, lambda fw: (fn(fw), fw.counts > 0))
+
+
 @register("sum_over_time", ("range",))
 def sum_over_time(args: list[Value], call: CallInfo, ctx: EvalContext) -> Value:
-    def per_series(ts: Int64Array, v: Float64Array, lo: Int64Array, hi: Int64Array) -> StepResult:
-        return window_sum(v, lo, hi), _count(lo, hi) > 0
-
-    return over_series(range_arg(args, 0), per_series)
+    return _flat(range_arg(args, 0), window_sums)
 
 
 @register("avg_over_time", ("range",))
 def avg_over_time(args: list[Value], call: CallInfo, ctx: EvalContext) -> Value:
-    def per_series(ts: Int64Array, v: Float64Array, lo: Int64Array, hi: Int64Array) -> StepResult:
-        return window_mean(v, lo, hi), _count(lo, hi) > 0
-
-    return over_series(range_arg(args, 0), per_series)
+    return _flat(range_arg(args, 0), window_means)
 
 
 @register("count_over_time", ("range",))
 def count_over_time(args: list[Value], call: CallInfo, ctx: EvalContext) -> Value:
-    def per_series(ts: Int64Array, v: Float64Array, lo: Int64Array, hi: Int64Array) -> StepResult:
-        counts = _count(lo, hi)
-        return counts.astype(np.float64), counts > 0
-
-    return over_series(range_arg(args, 0), per_series)
+    return _flat(range_arg(args, 0), lambda fw: fw.counts.astype(np.float64))
 
 
 def _extreme(rv: RangeVector, take_min: bool) -> Value:
@@ -78,15 +81,12 @@ def max_over_time(args: list[Value], call: CallInfo, ctx: EvalContext) -> Value:
 
 
 def _edge(rv: RangeVector, last: bool, timestamps: bool) -> Value:
-    def per_series(ts: Int64Array, v: Float64Array, lo: Int64Array, hi: Int64Array) -> StepResult:
-        ok = _count(lo, hi) > 0
-        if len(v) == 0:
-            return np.zeros(len(lo)), ok
-        idx = np.maximum(hi - 1, 0) if last else np.minimum(lo, len(v) - 1)
-        return (ts[idx] / 1000.0 if timestamps else v[idx]), ok
+    def windows(fw: FlatWindows) -> tuple[Float64Array, BoolArray]:
+        idx = fw.last_index() if last else fw.first_index()
+        return (fw.ts[idx] / 1000.0 if timestamps else fw.values[idx]), fw.counts > 0
 
     # Prometheus keeps the metric name for last_over_time and first_over_time only.
-    return over_series(rv, per_series, keep_name=not timestamps)
+    return over_chunks(rv, windows, keep_name=not timestamps)
 
 
 @register("last_over_time", ("range",))
@@ -137,10 +137,7 @@ def ts_of_max_over_time(args: list[Value], call: CallInfo, ctx: EvalContext) -> 
 
 @register("present_over_time", ("range",))
 def present_over_time(args: list[Value], call: CallInfo, ctx: EvalContext) -> Value:
-    def per_series(ts: Int64Array, v: Float64Array, lo: Int64Array, hi: Int64Array) -> StepResult:
-        return np.ones(len(lo)), _count(lo, hi) > 0
-
-    return over_series(range_arg(args, 0), per_series)
+    return _flat(range_arg(args, 0), lambda fw: np.ones(fw.lo.shape))
 
 
 def window_variance(vals: Float64Array, lo: Int64Array, hi: Int64Array) -> Float64Array:

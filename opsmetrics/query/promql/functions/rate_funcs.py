@@ -13,43 +13,47 @@ from opsmetrics.query.promql.functions._common import (
     range_arg,
     scalar_arg,
 )
-from opsmetrics.query.promql.values import CallInfo, EvalContext, RangeVector, Value, register
-
-
-def _pair_counts(flags: Float64Array, lo: Int64Array, hi: Int64Array) -> Float64Array:
-    """Sum of flags[k] (a property of the pair k-1, k) over pairs inside each window."""
-    cum = np.concatenate(([0.0], np.cumsum(flags)))
-    # Pairs (k-1, k) with lo < k < hi: flags[lo+1 .. hi-1].
-    size = len(flags)
-    start = np.minimum(lo + 1, size)
-    return cum[np.maximum(np.minimum(hi, size), start)] - cum[start]
+from opsmetrics.query.promql.functions.flat_windows import FlatWindows, over_chunks
+from opsmetrics.query.promql.values import (
+    BoolArray,
+    CallInfo,
+    EvalContext,
+    RangeVector,
+    Value,
+    register,
+)
 
 
 def _extrapolated(rv: RangeVector, is_counter: bool, is_rate: bool) -> Value:
-    range_s = rv.range_ms / 1000.0
-    starts = rv.window_end - rv.range_ms
-    ends = rv.window_end
-
-    def per_series(
-        ts: Int64Array, vals: Float64Array, lo: Int64Array, hi: Int64Array
-    ) -> StepResult:
-        ok = (hi - lo) >= 2
-        first = np.minimum(lo, max(len(vals) - 1, 0))
-        last = np.maximum(hi - 1, 0)
-        if len(vals) == 0:
-            return np.zeros(len(lo)), ok
+    def windows(fw: FlatWindows) -> tuple[Float64Array, BoolArray]:
+        first, last = fw.first_index(), fw.last_index()
+        vals = fw.values
         result = vals[last] - vals[first]
         if is_counter:
-            prev = np.concatenate(([0.0], vals[:-1]))
-            drops = np.where(np.concatenate(([False], vals[1:] < vals[:-1])), prev, 0.0)
-            result = result + _pair_counts(drops, lo, hi)
+            result = result + _reset_corrections(fw)
         factor = _extrapolation_factor(
-            ts[first], ts[last], vals[first], result, hi - lo, starts, ends, is_counter
+            fw.ts[first],
+            fw.ts[last],
+            vals[first],
+            result,
+            fw.counts,
+            rv.window_end - rv.range_ms,
+            rv.window_end,
+            is_counter,
         )
         out = result * factor
-        return (out / range_s if is_rate else out), ok
+        return (out / (rv.range_ms / 1000.0) if is_rate else out), fw.counts >= 2
 
-    return over_series(rv, per_series)
+    return over_chunks(rv, windows)
+
+
+def _reset_corrections(fw: FlatWindows) -> Float64Array:
+    """Per window, the sum of the values just before each counter reset inside it."""
+    vals = fw.values
+    fell = np.concatenate(([False], vals[1:] < vals[:-1])) & ~fw.starts_series
+    if not fell.any():
+        return np.zeros(fw.lo.shape)  # still added, so -0.0 becomes 0.0 as with resets
+    return fw.pair_sums(np.where(fell, np.concatenate(([0.0], vals[:-1])), 0.0))
 
 
 def _extrapolation_factor(
@@ -94,21 +98,20 @@ def delta(args: list[Value], call: CallInfo, ctx: EvalContext) -> Value:
 
 
 def _instant_change(rv: RangeVector, is_rate: bool) -> Value:
-    def per_series(
-        ts: Int64Array, vals: Float64Array, lo: Int64Array, hi: Int64Array
-    ) -> StepResult:
-        ok = (hi - lo) >= 2
-        if len(vals) < 2:
-            return np.zeros(len(lo)), ok
-        last = np.maximum(hi - 1, 1)
+    def windows(fw: FlatWindows) -> tuple[Float64Array, BoolArray]:
+        ok = fw.counts >= 2
+        if len(fw.values) < 2:
+            return np.zeros(ok.shape), ok
+        last = np.clip(fw.hi - 1, 1, len(fw.values) - 1)
         prev = last - 1
+        vals = fw.values
         diff = vals[last] - vals[prev]
-        if not is_rate:
-            return diff, ok
-        diff = np.where(vals[last] < vals[prev], vals[last], diff)
-        return diff / ((ts[last] - ts[prev]) / 1000.0), ok
+        if is_rate:
+            diff = np.where(vals[last] < vals[prev], vals[last], diff)
+            diff = diff / ((fw.ts[last] - fw.ts[prev]) / 1000.0)
+        return diff, ok
 
-    return over_series(rv, per_series)
+    return over_chunks(rv, windows)
 
 
 @register("irate", ("range",))
@@ -122,20 +125,13 @@ def idelta(args: list[Value], call: CallInfo, ctx: EvalContext) -> Value:
 
 
 def _pair_flag_function(rv: RangeVector, changed: bool) -> Value:
-    def per_series(
-        ts: Int64Array, vals: Float64Array, lo: Int64Array, hi: Int64Array
-    ) -> StepResult:
-        ok = (hi - lo) >= 1
-        cur, prev = vals[1:], vals[:-1]
-        if changed:
-            both_nan = np.isnan(cur) & np.isnan(prev)
-            flag = (cur != prev) & ~both_nan
-        else:
-            flag = cur < prev
-        flags = np.concatenate(([0.0], flag.astype(np.float64)))[: len(vals)]
-        return _pair_counts(flags, lo, hi) if len(vals) else np.zeros(len(lo)), ok
+    def windows(fw: FlatWindows) -> tuple[Float64Array, BoolArray]:
+        cur, prev = fw.values[1:], fw.values[:-1]
+        flag = (cur != prev) & ~(np.isnan(cur) & np.isnan(prev)) if changed else cur < prev
+        flags = np.concatenate(([False], flag)) & ~fw.starts_series
+        return fw.pair_sums(flags.astype(np.float64)), fw.counts >= 1
 
-    return over_series(rv, per_series)
+    return over_chunks(rv, windows)
 
 
 @register("resets", ("range",))

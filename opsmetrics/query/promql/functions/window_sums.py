@@ -7,8 +7,9 @@ rounding error of each addition (the TwoSum error term). A window's sum is then 
 of two prefix sums plus the difference of two prefix errors: the same first-order compensation
 as the per-window loop, in a handful of array operations.
 
-Windows that hold NaN or ±Inf, or whose prefix sums overflow, fall back to the per-sample loop,
-which reproduces Prometheus's special-value rules exactly.
+Windows that hold NaN or ±Inf, or whose sums could overflow part-way (their absolute values
+add up to near float64's largest), fall back to the per-sample loop, which reproduces
+Prometheus's special-value rules exactly.
 """
 
 from __future__ import annotations
@@ -19,6 +20,10 @@ from opsmetrics.model import Float64Array, Int64Array
 from opsmetrics.query.promql.functions._common import kahan_inc, padded
 from opsmetrics.query.promql.values import BoolArray
 
+#: Windows whose absolute values sum to more go to the loop (a tenth of float64's largest, a
+#: margin for the rounding of prefix-sum differences).
+_NO_OVERFLOW = 1e307
+
 
 class PrefixSums:
     """Running sum, running TwoSum error and running count of non-finite samples of a series."""
@@ -27,13 +32,10 @@ class PrefixSums:
         finite = np.isfinite(values)
         clean = np.where(finite, values, 0.0)
         self.sums = np.concatenate(([0.0], np.cumsum(clean)))
-        before, after = self.sums[:-1], self.sums[1:]
-        with np.errstate(all="ignore"):
-            error = np.where(
-                np.abs(before) >= np.abs(clean), (before - after) + clean, (clean - after) + before
-            )
+        error = two_sum_errors(self.sums[:-1], self.sums[1:], clean)
         self.errors = np.concatenate(([0.0], np.cumsum(error)))
         self.nonfinite = np.concatenate(([0], np.cumsum(~finite)))
+        self.magnitudes = np.concatenate(([0.0], np.cumsum(np.abs(clean))))
 
     def window(
         self, lo: Int64Array, hi: Int64Array
@@ -42,8 +44,19 @@ class PrefixSums:
         with np.errstate(all="ignore"):
             total = self.sums[hi] - self.sums[lo]
             comp = self.errors[hi] - self.errors[lo]
-        ok = (self.nonfinite[hi] == self.nonfinite[lo]) & np.isfinite(total + comp)
+            # Below this no running sum inside the window can overflow, as it may in the loop.
+            small = (self.magnitudes[hi] - self.magnitudes[lo]) < _NO_OVERFLOW
+        ok = (self.nonfinite[hi] == self.nonfinite[lo]) & np.isfinite(total + comp) & small
         return total, comp, ok
+
+
+def two_sum_errors(before: Float64Array, after: Float64Array, added: Float64Array) -> Float64Array:
+    """The exact rounding error of each addition `before + added = after` (TwoSum)."""
+    with np.errstate(all="ignore"):
+        error: Float64Array = np.where(
+            np.abs(before) >= np.abs(added), (before - after) + added, (added - after) + before
+        )
+    return error
 
 
 def loop_window_sum(vals: Float64Array, lo: Int64Array, hi: Int64Array) -> Float64Array:

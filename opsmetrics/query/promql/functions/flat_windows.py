@@ -1,0 +1,268 @@
+"""The series of a range vector end to end in flat arrays, with every step's window of each.
+
+A range function indexes these arrays with (series × steps) matrices of window bounds, so it
+is a handful of numpy passes over a chunk of series instead of a Python call per series.
+`over_chunks` keeps each chunk to about `CHUNK_CELLS` windows: passes over every series of a
+large query at once fall out of the CPU caches and cost more than the calls they save.
+
+Bounds: series of one length are searched once per run of series with the same timestamps
+(a scrape's series share them); otherwise one `searchsorted` over the keys
+`series_index × span + (ts - t0)`, whose span is wider than every timestamp and window edge,
+so each series' keys form their own ascending band.
+
+Running sums are taken per series (`segmented_cumsum`), never across the flat array: a
+window's sum is then the same difference of the same prefix sums as when each series is
+handled on its own, bit for bit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from opsmetrics.model import Float64Array, Int64Array, Labels
+from opsmetrics.query.promql.functions._common import merge_same_labels
+from opsmetrics.query.promql.functions.window_sums import (
+    PrefixSums,
+    loop_window_mean,
+    loop_window_sum,
+    two_sum_errors,
+)
+from opsmetrics.query.promql.values import BoolArray, InstantVector, RangeVector, drop_name
+
+#: Windows per chunk of series (see `over_chunks`).
+CHUNK_CELLS = 16384
+#: Keys above this could overflow int64 in the offset search; such ranges search per series.
+_MAX_KEY = 1 << 62
+
+
+@dataclass(frozen=True, slots=True)
+class FlatWindows:
+    """Samples of all series end to end; `lo`/`hi` are flat indices, shaped (series × steps).
+
+    Series i owns samples offsets[i]:offsets[i + 1]; step j's window of series i is
+    lo[i, j]:hi[i, j], as `RangeVector.bounds` gives it, shifted by offsets[i].
+    """
+
+    labels: list[Labels]
+    ts: Int64Array
+    values: Float64Array
+    offsets: Int64Array
+    lo: Int64Array
+    hi: Int64Array
+    window_end: Int64Array
+    range_ms: int
+
+    @staticmethod
+    def of(rv: RangeVector) -> FlatWindows:
+        lengths = np.array([len(t) for t in rv.ts], dtype=np.int64)
+        offsets = np.concatenate(([0], np.cumsum(lengths))).astype(np.int64)
+        ts = np.concatenate(rv.ts).astype(np.int64) if rv.ts else np.zeros(0, np.int64)
+        values = np.concatenate(rv.values).astype(np.float64) if rv.values else np.zeros(0)
+        lo, hi = _bounds(rv, ts, offsets)
+        return FlatWindows(rv.labels, ts, values, offsets, lo, hi, rv.window_end, rv.range_ms)
+
+    @property
+    def counts(self) -> Int64Array:
+        counts: Int64Array = self.hi - self.lo
+        return counts
+
+    @property
+    def series_index(self) -> Int64Array:
+        """The series each sample belongs to."""
+        index: Int64Array = np.repeat(
+            np.arange(len(self.labels), dtype=np.int64), np.diff(self.offsets)
+        )
+        return index
+
+    @property
+    def starts_series(self) -> BoolArray:
+        """True at the first sample of each series."""
+        first = np.zeros(len(self.ts), dtype=bool)
+        first[self.offsets[:-1][np.diff(self.offsets) > 0]] = True
+        return first
+
+    def first_index(self) -> Int64Array:
+        """Each window's first sample (clamped into the array where the window is empty)."""
+        first: Int64Array = np.clip(self.lo, 0, max(len(self.ts) - 1, 0))
+        return first
+
+    def last_index(self) -> Int64Array:
+        """Each window's last sample (clamped into the array where the window is empty)."""
+        last: Int64Array = np.clip(self.hi - 1, 0, max(len(self.ts) - 1, 0))
+        return last
+
+    def prefix_bounds(self) -> tuple[Int64Array, Int64Array]:
+        """Window bounds as indices into a `segmented_cumsum` result."""
+        row = np.arange(len(self.labels), dtype=np.int64)[:, None]
+        return self.lo + row, self.hi + row
+
+    def pair_sums(self, flags: Float64Array) -> Float64Array:
+        """Per window, the sum of flags[k] over samples k with lo < k < hi (pairs k-1, k)."""
+        cum = segmented_cumsum(flags, self.offsets)
+        plo, phi = self.prefix_bounds()
+        start = np.minimum(plo + 1, phi)
+        result: Float64Array = cum[phi] - cum[start]
+        return result
+
+
+def _bounds(rv: RangeVector, ts: Int64Array, offsets: Int64Array) -> tuple[Int64Array, Int64Array]:
+    n, steps = len(rv.labels), len(rv.window_end)
+    if n == 0 or steps == 0 or len(ts) == 0:
+        zero = np.broadcast_to(offsets[:n, None], (n, steps)).astype(np.int64)
+        return zero, zero.copy()
+    starts = rv.window_end - rv.range_ms
+    lengths = np.diff(offsets)
+    if lengths.min() == lengths.max():
+        return _bounds_by_timestamp_rows(ts.reshape(n, -1), starts, rv.window_end, offsets)
+    t0 = min(int(ts.min()), int(starts.min()))
+    span = max(int(ts.max()), int(rv.window_end.max())) - t0 + 1
+    if span * n >= _MAX_KEY:
+        return _bounds_per_series(rv, offsets)
+    band = np.arange(n, dtype=np.int64) * span
+    keys = np.repeat(band, np.diff(offsets)) + (ts - t0)
+    lo = np.searchsorted(keys, band[:, None] + (starts - t0)[None, :], side="right")
+    hi = np.searchsorted(keys, band[:, None] + (rv.window_end - t0)[None, :], side="right")
+    return lo.astype(np.int64), hi.astype(np.int64)
+
+
+def _bounds_by_timestamp_rows(
+    grid: Int64Array, starts: Int64Array, ends: Int64Array, offsets: Int64Array
+) -> tuple[Int64Array, Int64Array]:
+    """Bounds of series of one length, searched once per run of series with the same
+    timestamps (the series of one scrape share them: a histogram's buckets, say)."""
+    new_row = np.ones(len(grid), dtype=bool)
+    new_row[1:] = (grid[1:] != grid[:-1]).any(axis=1)
+    rows = grid[new_row]
+    lo = np.stack([np.searchsorted(r, starts, side="right") for r in rows])
+    hi = np.stack([np.searchsorted(r, ends, side="right") for r in rows])
+    run = np.cumsum(new_row) - 1
+    base = offsets[:-1, None]
+    return (lo[run] + base).astype(np.int64), (hi[run] + base).astype(np.int64)
+
+
+def _bounds_per_series(rv: RangeVector, offsets: Int64Array) -> tuple[Int64Array, Int64Array]:
+    pairs = [rv.bounds(i) for i in range(len(rv.labels))]
+    lo = np.stack([p[0] for p in pairs]).astype(np.int64) + offsets[:-1, None]
+    hi = np.stack([p[1] for p in pairs]).astype(np.int64) + offsets[:-1, None]
+    return lo, hi
+
+
+def segmented_cumsum(values: Float64Array, offsets: Int64Array) -> Float64Array:
+    """Each series' running sum with a leading zero, end to end (length len(values) + series).
+
+    Series i's prefix sums sit at offsets[i] + i ... offsets[i + 1] + i. Rows of similar length
+    are summed together as a padded matrix; `cumsum` along a row adds in the same order as on
+    the series alone, so every prefix equals that series' own `np.cumsum`.
+    """
+    lengths = np.diff(offsets)
+    if lengths.size and lengths.min() == lengths.max():
+        # Series of one length (the usual scrape-aligned case) are a matrix already.
+        matrix = np.empty((len(lengths), int(lengths[0]) + 1))
+        matrix[:, 0] = 0.0
+        np.cumsum(values.reshape(len(lengths), -1), axis=1, out=matrix[:, 1:])
+        flat: Float64Array = matrix.ravel()
+        return flat
+    out = np.zeros(len(values) + len(lengths))
+    nonempty = np.flatnonzero(lengths > 0)
+    # Rows grouped by bit length of their length: padding stays under half of each group.
+    groups = np.frexp(lengths[nonempty].astype(np.float64))[1]
+    for g in np.unique(groups):
+        rows = nonempty[groups == g]
+        width = int(lengths[rows].max())
+        cols = np.arange(width, dtype=np.int64)[None, :]
+        mask = cols < lengths[rows][:, None]
+        src = np.where(mask, offsets[rows][:, None] + cols, 0)
+        matrix = np.where(mask, values[src], 0.0)
+        sums = np.cumsum(matrix, axis=1)
+        dest = (offsets[rows] + rows + 1)[:, None] + cols
+        out[dest[mask]] = sums[mask]
+    return out
+
+
+class SeriesPrefixSums(PrefixSums):
+    """`PrefixSums` of every series at once, in `segmented_cumsum` layout: index the windows
+    with `FlatWindows.prefix_bounds`."""
+
+    def __init__(self, fw: FlatWindows) -> None:
+        finite = np.isfinite(fw.values)
+        clean = np.where(finite, fw.values, 0.0)
+        self.sums = segmented_cumsum(clean, fw.offsets)
+        error = two_sum_errors(*_before_after(self.sums, fw), clean)
+        self.errors = segmented_cumsum(error, fw.offsets)
+        self.nonfinite = segmented_cumsum((~finite).astype(np.float64), fw.offsets)
+        self.magnitudes = segmented_cumsum(np.abs(clean), fw.offsets)
+
+
+def _before_after(prefix: Float64Array, fw: FlatWindows) -> tuple[Float64Array, Float64Array]:
+    """For each sample, its series' prefix sum before and after it."""
+    lengths = np.diff(fw.offsets)
+    if lengths.min() == lengths.max():
+        grid = prefix.reshape(len(lengths), -1)
+        return grid[:, :-1].ravel(), grid[:, 1:].ravel()
+    after = np.arange(1, len(fw.values) + 1, dtype=np.int64) + fw.series_index
+    return prefix[after - 1], prefix[after]
+
+
+def window_sums(fw: FlatWindows) -> Float64Array:
+    """Each window's compensated sum, as `window_sums.window_sum` gives it per series."""
+    total, comp, ok = SeriesPrefixSums(fw).window(*fw.prefix_bounds())
+    with np.errstate(all="ignore"):
+        result: Float64Array = total + comp
+        if not ok.all():
+            result[~ok] = loop_window_sum(fw.values, fw.lo[~ok], fw.hi[~ok])
+    return result
+
+
+def window_means(fw: FlatWindows) -> Float64Array:
+    """Each window's mean, as `window_sums.window_mean` gives it per series."""
+    total, comp, ok = SeriesPrefixSums(fw).window(*fw.prefix_bounds())
+    n = np.maximum(fw.counts, 1).astype(np.float64)
+    with np.errstate(all="ignore"):
+        result: Float64Array = total / n + comp / n
+        if not ok.all():
+            result[~ok] = loop_window_mean(fw.values, fw.lo[~ok], fw.hi[~ok])
+    return result
+
+
+#: A function of every window of a chunk of series: values and presence, (series × steps).
+ChunkFunction = Callable[["FlatWindows"], tuple[Float64Array, BoolArray]]
+
+
+def over_chunks(rv: RangeVector, fn: ChunkFunction, *, keep_name: bool = False) -> InstantVector:
+    """Run `fn` over the series of `rv` a chunk of about `CHUNK_CELLS` windows at a time."""
+    steps = len(rv.window_end)
+    per_chunk = max(1, CHUNK_CELLS // max(steps, 1))
+    values: list[Float64Array] = []
+    present: list[BoolArray] = []
+    for first in range(0, len(rv.labels), per_chunk):
+        part = slice(first, first + per_chunk)
+        fw = FlatWindows.of(
+            RangeVector(rv.labels[part], rv.ts[part], rv.values[part], rv.range_ms, rv.window_end)
+        )
+        if len(fw.ts) == 0:
+            values.append(np.zeros(fw.lo.shape))
+            present.append(np.zeros(fw.lo.shape, dtype=bool))
+            continue
+        with np.errstate(all="ignore"):
+            out, ok = fn(fw)
+        values.append(np.broadcast_to(out, fw.lo.shape))
+        present.append(ok)
+    if not values:
+        return InstantVector.empty(steps)
+    return assemble(rv.labels, np.vstack(values), np.vstack(present), keep_name=keep_name)
+
+
+def assemble(
+    labels: list[Labels], values: Float64Array, present: BoolArray, *, keep_name: bool = False
+) -> InstantVector:
+    """The (series × steps) result as an InstantVector: rows with no value dropped, absent
+    steps zeroed, rows whose labels coincide once the name is dropped merged."""
+    keep = np.flatnonzero(present.any(axis=1))
+    if keep.size == 0:
+        return InstantVector.empty(present.shape[1])
+    names = [labels[i] if keep_name else drop_name(labels[i]) for i in keep]
+    mask = present[keep]
+    return merge_same_labels(names, np.where(mask, values[keep], 0.0), mask)
