@@ -1,9 +1,12 @@
 """Scheduled reports end to end: a real server on the fixed instant, a real SMTP sink (aiosmtpd)
 and a real webhook receiver. The slot fires by the server's own clock; the email's MIME tree,
 CIDs, subject and Message-ID are checked; the webhook answers 500 then 200 and gets one report
-with one Idempotency-Key; preview sends nothing; a manual send shows in the runs; a server
-killed with SIGKILL in the middle of the SMTP send is restarted and each recipient ends up with
-one message for the slot (the resend carries the same Message-ID)."""
+with one Idempotency-Key; preview sends nothing; a manual send shows in the runs. A server is
+killed with SIGKILL twice in one slot and restarted each time: once after claiming the slot but
+before anything reached the SMTP server (the sink holds MAIL FROM), which the restart sends
+exactly once, and once in the middle of the SMTP send (the sink has the message but never
+answered its DATA), which the restart sends again with the same Message-ID, so each recipient
+ends up with one message for the slot."""
 
 from __future__ import annotations
 
@@ -36,19 +39,39 @@ RECIPIENTS = ["ceo@shop.example", "cfo@shop.example"]
 
 @dataclass
 class Sink:
-    """Keeps every message; with `hold` set, DATA waits (the message kept) before its 250."""
+    """Keeps every message. `hold("MAIL")` or `hold("DATA")` makes the next such command wait
+    until `release` is set: MAIL before the message is sent, DATA with the message kept but
+    before its 250."""
 
     messages: list[tuple[list[str], bytes]] = field(default_factory=list)
-    hold: threading.Event | None = None
+    holding: str | None = None
     held: threading.Event = field(default_factory=threading.Event)
+    release: threading.Event = field(default_factory=threading.Event)
+
+    def hold(self, command: str) -> None:
+        self.release.set()  # a command still held from before goes on
+        self.holding, self.held, self.release = command, threading.Event(), threading.Event()
+
+    async def handle_MAIL(
+        self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
+    ) -> str:
+        await self._wait("MAIL")
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         self.messages.append((list(envelope.rcpt_tos), envelope.original_content))
-        if self.hold is not None:
-            self.held.set()
-            while not self.hold.is_set():
-                await asyncio.sleep(0.05)
+        await self._wait("DATA")
         return "250 OK"
+
+    async def _wait(self, command: str) -> None:
+        if self.holding != command:
+            return
+        self.holding, release = None, self.release
+        self.held.set()
+        while not release.is_set():
+            await asyncio.sleep(0.05)
 
     def parsed(self) -> list[EmailMessage]:
         return [message_from_bytes(raw, policy=policy.default) for _, raw in self.messages]
@@ -62,8 +85,7 @@ def sink() -> Iterator[tuple[Sink, int]]:
     try:
         yield box, port
     finally:
-        if box.hold is not None:
-            box.hold.set()
+        box.release.set()
         smtp.stop()
 
 
@@ -78,7 +100,7 @@ def config(tmp: Path, smtp_port: int, hook_url: str) -> Path:
     (cfg / "notify.yaml").write_text(
         "channels:\n"
         f"  - {{name: mail, type: email, smtp_host: 127.0.0.1, smtp_port: {smtp_port},\n"
-        "     from: reports@shop.example, to: [ops@shop.example], timeout: 5s}\n"
+        "     from: reports@shop.example, to: [ops@shop.example], timeout: 30s}\n"
         f"  - {{name: hook, type: webhook, url: '{hook_url}', max_retries: 3}}\n"
     )
     (cfg / "reports" / "board.yaml").write_text(
@@ -207,33 +229,45 @@ def _check_cli(srv: ServerProcess, tmp: Path) -> None:
     assert [r["trigger"] for r in json.loads(shown.output)["data"]] == ["manual", "schedule"]
 
 
-@pytest.mark.clock  # SIGKILL and a restart
-def test_a_server_killed_during_the_smtp_send_sends_each_recipient_one_message_id(
+@pytest.mark.clock  # SIGKILL and restarts
+def test_a_server_killed_after_the_claim_and_during_the_smtp_send_sends_each_recipient_one_copy(
     tmp_path: Path, sink: tuple[Sink, int]
 ) -> None:
     box, port = sink
-    box.hold = threading.Event()
+    mid = f"<report.board.{SLOT}.mail@shop.example>"
     with receiver() as hook:
         cfg = config(tmp_path, port, hook.url)
+        box.hold("MAIL")
         srv = server(tmp_path, cfg, NOW)
-        wait_until(box.held.is_set, "the SMTP sink holding the report's DATA", timeout_s=60)
-        srv.kill()  # the sink has the message; the server never heard its 250
-        box.hold.set()
-        again = server(tmp_path, cfg, NOW + 60_000)
         try:
-            wait_until(lambda: runs(again)[0]["status"] == "sent", "the resumed run sent")
+            wait_until(box.held.is_set, "the SMTP sink holding the report's MAIL FROM",
+                       timeout_s=60)  # fmt: skip
+            [claimed] = runs(srv)  # the slot is claimed and the email on its way, nothing sent
+            mail = channel(claimed, "mail")
+            assert claimed["status"] == "running"
+            assert (mail["status"], mail["attempts"]) == ("pending", 1)
+            srv.kill()
+            assert box.messages == []
+            box.hold("DATA")  # the MAIL held above goes on, to a closed connection
+            srv = server(tmp_path, cfg, NOW + 60_000)
+            wait_until(box.held.is_set, "the SMTP sink holding the resent report's DATA",
+                       timeout_s=60)  # fmt: skip
+            assert len(box.messages) == 1  # the claimed run's one copy, sent after the restart
+            srv.kill()  # the sink has the message; the server never heard its 250
+            box.release.set()
+            srv = server(tmp_path, cfg, NOW + 120_000)
+            wait_until(lambda: runs(srv)[0]["status"] == "sent", "the resumed run sent")
             copies = box.parsed()
-            assert len(copies) == 2  # one before the kill, one after: the same message
-            assert {m["Message-ID"] for m in copies} == {f"<report.board.{SLOT}.mail@shop.example>"}
+            assert len(copies) == 2  # one before the second kill, one after: the same message
+            assert {m["Message-ID"] for m in copies} == {mid}
             per_recipient = {
                 (r, m["Message-ID"])
                 for (rcpt, _), m in zip(box.messages, copies, strict=True)
                 for r in rcpt
             }
-            assert sorted(per_recipient) == [(r, f"<report.board.{SLOT}.mail@shop.example>")
-                                             for r in RECIPIENTS]  # fmt: skip
-            [run] = runs(again)
-            assert channel(run, "mail")["attempts"] == 2
+            assert sorted(per_recipient) == [(r, mid) for r in RECIPIENTS]
+            [run] = runs(srv)
+            assert channel(run, "mail")["attempts"] == 3
             assert channel(run, "hook")["status"] == "sent" and len(hook.requests) == 1
         finally:
-            again.stop()
+            srv.stop()
