@@ -10,13 +10,15 @@ of a source like docs/sources.md's example (timestamp cursor, batch 10,000, max_
 rows, events with an id template, entity, value and two props) once, from the initial cursor to
 the end. Rows/s is rows stored over the run's wall time (read, convert, ingest, durable commit,
 cursor stored after each batch). The source's load is the CPU time (user + system) of the
-PostgreSQL processes over the run (psutil, the postmaster and its children) per 1,000 rows.
+PostgreSQL processes over the run (psutil: the postmaster, its children, and the children it
+reaped) per 1,000 rows.
 Figures are medians of `--runs`. Writes the `## SQL sources` section of BENCHMARKS.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import platform
 import shutil
@@ -24,7 +26,6 @@ import statistics
 import sys
 import tempfile
 import textwrap
-import threading
 import time
 from pathlib import Path
 
@@ -81,40 +82,34 @@ def fill(server: PostgresServer, rows: int) -> None:
 
 
 class PostgresCpu:
-    """CPU seconds of the PostgreSQL processes, polled in a thread so a backend that exits
-    at the end of the run (the source's session) still counts."""
+    """CPU seconds of the PostgreSQL processes over a run: the postmaster and its children
+    alive at either end, plus its reaped children's (a backend that exits during the run, the
+    source's session, moves its whole time there). Two readings and no polling thread: one
+    polling every 20 ms cost this process as much CPU as converting the rows."""
 
     def __init__(self, server: PostgresServer) -> None:
         pid = int((server.data / "postmaster.pid").read_text().split()[0])
         self._main = psutil.Process(pid)
-        self._seen: dict[int, float] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._poll, daemon=True)
 
-    def _sample(self) -> None:
-        for proc in [self._main, *self._main.children(recursive=True)]:
-            try:
-                times = proc.cpu_times()
-            except psutil.NoSuchProcess:
-                continue
-            self._seen[proc.pid] = times.user + times.system
-
-    def _poll(self) -> None:
-        while not self._stop.wait(0.02):
-            self._sample()
+    def _total(self) -> float:
+        times = self._main.cpu_times()
+        total = times.user + times.system + times.children_user + times.children_system
+        for proc in self._main.children(recursive=True):
+            with contextlib.suppress(psutil.NoSuchProcess):
+                child = proc.cpu_times()
+                total += child.user + child.system
+        return total
 
     def __enter__(self) -> PostgresCpu:
-        self._sample()
-        self._start = dict(self._seen)
-        self._thread.start()
+        self._start = self._total()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
+        time.sleep(0.2)  # the source's backend exits and is reaped after its session closes
+        self._end = self._total()
 
     def seconds(self) -> float:
-        return sum(cpu - self._start.get(pid, 0.0) for pid, cpu in self._seen.items())
+        return self._end - self._start
 
 
 def one_run(server: PostgresServer, config: Path, rows: int) -> tuple[float, float]:

@@ -41,6 +41,15 @@ def refunds_db(path: Path, rows: int, start: int = 1) -> None:
     con.close()
 
 
+def update(path: Path, *statements: str) -> None:
+    """Change rows of the source database between runs (a late update, a planted bad value)."""
+    con = sqlite3.connect(path)
+    for statement in statements:
+        con.execute(statement)
+    con.commit()
+    con.close()
+
+
 SOURCE = """\
 - name: refunds
   url: sqlite:///shop.db
@@ -123,11 +132,11 @@ def test_a_re_read_from_an_older_cursor_stores_nothing_twice(svc: Services, conf
 def test_a_timestamp_cursor_stops_only_after_a_group_of_equal_values(
     svc: Services, config: Path
 ) -> None:
-    con = sqlite3.connect(config / "shop.db")
-    con.execute("UPDATE refunds SET created_at = '2026-12-06 00:00:30' WHERE id BETWEEN 3 AND 8")
-    con.execute("UPDATE refunds SET created_at = '2026-12-06 00:00:00' WHERE id < 3")
-    con.commit()
-    con.close()
+    update(
+        config / "shop.db",
+        "UPDATE refunds SET created_at = '2026-12-06 00:00:30' WHERE id BETWEEN 3 AND 8",
+        "UPDATE refunds SET created_at = '2026-12-06 00:00:00' WHERE id < 3",
+    )
     source = write_source(
         config, where="created_at > $cursor", order="created_at, id", column="created_at",
         initial="2026-12-01T00:00:00Z", max_rows=4, batch=5,
@@ -145,10 +154,7 @@ def test_a_timestamp_cursor_stops_only_after_a_group_of_equal_values(
 def test_a_wrong_column_type_names_the_column_and_stores_nothing(
     svc: Services, config: Path
 ) -> None:
-    con = sqlite3.connect(config / "shop.db")
-    con.execute("UPDATE refunds SET amount_cents = 'twelve' WHERE id = 4")
-    con.commit()
-    con.close()
+    update(config / "shop.db", "UPDATE refunds SET amount_cents = 'twelve' WHERE id = 4")
     run = runner(svc, write_source(config, batch=10)).run()
     assert "column 'amount_cents': expected a number, got str 'twelve' (row 3" in run.error
     assert run.rows == 0 and refund_ids(svc) == []
@@ -160,10 +166,7 @@ def test_a_bad_row_in_a_later_batch_keeps_the_batches_before_it_and_their_cursor
 ) -> None:
     """Batch 2 is written while batch 3 is read and converted: batch 3's bad row still leaves
     batch 2 stored with the cursor after it, and the error numbers the row in the whole run."""
-    con = sqlite3.connect(config / "shop.db")
-    con.execute("UPDATE refunds SET amount_cents = 'twelve' WHERE id = 24")
-    con.commit()
-    con.close()
+    update(config / "shop.db", "UPDATE refunds SET amount_cents = 'twelve' WHERE id = 24")
     run = runner(svc, write_source(config, batch=10)).run()
     assert "column 'amount_cents': expected a number, got str 'twelve' (row 23" in run.error
     assert run.rows == 20 and refund_ids(svc) == list(range(1, 21))

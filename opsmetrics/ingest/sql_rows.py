@@ -3,11 +3,11 @@ a wrong type is an error naming the column, the row and the type expected."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
-from opsmetrics.catalog.sources import EventsEmit, SamplesEmit, SqlSource, template_columns
+from opsmetrics.catalog.sources import EventsEmit, SamplesEmit, template_columns
 from opsmetrics.model import METRIC_NAME, Event, SampleBatchBuilder, Scalar, make_labels
 from opsmetrics.storage.external import SourceQueryError
 
@@ -87,10 +87,9 @@ def as_text(value: object, column: str, row: int) -> str:
 class Columns:
     """The position of each column the source's emit reads, checked once per result."""
 
-    def __init__(self, returned: Sequence[str], source: SqlSource) -> None:
+    def __init__(self, returned: Sequence[str]) -> None:
         self.returned = list(returned)
         self._at = {name: i for i, name in enumerate(returned)}
-        self._source = source
 
     def index(self, column: str, field: str) -> int:
         at = self._at.get(column)
@@ -103,15 +102,16 @@ class Columns:
         return at
 
 
-def event_converter(
+def row_event_converter(
     emit: EventsEmit, columns: Columns
 ) -> Callable[[Sequence[Row], int], list[Event]]:
-    """A function turning rows into events, its column positions looked up once."""
+    """A function turning rows into events one row at a time (the reference that
+    ingest/sql_columns.py matches, and whose errors name the first bad row)."""
     ts_at = columns.index(emit.ts, "emit.events.ts")
     entity_at = None if emit.entity is None else columns.index(emit.entity, "emit.events.entity")
     value_at = None if emit.value is None else columns.index(emit.value, "emit.events.value")
     props = [(c, columns.index(c, "emit.events.props")) for c in emit.props]
-    id_fields = [(c, columns.index(c, "emit.events.id")) for c in _id_columns(emit)]
+    id_fields = [(c, columns.index(c, "emit.events.id")) for c in id_columns(emit)]
 
     def convert(rows: Sequence[Row], first: int) -> list[Event]:
         out = []
@@ -134,15 +134,22 @@ def event_converter(
     return convert
 
 
-def _id_columns(emit: EventsEmit) -> list[str]:
+def id_columns(emit: EventsEmit) -> list[str]:
+    """The id template's columns, each once, in the order they are replaced."""
     return list(dict.fromkeys(template_columns(emit.id))) if emit.id else []
 
 
-def _event_id(template: str, fields: list[tuple[str, int]], row: Row, n: int) -> str:
+def replace_fields(template: str, texts: Iterable[tuple[str, str]]) -> str:
+    """The template with each `{column}` replaced by its text in turn (so a text holding a
+    later column's `{column}` is replaced again: ids have always been built this way)."""
     out = template
-    for column, at in fields:
-        out = out.replace("{" + column + "}", as_text(row[at], column, n))
+    for column, text in texts:
+        out = out.replace("{" + column + "}", text)
     return out
+
+
+def _event_id(template: str, fields: list[tuple[str, int]], row: Row, n: int) -> str:
+    return replace_fields(template, ((c, as_text(row[at], c, n)) for c, at in fields))
 
 
 def sample_converter(

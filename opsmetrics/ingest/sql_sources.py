@@ -27,14 +27,8 @@ from opsmetrics.clock import Clock
 from opsmetrics.errors import BadDataError, OpsMetricsError
 from opsmetrics.ingest.decoded import DecodedSamples
 from opsmetrics.ingest.pipeline import WriteRequest, WriteResult
-from opsmetrics.ingest.sql_rows import (
-    Columns,
-    Row,
-    as_datetime,
-    as_int,
-    event_converter,
-    sample_converter,
-)
+from opsmetrics.ingest.sql_columns import event_converter, ordered_cursor
+from opsmetrics.ingest.sql_rows import Columns, Row, as_datetime, as_int, sample_converter
 from opsmetrics.model import (
     METRIC_NAME,
     MetricMetadata,
@@ -197,7 +191,18 @@ class SourceRunner:
         """Check the rows come in cursor order, store the last one's value as the cursor."""
         assert self.source.spec.cursor is not None
         column = self.source.spec.cursor.column
-        at = Columns(batch.columns, self.source).index(column, "cursor.column")
+        at = Columns(batch.columns).index(column, "cursor.column")
+        kind = datetime if isinstance(self.source.spec.cursor.initial, datetime) else int
+        last = ordered_cursor([row[at] for row in batch.rows], previous, kind)
+        if last is None:
+            last = self._checked_cursor(batch, at, previous)
+        self.set_cursor(last)
+        return last
+
+    def _checked_cursor(self, batch: SourceBatch, at: int, previous: CursorBound) -> datetime | int:
+        """The last row's cursor, each row's checked: the error names the first bad one."""
+        assert self.source.spec.cursor is not None
+        column = self.source.spec.cursor.column
         last = previous
         for n, row in enumerate(batch.rows):
             value = self._cursor_of(row[at], column, n)
@@ -209,7 +214,6 @@ class SourceRunner:
                 )
             last = value
         assert last is not None
-        self.set_cursor(last)
         return last
 
     def _cursor_of(self, value: object, column: str, n: int) -> datetime | int:
@@ -219,7 +223,7 @@ class SourceRunner:
         return as_int(value, f"{column} (the cursor)", n)
 
     def _convert(self, columns: Sequence[str], rows: Sequence[Row], first: int) -> WriteRequest:
-        spec, cols = self.source.spec, Columns(columns, self.source)
+        spec, cols = self.source.spec, Columns(columns)
         name = f"sql:{self.source.name}"
         if spec.emit.events is not None:
             return WriteRequest(name, events=event_converter(spec.emit.events, cols)(rows, first))
