@@ -170,7 +170,8 @@ def one_run(template: Path, work: Path, count: int) -> dict[str, float]:
 
 def _figures(srv: ServerProcess, arrivals: Arrivals, count: int) -> dict[str, float]:
     assert srv.proc is not None and srv.ready_at is not None and srv.now_ms is not None
-    children = psutil.Process(srv.proc.pid).children(recursive=True)
+    server = psutil.Process(srv.proc.pid)
+    children = server.children(recursive=True)
     with arrivals.lock:
         both = arrivals.mail + arrivals.hooks
         once = _exactly_once(arrivals.mail, count) and _exactly_once(arrivals.hooks, count)
@@ -185,8 +186,16 @@ def _figures(srv: ServerProcess, arrivals: Arrivals, count: int) -> dict[str, fl
         "rss_mb": _peak_mb(srv.proc.pid),
         "workers_mb": sum(_peak_mb(c.pid) for c in children),
         "processes": float(len(children)),
+        "cpu_ms": _cpu_s(server) / count * 1000,
+        "workers_cpu_ms": sum(_cpu_s(c) for c in children) / count * 1000,
         "exactly_once": float(once),
     }
+
+
+def _cpu_s(process: psutil.Process) -> float:
+    """User and system CPU seconds since the process started."""
+    times = process.cpu_times()
+    return float(times.user + times.system)
 
 
 def _peak_mb(pid: int) -> float:
@@ -238,6 +247,8 @@ def section(results: list[dict[str, float]], count: int, facts: list[str]) -> st
         f"| its {med['processes']:.0f} child processes (PDF workers, multiprocessing's "
         f"resource tracker), peak RSS summed | {med['workers_mb']:.0f} MB "
         f"| {worst['workers_mb']:.0f} MB | |",
+        f"| CPU per report: server / its child processes (start-up included) "
+        f"| {med['cpu_ms']:.0f} ms / {med['workers_cpu_ms']:.0f} ms | | |",
         f"| each slot delivered exactly once (email and webhook) | {'yes' if once else 'NO'} "
         "| | yes |",
         "",
