@@ -190,6 +190,35 @@ def test_reports_due_in_the_same_minute_each_send_their_slot_once(
     assert len(runs) == len(many) and all(r.status is RunStatus.SENT for r in runs)
 
 
+def test_a_run_to_slack_alone_renders_no_pdf_and_one_with_a_webhook_does(
+    tmp_path: Path, hook: Receiver
+) -> None:
+    notify = parse_notify(
+        f"channels: [{{name: chat, type: slack, url: '{hook.url}'}},"
+        f" {{name: hook, type: webhook, url: '{hook.url}'}}]",
+        "notify.yaml",
+    )
+    daily = spec("0 8 * * *")
+    chat = dataclasses.replace(
+        daily, deliver=(dataclasses.replace(daily.deliver[0], channel="chat"),)
+    )
+    both = dataclasses.replace(daily, name="both", deliver=(*chat.deliver, *daily.deliver))
+    asked: dict[str, frozenset[str]] = {}
+
+    def render(s: ReportSpec, slot: int, delayed: bool) -> RenderedReport:
+        asked[s.name] = s.formats
+        return rendered(slot)
+
+    clock = FakeClock(SPRING)
+    store = DuckDBStorage(tmp_path / "data", now_ms=SPRING)
+    config = RunnerConfig(notify.channels, {}, "test", "http://x")
+    runner = ReportRunner(store, clock, ReportSet({"daily": chat, "both": both}), render, config)
+    for report in (chat, both):
+        run = runner.claim(report, SPRING, Trigger.SCHEDULE)
+        assert run is not None and runner.process(run).status is RunStatus.SENT
+    assert asked == {"daily": frozenset({"html"}), "both": frozenset({"html", "pdf"})}
+
+
 def test_slots_are_read_in_batches_with_the_result_of_reading_them_all() -> None:
     every_minute, daily = spec("* * * * *"), spec("0 8 * * *")
     start = AUTUMN - 2 * HOUR

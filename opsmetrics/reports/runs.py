@@ -47,6 +47,8 @@ Renderer = Callable[[ReportSpec, int, bool], RenderedReport]
 RENDER_ATTEMPTS = 3
 #: Backoff never grows past this.
 MAX_BACKOFF_MS = 3_600_000
+#: Channel types that send the PDF (attached, or as `pdf_base64`).
+SENDS_PDF = frozenset({"email", "webhook"})
 #: Rendered artefacts kept in memory for retries of their channels.
 CACHE_SIZE = 16
 
@@ -143,7 +145,7 @@ class ReportRunner:
         due = [d for d in deliveries if _due(d, now, force)]
         if not due and run.sha256:
             return self._maybe_finish(run, deliveries, now)
-        rendered = self._rendered(spec, run)
+        rendered = self._rendered(self._for_channels(spec, deliveries), run)
         if isinstance(rendered, str):
             return self._store_run(self._render_failed(run, now, rendered))
         run = dataclasses.replace(run, sha256=rendered.sha256, next_attempt_ms=None)
@@ -152,6 +154,14 @@ class ReportRunner:
         # The run finishes when its last channel is sent, not when processing began.
         finished = [done.get(d.channel, d) for d in deliveries]
         return self._maybe_finish(run, finished, self._clock.now_ms())
+
+    def _for_channels(self, spec: ReportSpec, deliveries: Sequence[ReportDelivery]) -> ReportSpec:
+        """The spec with only the formats the run's channels send: a run that goes to Slack
+        alone (a header and a line per KPI) makes no PDF."""
+        types = {c.type for d in deliveries if (c := self._config.channels.get(d.channel))}
+        if "pdf" in spec.formats and not types & SENDS_PDF:
+            return dataclasses.replace(spec, formats=spec.formats - {"pdf"})
+        return spec
 
     def _rendered(self, spec: ReportSpec, run: ReportRun) -> RenderedReport | str:
         """The artefact, or what went wrong rendering it."""
