@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
+from operator import attrgetter
 from typing import Any
 
 import duckdb
@@ -48,7 +49,9 @@ class EventTables:
             ).fetchnumpy()["key"]
         finally:
             cur.unregister("new_events")
-        return _duplicates(events, {int(k) for k in stored})
+        if len(stored) == len(events):  # every event went in (a repeated key cannot)
+            return {}
+        return _duplicates(events, set(stored.tolist()))
 
     def insert_annotations(
         self, cur: duckdb.DuckDBPyConnection, annotations: list[Annotation]
@@ -137,14 +140,15 @@ def _duplicates(events: list[StoredEvent], stored: set[int]) -> dict[str, int]:
 
 def _event_columns(events: dict[int, Event]) -> dict[str, np.ndarray]:
     items = list(events.values())
+    fields = {f: list(map(attrgetter(f), items)) for f in ("id", "name", "ts", "entity", "value")}
     return {
         "key": np.fromiter(events.keys(), dtype=np.uint64, count=len(items)),
-        "id": _strings([e.id for e in items]),
-        "name": _strings([e.name for e in items]),
-        "ts": np.fromiter((e.ts for e in items), dtype=np.int64, count=len(items)),
-        "entity": _strings([e.entity for e in items]),
-        "value": np.array([np.nan if e.value is None else e.value for e in items], np.float64),
-        "props": _strings(_props_texts([e.props for e in items])),
+        "id": _strings(fields["id"]),
+        "name": _strings(fields["name"]),
+        "ts": np.array(fields["ts"], dtype=np.int64),
+        "entity": _strings(fields["entity"]),
+        "value": np.array([np.nan if v is None else v for v in fields["value"]], np.float64),
+        "props": _strings(_props_texts(list(map(attrgetter("props"), items)))),
     }
 
 
