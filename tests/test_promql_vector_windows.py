@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 import opsmetrics.query.promql.functions  # noqa: F401  (registers the functions)
 from opsmetrics.model import Float64Array, Int64Array
+from opsmetrics.query.promql.functions import over_time_funcs as ot
 from opsmetrics.query.promql.functions._common import StepResult, over_series
 from opsmetrics.query.promql.functions.flat_windows import FlatWindows, segmented_cumsum
 from opsmetrics.query.promql.functions.rate_funcs import _extrapolation_factor
@@ -29,6 +30,8 @@ from opsmetrics.query.promql.values import (
     InstantVector,
     QueryExecutionError,
     RangeVector,
+    Scalar,
+    Value,
 )
 
 PerSeries = Callable[[Int64Array, Float64Array, Int64Array, Int64Array], StepResult]
@@ -123,10 +126,28 @@ def oracle(name: str, rv: RangeVector) -> InstantVector:
         "ts_of_last_over_time": _edge(True, True),
         "ts_of_first_over_time": _edge(False, True),
     }
+    table |= {
+        "min_over_time": ot.extreme_windows(True),
+        "max_over_time": ot.extreme_windows(False),
+        "ts_of_min_over_time": ot.ts_of_extreme_windows(True),
+        "ts_of_max_over_time": ot.ts_of_extreme_windows(False),
+        "stdvar_over_time": ot.stdvar_windows,
+        "stddev_over_time": ot.stddev_windows,
+        "mad_over_time": ot.mad_windows,
+    }
     keep_name = name in ("last_over_time", "first_over_time")
     return over_series(rv, table[name], keep_name=keep_name)
 
 
+PADDED = [
+    "min_over_time",
+    "max_over_time",
+    "ts_of_min_over_time",
+    "ts_of_max_over_time",
+    "stdvar_over_time",
+    "stddev_over_time",
+    "mad_over_time",
+]
 NAMES = [
     "rate",
     "increase",
@@ -183,21 +204,23 @@ def range_vectors(draw: st.DrawFn) -> RangeVector:
     )
 
 
-def evaluate(name: str, rv: RangeVector) -> InstantVector | str:
-    ctx = EvalContext(cast(Any, None), rv.window_end, 0, 0, 0)
+def outcome(run: Callable[[], Value]) -> InstantVector | str:
+    """The vector `run` returns, or its error's message."""
     try:
-        out = FUNCTIONS[name].impl([rv], CallInfo(name, []), ctx)
+        out = run()
     except QueryExecutionError as e:
         return str(e)
     assert isinstance(out, InstantVector)
     return out
 
 
+def evaluate(name: str, rv: RangeVector) -> InstantVector | str:
+    ctx = EvalContext(cast(Any, None), rv.window_end, 0, 0, 0)
+    return outcome(lambda: FUNCTIONS[name].impl([rv], CallInfo(name, []), ctx))
+
+
 def expected(name: str, rv: RangeVector) -> InstantVector | str:
-    try:
-        return oracle(name, rv)
-    except QueryExecutionError as e:
-        return str(e)
+    return outcome(lambda: oracle(name, rv))
 
 
 def assert_identical(got: InstantVector | str, want: InstantVector | str) -> None:
@@ -210,10 +233,20 @@ def assert_identical(got: InstantVector | str, want: InstantVector | str) -> Non
     assert np.array_equal(got.values.view(np.int64), want.values.view(np.int64))
 
 
-@settings(max_examples=300, deadline=None)
-@given(range_vectors(), st.sampled_from(NAMES))
+@settings(max_examples=400, deadline=None)
+@given(range_vectors(), st.sampled_from(NAMES + PADDED))
 def test_vectorised_range_functions_equal_the_per_series_path(rv: RangeVector, name: str) -> None:
     assert_identical(evaluate(name, rv), expected(name, rv))
+
+
+@settings(max_examples=100, deadline=None)
+@given(range_vectors(), st.lists(st.sampled_from([0.0, 0.25, 0.5, 0.9, 1.0, -1.0, 2.0, np.nan])))
+def test_quantile_over_time_equals_the_per_series_path(rv: RangeVector, qs: list[float]) -> None:
+    q = np.resize(np.array(qs or [0.5]), len(rv.window_end))
+    ctx = EvalContext(cast(Any, None), rv.window_end, 0, 0, 0)
+    impl = FUNCTIONS["quantile_over_time"].impl
+    got = outcome(lambda: impl([Scalar(q), rv], CallInfo("quantile_over_time", []), ctx))
+    assert_identical(got, outcome(lambda: over_series(rv, ot.quantile_windows(q))))
 
 
 @settings(max_examples=100, deadline=None)
@@ -272,7 +305,7 @@ def test_timestamps_too_far_apart_for_offset_keys_search_per_series() -> None:
     assert fw.hi.tolist() == [[2], [4]]
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", NAMES + PADDED)
 def test_a_range_vector_without_series_gives_an_empty_vector(name: str) -> None:
     rv = RangeVector([], [], [], 60_000, np.array([0, 60_000], dtype=np.int64))
     out = evaluate(name, rv)

@@ -34,6 +34,8 @@ from opsmetrics.query.promql.values import BoolArray, InstantVector, RangeVector
 
 #: Windows per chunk of series (see `over_chunks`).
 CHUNK_CELLS = 16384
+#: Cells of padded window matrices (windows × longest window) per chunk in `over_window_rows`.
+PADDED_CELLS = 1 << 18
 #: Keys above this could overflow int64 in the offset search; such ranges search per series.
 _MAX_KEY = 1 << 62
 
@@ -253,6 +255,43 @@ def over_chunks(rv: RangeVector, fn: ChunkFunction, *, keep_name: bool = False) 
     if not values:
         return InstantVector.empty(steps)
     return assemble(rv.labels, np.vstack(values), np.vstack(present), keep_name=keep_name)
+
+
+#: A window function written for one series, as `_common.over_series` calls it.
+SeriesFunction = Callable[
+    [Int64Array, Float64Array, Int64Array, Int64Array], tuple[Float64Array, BoolArray]
+]
+
+
+def over_window_rows(
+    rv: RangeVector, fn: SeriesFunction, *, keep_name: bool = False
+) -> InstantVector:
+    """Run a one-series window function over chunks of series at once.
+
+    `fn` gets the flat samples of every series and the bounds of a chunk's windows, row after
+    row; a function that only indexes samples through its bounds (padded window matrices)
+    needs no change. Step-wise arguments must be repeated per row (`np.resize(q, len(lo))`).
+    """
+    fw = FlatWindows.of(rv)
+    steps = len(rv.window_end)
+    if len(fw.ts) == 0 or steps == 0:
+        return InstantVector.empty(steps)
+    values = np.zeros(fw.lo.shape)
+    present = np.zeros(fw.lo.shape, dtype=bool)
+    for rows in _row_groups(np.maximum(fw.counts.max(axis=1), 1) * steps, PADDED_CELLS):
+        lo, hi = fw.lo[rows], fw.hi[rows]
+        with np.errstate(all="ignore"):
+            out, ok = fn(fw.ts, fw.values, lo.ravel(), hi.ravel())
+        values[rows] = np.reshape(out, lo.shape)
+        present[rows] = np.reshape(ok, lo.shape)
+    return assemble(rv.labels, values, present, keep_name=keep_name)
+
+
+def _row_groups(cost: Int64Array, budget: int) -> list[slice]:
+    """Consecutive rows cut into groups of about `budget` total cost (a costlier row alone)."""
+    group = np.cumsum(cost) // budget
+    cuts = [0, *(np.flatnonzero(np.diff(group)) + 1).tolist(), len(cost)]
+    return [slice(a, b) for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
 
 
 def assemble(

@@ -18,7 +18,9 @@ from opsmetrics.query.promql.functions._common import (
 )
 from opsmetrics.query.promql.functions.flat_windows import (
     FlatWindows,
+    SeriesFunction,
     over_chunks,
+    over_window_rows,
     window_means,
     window_sums,
 )
@@ -58,7 +60,9 @@ def count_over_time(args: list[Value], call: CallInfo, ctx: EvalContext) -> Valu
     return _flat(range_arg(args, 0), lambda fw: fw.counts.astype(np.float64))
 
 
-def _extreme(rv: RangeVector, take_min: bool) -> Value:
+def extreme_windows(take_min: bool) -> SeriesFunction:
+    """Windows' minima (or maxima), one padded window matrix per call."""
+
     def per_series(ts: Int64Array, v: Float64Array, lo: Int64Array, hi: Int64Array) -> StepResult:
         matrix, _ = padded(v, lo, hi, np.nan)
         if matrix.shape[1] == 0:
@@ -67,7 +71,11 @@ def _extreme(rv: RangeVector, take_min: bool) -> Value:
         func = np.fmin if take_min else np.fmax
         return func.reduce(matrix, axis=1), _count(lo, hi) > 0
 
-    return over_series(rv, per_series)
+    return per_series
+
+
+def _extreme(rv: RangeVector, take_min: bool) -> Value:
+    return over_window_rows(rv, extreme_windows(take_min))
 
 
 @register("min_over_time", ("range",))
@@ -109,7 +117,9 @@ def ts_of_first_over_time(args: list[Value], call: CallInfo, ctx: EvalContext) -
     return _edge(range_arg(args, 0), last=False, timestamps=True)
 
 
-def _ts_of_extreme(rv: RangeVector, take_min: bool) -> Value:
+def ts_of_extreme_windows(take_min: bool) -> SeriesFunction:
+    """Timestamps of the windows' minima (or maxima)."""
+
     def per_series(ts: Int64Array, v: Float64Array, lo: Int64Array, hi: Int64Array) -> StepResult:
         ok = _count(lo, hi) > 0
         matrix, mask = padded(v, lo, hi, np.nan)
@@ -122,7 +132,11 @@ def _ts_of_extreme(rv: RangeVector, take_min: bool) -> Value:
         idx = np.minimum(lo + pos, len(ts) - 1)
         return ts[idx] / 1000.0, ok
 
-    return over_series(rv, per_series)
+    return per_series
+
+
+def _ts_of_extreme(rv: RangeVector, take_min: bool) -> Value:
+    return over_window_rows(rv, ts_of_extreme_windows(take_min))
 
 
 @register("ts_of_min_over_time", ("range",))
@@ -159,45 +173,52 @@ def window_variance(vals: Float64Array, lo: Int64Array, hi: Int64Array) -> Float
     return result
 
 
+def stdvar_windows(ts: Int64Array, v: Float64Array, lo: Int64Array, hi: Int64Array) -> StepResult:
+    return window_variance(v, lo, hi), _count(lo, hi) > 0
+
+
+def stddev_windows(ts: Int64Array, v: Float64Array, lo: Int64Array, hi: Int64Array) -> StepResult:
+    return np.sqrt(window_variance(v, lo, hi)), _count(lo, hi) > 0
+
+
 @register("stdvar_over_time", ("range",))
 def stdvar_over_time(args: list[Value], call: CallInfo, ctx: EvalContext) -> Value:
-    def per_series(ts: Int64Array, v: Float64Array, lo: Int64Array, hi: Int64Array) -> StepResult:
-        return window_variance(v, lo, hi), _count(lo, hi) > 0
-
-    return over_series(range_arg(args, 0), per_series)
+    return over_window_rows(range_arg(args, 0), stdvar_windows)
 
 
 @register("stddev_over_time", ("range",))
 def stddev_over_time(args: list[Value], call: CallInfo, ctx: EvalContext) -> Value:
-    def per_series(ts: Int64Array, v: Float64Array, lo: Int64Array, hi: Int64Array) -> StepResult:
-        return np.sqrt(window_variance(v, lo, hi)), _count(lo, hi) > 0
+    return over_window_rows(range_arg(args, 0), stddev_windows)
 
-    return over_series(range_arg(args, 0), per_series)
+
+def quantile_windows(q: Float64Array) -> SeriesFunction:
+    """Windows' q-quantiles; q holds one value per step, repeated for every row of windows."""
+
+    def per_series(ts: Int64Array, v: Float64Array, lo: Int64Array, hi: Int64Array) -> StepResult:
+        matrix, mask = padded(v, lo, hi, np.nan)
+        return quantile_rows(np.resize(q, len(lo)), matrix, mask), _count(lo, hi) > 0
+
+    return per_series
 
 
 @register("quantile_over_time", ("scalar", "range"))
 def quantile_over_time(args: list[Value], call: CallInfo, ctx: EvalContext) -> Value:
     rv = range_arg(args, 1)
-    q = scalar_arg(args, 0, len(rv.window_end))
+    return over_window_rows(rv, quantile_windows(scalar_arg(args, 0, len(rv.window_end))))
 
-    def per_series(ts: Int64Array, v: Float64Array, lo: Int64Array, hi: Int64Array) -> StepResult:
-        matrix, mask = padded(v, lo, hi, np.nan)
-        return quantile_rows(q, matrix, mask), _count(lo, hi) > 0
 
-    return over_series(rv, per_series)
+def mad_windows(ts: Int64Array, v: Float64Array, lo: Int64Array, hi: Int64Array) -> StepResult:
+    matrix, mask = padded(v, lo, hi, np.nan)
+    half = np.full(len(lo), 0.5)
+    median = quantile_rows(half, matrix, mask)
+    mad = quantile_rows(half, np.abs(matrix - median[:, None]), mask)
+    has_nan = (np.isnan(matrix) & mask).any(axis=1)
+    return np.where(has_nan, np.nan, mad), _count(lo, hi) > 0
 
 
 @register("mad_over_time", ("range",))
 def mad_over_time(args: list[Value], call: CallInfo, ctx: EvalContext) -> Value:
-    def per_series(ts: Int64Array, v: Float64Array, lo: Int64Array, hi: Int64Array) -> StepResult:
-        matrix, mask = padded(v, lo, hi, np.nan)
-        half = np.full(len(lo), 0.5)
-        median = quantile_rows(half, matrix, mask)
-        mad = quantile_rows(half, np.abs(matrix - median[:, None]), mask)
-        has_nan = (np.isnan(matrix) & mask).any(axis=1)
-        return np.where(has_nan, np.nan, mad), _count(lo, hi) > 0
-
-    return over_series(range_arg(args, 0), per_series)
+    return over_window_rows(range_arg(args, 0), mad_windows)
 
 
 def _smoothing_factors(args: list[Value], steps: int) -> tuple[Float64Array, Float64Array]:
