@@ -2,6 +2,8 @@
 
 Run: .venv/bin/python bench/query.py [--instances 4] [--days 3] [--runs 5]
 Quick: .venv/bin/python bench/query.py --instances 1 --days 1 --runs 2 --no-write
+Engine only: .venv/bin/python bench/query.py --in-process (the 24 h queries' `evaluate_range`
+over the same data held in memory: no storage, HTTP or JSON; prints wall and CPU medians)
 
 Generates 500 x --instances series (2,000 by default) at 15 s for --days days ending now:
 counters `http_requests_total{service,instance,code,route}`, classic histograms
@@ -43,6 +45,7 @@ import numpy as np
 import numpy.typing as npt
 from facts import machine_facts
 
+from opsmetrics import model
 from opsmetrics.ingest.proto import remote_pb2
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -714,6 +717,69 @@ def load_both(args: argparse.Namespace, work: Path, facts: dict[str, str]) -> di
     return times
 
 
+# --- the engine alone (--in-process) ------------------------------------------------------------
+
+
+class MemoryReader:
+    """The data set as a `SeriesReader`: the engine's time without storage, HTTP or JSON."""
+
+    def __init__(self, data: DataSet) -> None:
+        self.series = [
+            model.Series(i, tuple(sorted(s.labels.items()))) for i, s in enumerate(data.series)
+        ]
+        self.ts = data.ts
+        self.values = [s.values for s in data.series]
+
+    def select_series(
+        self,
+        matchers: Sequence[model.Matcher],
+        start_ms: int | None = None,
+        end_ms: int | None = None,
+    ) -> list[model.Series]:
+        return [s for s in self.series if all(m.matches_labels(s.labels) for m in matchers)]
+
+    def read_samples(self, ids: Sequence[int], start_ms: int, end_ms: int) -> model.SampleRows:
+        lo, hi = np.searchsorted(self.ts, [start_ms, end_ms + 1])
+        wanted = sorted(ids)
+        return model.SampleRows(
+            np.repeat(np.asarray(wanted, np.int64), hi - lo),
+            np.tile(self.ts[lo:hi], len(wanted)),
+            np.concatenate([self.values[i][lo:hi] for i in wanted]) if wanted else np.zeros(0),
+        )
+
+    def read_rollups(self, *args: object) -> Any:
+        raise AssertionError("the in-process run reads raw samples only")
+
+    def rollup_spans(self) -> list[tuple[int, int]]:
+        return []
+
+
+def in_process(args: argparse.Namespace) -> None:
+    """Median time of `evaluate_range` for each 24 h query, on the same generated data."""
+    from opsmetrics.query.promql.engine import evaluate_range
+
+    window = WINDOWS[0]
+    # Two days and a bit: "today / yesterday" reads a day back (offset 1d).
+    data = generate(args.instances, window.span_s / 86_400 + 1.01, int(time.time() * 1000))
+    reader = MemoryReader(data)
+    end = int(data.ts[-1]) // 60_000 * 60_000
+    start = end - window.span_s * 1000
+    for name, template in QUERIES.items():
+        expr = query_text(template, window)
+        evaluate_range(reader, expr, start, end, window.step_s * 1000, use_rollups=False)
+        wall, cpu = [], []
+        for _ in range(args.runs):
+            t0, c0 = time.perf_counter(), time.process_time()
+            evaluate_range(reader, expr, start, end, window.step_s * 1000, use_rollups=False)
+            wall.append(time.perf_counter() - t0)
+            cpu.append(time.process_time() - c0)
+        print(
+            f"| {window.name} | {name} | {statistics.median(wall) * 1000:,.1f} "
+            f"| {statistics.median(cpu) * 1000:,.1f} |",
+            flush=True,
+        )
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     p.add_argument("--instances", type=int, default=4, help="per service; 500 series each")
@@ -723,6 +789,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--reuse", action="store_true", help="skip loading: --work is already loaded")
     p.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
     p.add_argument("--no-write", action="store_true", help="print the section only")
+    p.add_argument(
+        "--in-process",
+        action="store_true",
+        help="time the engine alone on the 24 h queries (data in memory, no servers); prints",
+    )
     return p.parse_args(argv)
 
 
@@ -758,6 +829,9 @@ def run(args: argparse.Namespace, work: Path, command: str) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
+    if args.in_process:
+        in_process(args)
+        return
     command = ".venv/bin/python bench/query.py " + shlex.join(
         sys.argv[1:] if argv is None else argv
     )
