@@ -48,9 +48,12 @@ def source_pg() -> Iterator[PostgresServer]:
     with psycopg.connect(server.url(), autocommit=True) as conn:
         conn.execute("CREATE DATABASE shop")
     with psycopg.connect(server.url("shop"), autocommit=True) as conn:
+        # The status an enum, as shops' often are: psycopg reads it as text in text format
+        # only (a binary cursor gives bytes for it, so storage/external/postgres.py has none).
+        conn.execute("CREATE TYPE order_status AS ENUM ('paid', 'refunded')")
         conn.execute(
             "CREATE TABLE orders (id bigint PRIMARY KEY, customer_id text, total_cents bigint, "
-            "status text, updated_at timestamptz NOT NULL)"
+            "status order_status, updated_at timestamptz NOT NULL)"
         )
         # As a source table should have: the cursor column indexed, so rows stream in order
         # (without it PostgreSQL sorts, and computes every row before returning the first).

@@ -50,6 +50,8 @@ class PostgresSession:
     def batches(self, query: str, cursor: CursorBound, size: int) -> Iterator[SourceBatch]:
         params = cursor_params(query, cursor)
         try:
+            # Text format, not binary: binary decodes faster (a fifth of a microsecond a row)
+            # but gives bytes for any type without a binary loader, an enum status among them.
             with self._db.cursor(name="opsmetrics_source") as cur:
                 cur.execute(percent_placeholders(query), params)
                 columns = tuple(c.name for c in cur.description or ())
