@@ -49,6 +49,15 @@ def test_trend_chart_has_ticks_target_bands_and_no_text_outlines(renderer: Chart
     assert outlined == []
 
 
+def test_a_released_renderer_loads_echarts_again_for_the_next_chart(
+    renderer: ChartRenderer,
+) -> None:
+    # A lone report lets the JS context go before its PDF (render.py); the next one draws.
+    renderer.release()
+    chart = renderer.render("trend", {**_trend(), "target": 170.0}, 640, 280)
+    assert chart.error is None and "Target" in _texts(chart.svg)
+
+
 def test_every_builder_the_ui_has_renders(renderer: ChartRenderer) -> None:
     bars: dict[str, Any] = {
         "unit": "count",

@@ -11,7 +11,6 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-import resvg_py
 from jinja2 import Environment, FileSystemLoader, Template, select_autoescape
 
 log = logging.getLogger(__name__)
@@ -43,6 +42,8 @@ def svg_data_uri(svg: str) -> str:
 
 def png_of(svg: str) -> bytes:
     """The chart as PNG on white (email clients and Slack do not show SVG)."""
+    import resvg_py  # imported on first use: a PDF-only report never draws a PNG
+
     return bytes(resvg_py.svg_to_bytes(svg_string=svg, background="#ffffff", zoom=PNG_ZOOM))
 
 

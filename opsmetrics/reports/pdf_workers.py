@@ -13,16 +13,18 @@ error, retried like any other, and the next PDF starts a fresh pool.
 from __future__ import annotations
 
 import functools
-import multiprocessing
 import os
 import threading
 from collections.abc import Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from concurrent.futures import BrokenExecutor, Future
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from opsmetrics.clock import pause
 from opsmetrics.reports.pdf import pdf_of
+
+if TYPE_CHECKING:  # multiprocessing is imported with the first pool: ~3 MB a lone render saves
+    from concurrent.futures import ProcessPoolExecutor
 
 WORKERS = max(1, min(2, os.cpu_count() or 1))
 
@@ -45,6 +47,11 @@ class PdfMaker:
             with self._lock:
                 self._rendering -= 1
 
+    def alone(self) -> bool:
+        """Whether one report is rendering (or none): its PDF is then made in place."""
+        with self._lock:
+            return self._rendering <= 1
+
     def submit(self, html: str) -> Future[bytes]:
         """The PDF of the page HTML: made here when this is the only report rendering,
         else in a worker process."""
@@ -56,7 +63,7 @@ class PdfMaker:
             return done
         try:
             future = pool.submit(pdf_of, html)
-        except BrokenProcessPool:
+        except BrokenExecutor:  # the pool's is BrokenProcessPool
             self._forget(pool)
             raise
         future.add_done_callback(lambda f: self._forget(pool) if _broke(f) else None)
@@ -69,6 +76,9 @@ class PdfMaker:
 
     def _started(self) -> ProcessPoolExecutor:
         if self._pool is None:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
             self._pool = ProcessPoolExecutor(
                 self._workers, multiprocessing.get_context("spawn"),
                 initializer=_exit_with_parent, initargs=(os.getpid(),),
@@ -83,7 +93,7 @@ class PdfMaker:
 
 
 def _broke(future: Future[bytes]) -> bool:
-    return not future.cancelled() and isinstance(future.exception(), BrokenProcessPool)
+    return not future.cancelled() and isinstance(future.exception(), BrokenExecutor)
 
 
 def _exit_with_parent(parent: int) -> None:

@@ -45,8 +45,9 @@ from opsmetrics.reports.tables import ReportTable
 from opsmetrics.storage.base import Storage
 
 FORMATS = frozenset({"html", "pdf", "csv"})
-#: KPI sections computed at once (DuckDB reads use one cursor per thread).
-WORKERS = 4
+#: KPI sections computed at once (DuckDB reads use one cursor per thread). Two: on this
+#: machine's two cores four were no faster and held about 6 MB more at the peak (issue 18).
+WORKERS = 2
 #: Tables to show instead of the audience's own (reports/sections.py): (spec, slot_ms) → tables.
 TableSource = Callable[[ReportSpec, int], list[ReportTable]]
 #: A KPI section is reused this long by other reports of the same slot (one burst of reports),
@@ -137,6 +138,10 @@ def _render(
         return local_text(ms, tz)
 
     page = render_html(doc, lambda cid: svg_data_uri(charts[cid].svg), local)
+    if "pdf" in formats and pdfs.alone():
+        # A PDF made in place: the chart engine's memory goes back before WeasyPrint takes
+        # its ~50 MB (issue 18: a report peaks within 200 MB); a burst keeps it.
+        (ctx.renderer or shared_renderer()).release()
     pending = pdfs.submit(page) if "pdf" in formats else None  # the email is made meanwhile
     images = None
     email = ""
