@@ -121,8 +121,12 @@ class MetricMetadata:
 Scalar = str | int | float | bool | None
 
 
-class Event(msgspec.Struct, frozen=True):
-    """A business fact. `value` is numeric (money in minor units, a score…)."""
+class Event(msgspec.Struct, frozen=True, gc=False):
+    """A business fact. `value` is numeric (money in minor units, a score…).
+
+    Not tracked by the garbage collector (`gc=False`): its fields are strings, numbers and a
+    dict of scalars, so it can never be part of a reference cycle, and batches of millions
+    (a SQL source's pull, a backfill) no longer set off full collections."""
 
     name: str
     ts: int

@@ -5,9 +5,8 @@ Series are validated once, when first seen; known series skip straight to the wr
 
 from __future__ import annotations
 
+import math
 import re
-
-import numpy as np
 
 from opsmetrics.errors import BadDataError, LimitExceededError, OutOfBoundsError
 from opsmetrics.model import METRIC_NAME, Event, Int64Array, Labels, metric_name
@@ -99,7 +98,7 @@ def validate_event(event: Event, index: int, now_ms: int, limits: Limits) -> Non
             f"{where}.entity: longer than {limits.max_label_value_bytes} bytes",
             reason="invalid_event",
         )
-    if event.value is not None and not np.isfinite(event.value):
+    if event.value is not None and not math.isfinite(event.value):
         raise BadDataError(f"{where}.value: must be a finite number", reason="invalid_event")
     if event.ts > now_ms + limits.future_tolerance_ms:
         raise OutOfBoundsError(

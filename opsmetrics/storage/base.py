@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
+import msgspec
 import numpy as np
 
 from opsmetrics.model import (
@@ -70,9 +71,9 @@ DAY_MS = 86_400_000
 ROLLUP_WIDTHS_MS = (300_000, 3_600_000)
 
 
-@dataclass(frozen=True, slots=True)
-class StoredEvent:
-    """An event plus its idempotency key (from `id`, else from its content)."""
+class StoredEvent(msgspec.Struct, frozen=True, gc=False):
+    """An event plus its idempotency key (from `id`, else from its content); like `Event`,
+    never in a reference cycle, so not tracked by the garbage collector."""
 
     key: int
     event: Event
