@@ -233,28 +233,34 @@ def _smoothing_factors(args: list[Value], steps: int) -> tuple[Float64Array, Flo
     return sf, tf
 
 
-@register("double_exponential_smoothing", ("range", "scalar", "scalar"))
-def double_exponential_smoothing(args: list[Value], call: CallInfo, ctx: EvalContext) -> Value:
-    rv = range_arg(args, 0)
-    if not rv.labels:
-        return over_series(rv, lambda ts, v, lo, hi: (np.zeros(len(lo)), lo < 0))
-    sf, tf = _smoothing_factors(args, len(rv.window_end))
+def smoothing_windows(sf: Float64Array, tf: Float64Array) -> SeriesFunction:
+    """Holt's double exponential smoothing per window; the factors hold one value per step."""
 
     def per_series(ts: Int64Array, v: Float64Array, lo: Int64Array, hi: Int64Array) -> StepResult:
         matrix, mask = padded(v, lo, hi, 0.0)
         if matrix.shape[1] < 2:
             return np.zeros(len(lo)), _count(lo, hi) >= 2
+        s_row, t_row = np.resize(sf, len(lo)), np.resize(tf, len(lo))
         level_prev = np.zeros(len(lo))
         level = matrix[:, 0]
         trend = matrix[:, 1] - matrix[:, 0]
         for k in range(1, matrix.shape[1]):
             active = mask[:, k]
             if k > 1:
-                new_trend = tf * (level - level_prev) + (1 - tf) * trend
+                new_trend = t_row * (level - level_prev) + (1 - t_row) * trend
                 trend = np.where(active, new_trend, trend)
-            new_level = sf * matrix[:, k] + (1 - sf) * (level + trend)
+            new_level = s_row * matrix[:, k] + (1 - s_row) * (level + trend)
             level_prev = np.where(active, level, level_prev)
             level = np.where(active, new_level, level)
         return level, _count(lo, hi) >= 2
 
-    return over_series(rv, per_series)
+    return per_series
+
+
+@register("double_exponential_smoothing", ("range", "scalar", "scalar"))
+def double_exponential_smoothing(args: list[Value], call: CallInfo, ctx: EvalContext) -> Value:
+    rv = range_arg(args, 0)
+    if not rv.labels:
+        return over_series(rv, lambda ts, v, lo, hi: (np.zeros(len(lo)), lo < 0))
+    sf, tf = _smoothing_factors(args, len(rv.window_end))
+    return over_window_rows(rv, smoothing_windows(sf, tf))

@@ -8,12 +8,16 @@ from opsmetrics.model import Float64Array, Int64Array
 from opsmetrics.query.promql.functions._common import (
     StepResult,
     kahan_inc,
-    over_series,
     padded,
     range_arg,
     scalar_arg,
 )
-from opsmetrics.query.promql.functions.flat_windows import FlatWindows, over_chunks
+from opsmetrics.query.promql.functions.flat_windows import (
+    FlatWindows,
+    SeriesFunction,
+    over_chunks,
+    over_window_rows,
+)
 from opsmetrics.query.promql.values import (
     BoolArray,
     CallInfo,
@@ -169,31 +173,36 @@ def linear_regression(
     return slope, intercept
 
 
+def deriv_windows(ts: Int64Array, vals: Float64Array, lo: Int64Array, hi: Int64Array) -> StepResult:
+    ok = (hi - lo) >= 2
+    if len(vals) == 0:
+        return np.zeros(len(lo)), ok
+    origin = ts[np.minimum(lo, len(ts) - 1)]
+    slope, _ = linear_regression(ts, vals, lo, hi, origin)
+    return slope, ok
+
+
 @register("deriv", ("range",))
 def deriv(args: list[Value], call: CallInfo, ctx: EvalContext) -> Value:
+    return over_window_rows(range_arg(args, 0), deriv_windows)
+
+
+def predict_linear_windows(origin: Int64Array, duration: Float64Array) -> SeriesFunction:
+    """Windows' regression lines at origin + duration; both hold one value per step."""
+
     def per_series(
         ts: Int64Array, vals: Float64Array, lo: Int64Array, hi: Int64Array
     ) -> StepResult:
         ok = (hi - lo) >= 2
-        if len(vals) == 0:
-            return np.zeros(len(lo)), ok
-        origin = ts[np.minimum(lo, len(ts) - 1)]
-        slope, _ = linear_regression(ts, vals, lo, hi, origin)
-        return slope, ok
+        at = np.resize(origin, len(lo))
+        slope, intercept = linear_regression(ts, vals, lo, hi, at)
+        return slope * np.resize(duration, len(lo)) + intercept, ok
 
-    return over_series(range_arg(args, 0), per_series)
+    return per_series
 
 
 @register("predict_linear", ("range", "scalar"))
 def predict_linear(args: list[Value], call: CallInfo, ctx: EvalContext) -> Value:
     duration = scalar_arg(args, 1, len(ctx.steps))
     origin = np.asarray(ctx.steps, dtype=np.int64)
-
-    def per_series(
-        ts: Int64Array, vals: Float64Array, lo: Int64Array, hi: Int64Array
-    ) -> StepResult:
-        ok = (hi - lo) >= 2
-        slope, intercept = linear_regression(ts, vals, lo, hi, origin)
-        return slope * duration + intercept, ok
-
-    return over_series(range_arg(args, 0), per_series)
+    return over_window_rows(range_arg(args, 0), predict_linear_windows(origin, duration))
