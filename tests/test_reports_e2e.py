@@ -176,8 +176,11 @@ def _check_email(msg: EmailMessage, rcpt: list[str]) -> None:
     assert html.get_content_type() == "text/html"
     cids = {p["Content-ID"].strip("<>") for p in images}
     assert all(p.get_content_type() == "image/png" for p in images)
-    referenced = set(re.findall(r'cid:([^"\')\s]+)', html.get_content()))
+    markup = html.get_content()
+    referenced = set(re.findall(r'cid:([^"\')\s]+)', markup))
     assert referenced and referenced <= cids
+    # the stylesheet is on the elements (mail clients drop <style>): the h1's font size
+    assert "<style" not in markup and re.search(r'<h1 style="[^"]*font-size: 18pt', markup)
     assert [a.get_content_type() for a in attachments] == ["application/pdf"]
     assert attachments[0].get_content().startswith(b"%PDF")
     assert attachments[0].get_filename() == "board-2026-12-08-0900.pdf"

@@ -4,7 +4,8 @@ Every channel sends the same artefact with an identity derived from the slot, th
 attempt, so receivers can drop a repeat: email a `Message-ID` (`<report.{run}.{channel}@{domain
 of the sender}>`), webhooks an `Idempotency-Key` header (`{run}:{channel}`). Email is the MIME
 tree mail clients show best: mixed → alternative(text/plain, related(html, image/png parts
-with Content-ID)) + the PDF (and CSV) attached.
+with Content-ID)) + the PDF (and CSV) attached. The HTML's CSS is written onto its elements
+(`style="…"`; css-inline), since many mail clients drop a `<style>` block.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from email.message import EmailMessage
 from email.utils import format_datetime
 from typing import Any, Protocol
 
+import css_inline
 import httpx
 
 from opsmetrics.alerting.notifiers.base import DeliveryResult, classify
@@ -28,6 +30,10 @@ from opsmetrics.catalog.reports import ReportSpec
 from opsmetrics.durations import parse_duration_ms
 from opsmetrics.reports.rendered import RenderedReport
 from opsmetrics.storage.report_records import ReportRun
+
+#: The template's stylesheet inlined, the block dropped (its @page rules are the PDF's); never
+#: fetches anything.
+_EMAIL_CSS = css_inline.CSSInliner(keep_style_tags=False, load_remote_stylesheets=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +99,7 @@ def email_message(report: RenderedReport, out: Outgoing, sender: str) -> EmailMe
     msg["Message-ID"] = out.message_id
     msg["X-Opsmetrics-Report"] = f"{out.spec.name}; run={out.run.run_id}"
     msg.set_content(report.text)
-    msg.add_alternative(report.html_email, subtype="html")
+    msg.add_alternative(_EMAIL_CSS.inline(report.html_email), subtype="html")
     html_part = msg.get_body(("html",))
     assert html_part is not None
     for cid, png in report.images.items():
