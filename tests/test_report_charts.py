@@ -49,6 +49,19 @@ def test_trend_chart_has_ticks_target_bands_and_no_text_outlines(renderer: Chart
     assert outlined == []
 
 
+def test_a_line_of_more_points_than_pixels_is_sampled_and_a_short_one_is_not(
+    renderer: ChartRenderer,
+) -> None:
+    hourly = [[NOW - (5000 - i) * DAY // 24, 100.0 + (i % 24) * (i % 7)] for i in range(5000)]
+    nodes = []
+    for points in (hourly, hourly[-30:]):
+        payload = {**_trend(), "series": [{"name": "o", "label": "Orders", "points": points}]}
+        svg = renderer.render("trend", payload, 680, 210).svg
+        line = max(re.findall(r'<path d="([^"]*)"[^>]*stroke="#0072B2"', svg), key=len)
+        nodes.append(len(re.findall(r"[ML]", line)))
+    assert nodes[0] <= 2 * 680 and nodes[1] == 30  # one node a point below the chart's width
+
+
 def test_a_released_renderer_loads_echarts_again_for_the_next_chart(
     renderer: ChartRenderer,
 ) -> None:

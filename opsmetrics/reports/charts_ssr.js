@@ -21,6 +21,16 @@ function withoutTextBorders(node) {
   }
 }
 
+// A report's chart is about 680 px wide: a line of thousands of points prints as a blur, and
+// each path node costs WeasyPrint memory and time. ECharts samples a line only when it has
+// more points than pixels; LTTB keeps the peaks and dips an explanation may point at.
+function withSampledLines(option) {
+  const series = Array.isArray(option.series) ? option.series : option.series ? [option.series] : [];
+  for (const s of series) {
+    if (s && s.type === "line" && s.sampling === undefined) s.sampling = "lttb";
+  }
+}
+
 function optionBuilder(kind) {
   const name = `${kind}Option`;
   for (const exports of Object.values(__modules)) {
@@ -36,6 +46,7 @@ function renderChart(kind, payload, colors, width, height) {
   option.useUTC = true; // times arrive as the report's wall clock (charts_ssr.py)
   option.textStyle = Object.assign({ fontFamily: "DejaVu Sans, sans-serif" }, option.textStyle || {});
   withoutTextBorders(option);
+  withSampledLines(option);
   const chart = echarts.init(null, null, { renderer: "svg", ssr: true, width, height });
   try {
     chart.setOption(option);
