@@ -41,7 +41,7 @@ from aiosmtpd.controller import Controller
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import reports as reports_bench
-from bench.facts import machine_facts
+from bench.facts import machine_facts, write_section
 from bench.reports import SLOT
 from opsmetrics.clock import pause
 from tests.server import ServerProcess, free_port, wait_until
@@ -51,9 +51,8 @@ TEAMS = 10
 AUDIENCES = ("executive", "operations", "engineering")
 #: The server starts with its clock this long before the slot (it is ready in a few seconds).
 LEAD_MS = 25_000
-HEADING = "## Reports"
-SUBHEADING = "### 200 reports due in one minute"
-OLD_SENTENCE = "The 200-reports-in-one-minute figure is the scheduler's (docs/reports.md).\n"
+#: Its own section, after bench/reports.py's "## Reports" (which that script rewrites whole).
+HEADING = "Report bursts: 200 reports due in one minute"
 
 
 def kpi_yaml() -> str:
@@ -227,7 +226,7 @@ def section(results: list[dict[str, float]], count: int, facts: list[str]) -> st
     worst = {k: max(r[k] for r in results) for k in ("total_s", "p95_s", "rss_mb", "workers_mb")}
     once = all(r["exactly_once"] == 1.0 for r in results)
     lines = [
-        SUBHEADING,
+        f"## {HEADING}",
         "",
         f"`.venv/bin/python bench/report_burst.py` (median of {len(results)} runs, each a "
         f"fresh `opsmetrics serve`): {count} daily reports due at the same minute, each of "
@@ -259,27 +258,11 @@ def section(results: list[dict[str, float]], count: int, facts: list[str]) -> st
     return "\n".join(lines)
 
 
-def write_subsection(path: Path, part: str) -> None:
-    """Put `part` in BENCHMARKS.md's Reports section: in place of an earlier run's, or of
-    the sentence that stood for it, or at the section's end."""
-    text = path.read_text()
-    old = re.search(rf"^{re.escape(SUBHEADING)}\n.*?(?=^##|\Z)", text, re.S | re.M)
-    if old is not None:
-        text = text[: old.start()] + part + "\n" + text[old.end() :]
-    elif OLD_SENTENCE in text:
-        text = text.replace(OLD_SENTENCE, part, 1)
-    else:
-        end = re.search(rf"^{HEADING}\n.*?(?=^## |\Z)", text, re.S | re.M)
-        at = end.end() if end else len(text)
-        text = text[:at] + part + "\n" + text[at:]
-    path.write_text(text)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--reports", type=int, default=200)
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--out", type=Path, default=None, help="write the subsection here")
+    parser.add_argument("--out", type=Path, default=None, help="write the section here")
     args = parser.parse_args()
     facts = machine_facts(" (a shared machine)")
     results = []
@@ -292,7 +275,7 @@ def main() -> None:
     part = section(results, args.reports, facts)
     print(part)
     if args.out is not None:
-        write_subsection(args.out, part)
+        write_section(args.out, HEADING, part)
 
 
 if __name__ == "__main__":

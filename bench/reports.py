@@ -140,7 +140,7 @@ def section(results: list[dict[str, float]]) -> str:
         "",
         *machine_facts(" (a shared machine)"),
         "",
-        "The 200-reports-in-one-minute figure is the scheduler's (docs/reports.md).",
+        "Many reports due at once: the next section (bench/report_burst.py).",
         "",
     ]
     return "\n".join(lines)
