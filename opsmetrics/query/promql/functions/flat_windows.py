@@ -32,8 +32,9 @@ from opsmetrics.query.promql.functions.window_sums import (
 )
 from opsmetrics.query.promql.values import BoolArray, InstantVector, RangeVector, drop_name
 
-#: Windows per chunk of series (see `over_chunks`).
+#: Windows and samples per chunk of series (see `over_chunks`).
 CHUNK_CELLS = 16384
+CHUNK_SAMPLES = 65536
 #: Cells of padded window matrices (windows × longest window) per chunk in `over_window_rows`.
 PADDED_CELLS = 1 << 18
 #: Keys above this could overflow int64 in the offset search; such ranges search per series.
@@ -189,23 +190,20 @@ class SeriesPrefixSums(PrefixSums):
     with `FlatWindows.prefix_bounds`."""
 
     def __init__(self, fw: FlatWindows) -> None:
-        finite = np.isfinite(fw.values)
-        clean = np.where(finite, fw.values, 0.0)
-        self.sums = segmented_cumsum(clean, fw.offsets)
-        error = two_sum_errors(*_before_after(self.sums, fw), clean)
-        self.errors = segmented_cumsum(error, fw.offsets)
-        self.nonfinite = segmented_cumsum((~finite).astype(np.float64), fw.offsets)
-        self.magnitudes = segmented_cumsum(np.abs(clean), fw.offsets)
+        self.fw = fw
+        self._build(fw.values)
 
+    def _prefix(self, values: Float64Array) -> Float64Array:
+        return segmented_cumsum(values, self.fw.offsets)
 
-def _before_after(prefix: Float64Array, fw: FlatWindows) -> tuple[Float64Array, Float64Array]:
-    """For each sample, its series' prefix sum before and after it."""
-    lengths = np.diff(fw.offsets)
-    if lengths.min() == lengths.max():
-        grid = prefix.reshape(len(lengths), -1)
-        return grid[:, :-1].ravel(), grid[:, 1:].ravel()
-    after = np.arange(1, len(fw.values) + 1, dtype=np.int64) + fw.series_index
-    return prefix[after - 1], prefix[after]
+    def _errors(self, sums: Float64Array, clean: Float64Array) -> Float64Array:
+        lengths = np.diff(self.fw.offsets)
+        if lengths.min() == lengths.max():
+            grid = sums.reshape(len(lengths), -1)
+            rows = clean.reshape(len(lengths), -1)
+            return two_sum_errors(grid[:, :-1], grid[:, 1:], rows).ravel()
+        after = np.arange(1, len(clean) + 1, dtype=np.int64) + self.fw.series_index
+        return two_sum_errors(sums[after - 1], sums[after], clean)
 
 
 def window_sums(fw: FlatWindows) -> Float64Array:
@@ -234,13 +232,18 @@ ChunkFunction = Callable[["FlatWindows"], tuple[Float64Array, BoolArray]]
 
 
 def over_chunks(rv: RangeVector, fn: ChunkFunction, *, keep_name: bool = False) -> InstantVector:
-    """Run `fn` over the series of `rv` a chunk of about `CHUNK_CELLS` windows at a time."""
+    """Run `fn` over the series of `rv` a chunk (about `CHUNK_CELLS` windows and
+    `CHUNK_SAMPLES` samples) at a time."""
     steps = len(rv.window_end)
-    per_chunk = max(1, CHUNK_CELLS // max(steps, 1))
+    if steps == 0:
+        return InstantVector.empty(0)
+    lengths = np.array([len(t) for t in rv.ts], dtype=np.int64)
+    group = np.maximum(
+        np.arange(1, len(lengths) + 1) * steps // CHUNK_CELLS, np.cumsum(lengths) // CHUNK_SAMPLES
+    )
     values: list[Float64Array] = []
     present: list[BoolArray] = []
-    for first in range(0, len(rv.labels), per_chunk):
-        part = slice(first, first + per_chunk)
+    for part in _runs(group):
         fw = FlatWindows.of(
             RangeVector(rv.labels[part], rv.ts[part], rv.values[part], rv.range_ms, rv.window_end)
         )
@@ -268,29 +271,28 @@ def over_window_rows(
 ) -> InstantVector:
     """Run a one-series window function over chunks of series at once.
 
-    `fn` gets the flat samples of every series and the bounds of a chunk's windows, row after
+    `fn` gets the flat samples of a chunk's series and the bounds of its windows, row after
     row; a function that only indexes samples through its bounds (padded window matrices)
     needs no change. Step-wise arguments must be repeated per row (`np.resize(q, len(lo))`).
     """
-    fw = FlatWindows.of(rv)
-    steps = len(rv.window_end)
-    if len(fw.ts) == 0 or steps == 0:
-        return InstantVector.empty(steps)
-    values = np.zeros(fw.lo.shape)
-    present = np.zeros(fw.lo.shape, dtype=bool)
-    for rows in _row_groups(np.maximum(fw.counts.max(axis=1), 1) * steps, PADDED_CELLS):
-        lo, hi = fw.lo[rows], fw.hi[rows]
-        with np.errstate(all="ignore"):
+
+    def rows_of(fw: FlatWindows) -> tuple[Float64Array, BoolArray]:
+        values = np.zeros(fw.lo.shape)
+        present = np.zeros(fw.lo.shape, dtype=bool)
+        cells = np.maximum(fw.counts.max(axis=1), 1) * fw.lo.shape[1]
+        for rows in _runs(np.cumsum(cells) // PADDED_CELLS):
+            lo, hi = fw.lo[rows], fw.hi[rows]
             out, ok = fn(fw.ts, fw.values, lo.ravel(), hi.ravel())
-        values[rows] = np.reshape(out, lo.shape)
-        present[rows] = np.reshape(ok, lo.shape)
-    return assemble(rv.labels, values, present, keep_name=keep_name)
+            values[rows] = np.reshape(out, lo.shape)
+            present[rows] = np.reshape(ok, lo.shape)
+        return values, present
+
+    return over_chunks(rv, rows_of, keep_name=keep_name)
 
 
-def _row_groups(cost: Int64Array, budget: int) -> list[slice]:
-    """Consecutive rows cut into groups of about `budget` total cost (a costlier row alone)."""
-    group = np.cumsum(cost) // budget
-    cuts = [0, *(np.flatnonzero(np.diff(group)) + 1).tolist(), len(cost)]
+def _runs(group: Int64Array) -> list[slice]:
+    """Slices of the runs of equal values in a non-decreasing array of group numbers."""
+    cuts = [0, *(np.flatnonzero(np.diff(group)) + 1).tolist(), len(group)]
     return [slice(a, b) for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
 
 

@@ -29,13 +29,24 @@ class PrefixSums:
     """Running sum, running TwoSum error and running count of non-finite samples of a series."""
 
     def __init__(self, values: Float64Array) -> None:
+        self._build(values)
+
+    def _prefix(self, values: Float64Array) -> Float64Array:
+        """Running sums with a leading zero."""
+        prefix: Float64Array = np.concatenate(([0.0], np.cumsum(values)))
+        return prefix
+
+    def _errors(self, sums: Float64Array, clean: Float64Array) -> Float64Array:
+        """The TwoSum error of each addition that made `sums`."""
+        return two_sum_errors(sums[:-1], sums[1:], clean)
+
+    def _build(self, values: Float64Array) -> None:
         finite = np.isfinite(values)
-        clean = np.where(finite, values, 0.0)
-        self.sums = np.concatenate(([0.0], np.cumsum(clean)))
-        error = two_sum_errors(self.sums[:-1], self.sums[1:], clean)
-        self.errors = np.concatenate(([0.0], np.cumsum(error)))
-        self.nonfinite = np.concatenate(([0], np.cumsum(~finite)))
-        self.magnitudes = np.concatenate(([0.0], np.cumsum(np.abs(clean))))
+        self.clean = np.where(finite, values, 0.0)
+        self.sums = self._prefix(self.clean)
+        self.errors = self._prefix(self._errors(self.sums, self.clean))
+        self.nonfinite = None if finite.all() else self._prefix((~finite).astype(np.float64))
+        self.peak = float(np.abs(self.clean).max()) if self.clean.size else 0.0
 
     def window(
         self, lo: Int64Array, hi: Int64Array
@@ -44,9 +55,14 @@ class PrefixSums:
         with np.errstate(all="ignore"):
             total = self.sums[hi] - self.sums[lo]
             comp = self.errors[hi] - self.errors[lo]
-            # Below this no running sum inside the window can overflow, as it may in the loop.
-            small = (self.magnitudes[hi] - self.magnitudes[lo]) < _NO_OVERFLOW
-        ok = (self.nonfinite[hi] == self.nonfinite[lo]) & np.isfinite(total + comp) & small
+        ok = np.isfinite(total + comp)
+        if self.nonfinite is not None:
+            ok &= self.nonfinite[hi] == self.nonfinite[lo]
+        if lo.size and self.peak * int((hi - lo).max()) >= _NO_OVERFLOW:
+            # Below the bound no running sum inside a window can overflow, as it may in the loop.
+            magnitudes = self._prefix(np.abs(self.clean))
+            with np.errstate(all="ignore"):
+                ok &= (magnitudes[hi] - magnitudes[lo]) < _NO_OVERFLOW
         return total, comp, ok
 
 
