@@ -56,7 +56,7 @@ def _reset_corrections(fw: FlatWindows) -> Float64Array:
     vals = fw.values
     fell = np.concatenate(([False], vals[1:] < vals[:-1])) & ~fw.starts_series
     if not fell.any():
-        return np.zeros(fw.lo.shape)  # still added, so -0.0 becomes 0.0 as with resets
+        return np.zeros(fw.lo.shape)  # added all the same: -0.0 + 0.0 is 0.0, as before
     return fw.pair_sums(np.where(fell, np.concatenate(([0.0], vals[:-1])), 0.0))
 
 
