@@ -220,6 +220,35 @@ def test_subquery_steps_are_aligned(storage: DataStore) -> None:
     }
 
 
+def test_range_selectors_keep_label_order_and_drop_stale_markers(storage: DataStore) -> None:
+    # Ids go to z, a, s, m in that order, so the read (by id) and the range vector (by labels)
+    # disagree; each series loses its own stale markers, and one of nothing else is dropped.
+    _write(
+        storage,
+        [
+            ({"__name__": "order", "k": "z"}, [1 * M, 2 * M, 3 * M], [1, STALE_NAN, 3]),
+            ({"__name__": "order", "k": "a"}, [1 * M, 2 * M], [STALE_NAN, 20]),
+            ({"__name__": "order", "k": "s"}, [1 * M], [STALE_NAN]),
+            ({"__name__": "order", "k": "m"}, [2 * M, 3 * M], [200, 300]),
+        ],
+    )
+
+    def points(selector: str) -> list[tuple[str, list[int], list[float]]]:
+        got = evaluate_instant(storage, f"{selector}[10m]", 5 * M)
+        assert isinstance(got, RangeVector)
+        assert got.offsets.tolist() == [0, *np.cumsum([len(t) for t in got.ts]).tolist()]
+        return [
+            (dict(lab)["k"], t.tolist(), v.tolist())
+            for lab, t, v in zip(got.labels, got.ts, got.values, strict=True)
+        ]
+
+    m = ("m", [2 * M, 3 * M], [200, 300])
+    assert points("order") == [("a", [2 * M], [20]), m, ("z", [1 * M, 3 * M], [1, 3])]
+    assert points('order{k=~"a|s|m"}') == [("a", [2 * M], [20]), m]
+    assert points('order{k="m"}') == [m]
+    assert points('order{k="s"}') == []
+
+
 def test_duplicate_labelsets_are_an_error(storage: DataStore) -> None:
     both = '{__name__=~"http|http2", job="api", i="0"}'
     with pytest.raises(QueryError, match="same labelset"):

@@ -51,7 +51,7 @@ def rng(data: dict[str, tuple[Any, Any]], range_ms: int, ctx: EvalContext) -> Ra
     labels = [lab(k) for k in data]
     ts = [d[0] for d in data.values()]
     vals = [d[1] for d in data.values()]
-    return RangeVector(labels, ts, vals, range_ms, ctx.steps.copy())
+    return RangeVector.of_series(labels, ts, vals, range_ms, ctx.steps.copy())
 
 
 def lab(text: str) -> tuple[tuple[str, str], ...]:

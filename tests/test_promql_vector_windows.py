@@ -201,7 +201,7 @@ def range_vectors(draw: st.DrawFn) -> RangeVector:
     range_ms = draw(st.integers(1, 150_000))
     step = draw(st.integers(1, 60_000))
     window_end = draw(st.integers(-60_000, 400_000)) + step * np.arange(draw(st.integers(1, 12)))
-    return RangeVector(
+    return RangeVector.of_series(
         [labels[i] for i in order],
         [ts[i] for i in order],
         [vals[i] for i in order],
@@ -313,7 +313,7 @@ def test_segmented_cumsum_is_each_series_own_cumsum(rows: list[list[float]]) -> 
 def test_a_large_series_does_not_round_away_the_next_ones_small_values(name: str) -> None:
     # Running sums over the whole flat array would carry 1e16s into the second series' sums.
     ts = np.array([1_000, 2_000, 3_000, 4_000], dtype=np.int64)
-    rv = RangeVector(
+    rv = RangeVector.of_series(
         [(("job", "a"),), (("job", "b"),)],
         [ts, ts.copy()],
         [np.array([3e16, 1e16, 5e16, 2e16]), np.array([5.3, 0.1, 0.7, 0.2])],
@@ -325,7 +325,7 @@ def test_a_large_series_does_not_round_away_the_next_ones_small_values(name: str
 
 def test_timestamps_too_far_apart_for_offset_keys_search_per_series() -> None:
     far = np.array([-(2**61), 2**61], dtype=np.int64)
-    rv = RangeVector(
+    rv = RangeVector.of_series(
         [(("job", "a"),), (("job", "b"),)],
         [far, far.copy()],
         [np.array([1.0, 2.0]), np.array([3.0, 4.0])],
@@ -339,7 +339,7 @@ def test_timestamps_too_far_apart_for_offset_keys_search_per_series() -> None:
 
 @pytest.mark.parametrize("name", NAMES + PADDED)
 def test_a_range_vector_without_series_gives_an_empty_vector(name: str) -> None:
-    rv = RangeVector([], [], [], 60_000, np.array([0, 60_000], dtype=np.int64))
+    rv = RangeVector.empty(60_000, np.array([0, 60_000], dtype=np.int64))
     out = evaluate(name, rv)
     assert isinstance(out, InstantVector)
     assert len(out) == 0

@@ -12,6 +12,7 @@ import time
 import numpy as np
 import promql_parser as pp
 
+from opsmetrics.model import Int64Array
 from opsmetrics.query.promql.aggregation import REDUCERS, aggregate, quantile_reducer
 from opsmetrics.query.promql.aggregation_select import count_values, limit_ratio, limitk, topk
 from opsmetrics.query.promql.binary import binary
@@ -161,9 +162,8 @@ def _subquery(node: pp.SubqueryExpr, ctx: EvalContext) -> Value:
     range_ms = duration_field_ms(node, "range")
     step = duration_field_ms(node, "step") or DEFAULT_SUBQUERY_STEP_MS
     window_end = selector_times(node, ctx)
-    out = RangeVector([], [], [], range_ms, window_end)
     if len(window_end) == 0:
-        return out
+        return RangeVector.empty(range_ms, window_end)
     low = int(window_end.min()) - range_ms
     first = int(low / step) * step  # Go's integer division truncates toward zero
     if first <= low:
@@ -183,15 +183,24 @@ def _subquery(node: pp.SubqueryExpr, ctx: EvalContext) -> Value:
     )
     inner = evaluate(node.expr, inner_ctx) if len(inner_steps) else None
     ctx.samples_loaded = inner_ctx.samples_loaded
-    if isinstance(inner, InstantVector):
-        for labels, values, present in zip(inner.labels, inner.values, inner.present, strict=True):
-            if present.any():
-                out.labels.append(labels)
-                out.ts.append(inner_steps[present])
-                out.values.append(values[present])
-    elif inner is not None:
+    if inner is None:
+        return RangeVector.empty(range_ms, window_end)
+    if not isinstance(inner, InstantVector):
         raise QueryError("subquery is only allowed on instant vector")
-    return out
+    return _as_range(inner, inner_steps, range_ms, window_end)
+
+
+def _as_range(
+    vec: InstantVector, steps: Int64Array, range_ms: int, window_end: Int64Array
+) -> RangeVector:
+    """Each series' values at the steps where it has one, series after series."""
+    counts = vec.present.sum(axis=1)
+    rows = np.flatnonzero(counts > 0)
+    offsets = np.concatenate(([0], np.cumsum(counts[rows]))).astype(np.int64)
+    ts = np.broadcast_to(steps, vec.present.shape)[vec.present].astype(np.int64)
+    values = vec.values[vec.present].astype(np.float64)
+    labels = [vec.labels[i] for i in rows.tolist()]
+    return RangeVector(labels, ts, values, offsets, range_ms, window_end)
 
 
 def _aggregate(node: pp.AggregateExpr, ctx: EvalContext) -> Value:

@@ -1,7 +1,7 @@
 """Series selectors: instant vectors (lookback, staleness) and range vectors (left-open windows).
 
-Both read every series' samples for all steps in one storage call, then work per series on
-whole arrays of timestamps.
+Both read every series' samples for all steps in one storage call. An instant selector then
+works per series on whole arrays of timestamps; a range selector keeps the read's flat arrays.
 """
 
 from __future__ import annotations
@@ -17,7 +17,13 @@ from opsmetrics.query.promql.nodes import (
     matcher_groups,
     offset_ms,
 )
-from opsmetrics.query.promql.values import EvalContext, InstantVector, RangeVector
+from opsmetrics.query.promql.values import (
+    ArrayT,
+    BoolArray,
+    EvalContext,
+    InstantVector,
+    RangeVector,
+)
 
 
 def selector_times(node: TimedNode, ctx: EvalContext) -> Int64Array:
@@ -89,7 +95,7 @@ def range_selector(node: pp.MatrixSelector, ctx: EvalContext) -> RangeVector:
     range_ms = duration_field_ms(node, "range")
     window_end = selector_times(vs, ctx)
     if len(window_end) == 0:
-        return RangeVector([], [], [], range_ms, window_end)
+        return RangeVector.empty(range_ms, window_end)
     start, end = int(window_end.min()) - range_ms + 1, int(window_end.max())
     series, rows, bounds = _load(vs, ctx, start, end)
     return _range_vector(series, rows, bounds, range_ms, window_end)
@@ -101,7 +107,7 @@ def raw_range(
     """The range vector of the given series (sorted by labels) for windows ending at
     `window_end`, read from the raw samples."""
     if len(window_end) == 0 or not series:
-        return RangeVector([], [], [], range_ms, window_end)
+        return RangeVector.empty(range_ms, window_end)
     start, end = int(window_end.min()) - range_ms + 1, int(window_end.max())
     rows = ctx.storage.read_samples([s.id for s in series], start, end)
     ctx.count_samples(len(rows.ts))
@@ -118,14 +124,40 @@ def _range_vector(
     range_ms: int,
     window_end: Int64Array,
 ) -> RangeVector:
-    out = RangeVector([], [], [], range_ms, window_end)
-    for i, s in enumerate(series):
-        ts = rows.ts[bounds[0, i] : bounds[1, i]]
-        vals = rows.values[bounds[0, i] : bounds[1, i]]
-        keep = ~is_stale(vals)
-        if not keep.any():
-            continue
-        out.labels.append(s.labels)
-        out.ts.append(ts[keep])
-        out.values.append(vals[keep])
+    """The read's samples without stale markers, end to end in `series` order; series left
+    with no sample are dropped."""
+    keep = ~is_stale(rows.values)
+    kept_before = np.concatenate(([0], np.cumsum(keep)))
+    counts = kept_before[bounds[1]] - kept_before[bounds[0]]
+    present = np.flatnonzero(counts > 0)
+    if present.size == 0:
+        return RangeVector.empty(range_ms, window_end)
+    offsets = np.concatenate(([0], np.cumsum(counts[present]))).astype(np.int64)
+    take = _kept_rows(keep, kept_before[bounds[0, present]], offsets)
+    ts = _read_only(np.asarray(rows.ts, dtype=np.int64), take)
+    values = _read_only(np.asarray(rows.values, dtype=np.float64), take)
+    labels = [series[i].labels for i in present.tolist()]
+    return RangeVector(labels, ts, values, offsets, range_ms, window_end)
+
+
+def _kept_rows(
+    keep: BoolArray, first_kept: Int64Array, offsets: Int64Array
+) -> slice | BoolArray | Int64Array:
+    """What to index the read with: series i's kept rows, `first_kept[i]`-th kept row on,
+    land at offsets[i]:offsets[i + 1]. The read is sorted by series id, the range vector by
+    labels; where both orders agree, a mask (or nothing) suffices."""
+    total = int(offsets[-1])
+    starts = offsets[:-1]
+    if total == int(keep.sum()) and np.array_equal(first_kept, starts):
+        return slice(None) if total == len(keep) else keep
+    shift = np.repeat(first_kept - starts, np.diff(offsets))
+    kept_index: Int64Array = np.flatnonzero(keep)[np.arange(total, dtype=np.int64) + shift]
+    return kept_index
+
+
+def _read_only(column: ArrayT, take: slice | BoolArray | Int64Array) -> ArrayT:
+    """`column[take]`, not writable: where it is the read itself the storage may own it."""
+    out: ArrayT = column[take]
+    out = out.view()
+    out.flags.writeable = False
     return out

@@ -7,8 +7,9 @@ An instant query is a range query with one step. Every value holds a column per 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -19,6 +20,7 @@ from opsmetrics.model import METRIC_NAME, Float64Array, Int64Array, Labels
 from opsmetrics.query.promql.reads import SeriesReader
 
 BoolArray = npt.NDArray[np.bool_]
+ArrayT = TypeVar("ArrayT", Int64Array, Float64Array)
 LOOKBACK_MS = 5 * 60_000
 
 
@@ -67,19 +69,104 @@ class InstantVector:
         return len(self.labels)
 
 
+class SeriesViews(Sequence[ArrayT]):
+    """Item i is series i's part of a flat array, `flat[offsets[i]:offsets[i + 1]]`: a view,
+    made when asked for, so a range vector need not hold one array per series."""
+
+    __slots__ = ("_flat", "_offsets")
+    _flat: ArrayT
+    _offsets: Int64Array
+
+    def __init__(self, flat: ArrayT, offsets: Int64Array) -> None:
+        self._flat = flat
+        self._offsets = offsets
+
+    def __len__(self) -> int:
+        return len(self._offsets) - 1
+
+    @overload
+    def __getitem__(self, i: int) -> ArrayT: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[ArrayT]: ...
+
+    def __getitem__(self, i: int | slice) -> ArrayT | list[ArrayT]:
+        if isinstance(i, slice):
+            return [self[k] for k in range(len(self))[i]]
+        if not -len(self) <= i < len(self):
+            raise IndexError("series index out of range")
+        i %= len(self)
+        part: ArrayT = self._flat[int(self._offsets[i]) : int(self._offsets[i + 1])]
+        return part
+
+    def __iter__(self) -> Iterator[ArrayT]:
+        return (self[i] for i in range(len(self)))
+
+
 @dataclass(slots=True)
 class RangeVector:
     """A matrix selector or subquery: raw points per series and a window per step.
 
-    The window of step j is (window_end[j] - range_ms, window_end[j]] (left-open), where
-    window_end already includes `offset` and `@`. Stale markers are already removed.
+    The points of all series lie end to end in `flat_ts`/`flat_values`; series i owns
+    offsets[i]:offsets[i + 1] (`ts[i]`/`values[i]` are views of that part). The window of
+    step j is (window_end[j] - range_ms, window_end[j]] (left-open), where window_end already
+    includes `offset` and `@`. Stale markers are already removed.
     """
 
     labels: list[Labels]
-    ts: list[Int64Array]
-    values: list[Float64Array]
+    flat_ts: Int64Array
+    flat_values: Float64Array
+    offsets: Int64Array  # shape (series + 1,)
     range_ms: int
     window_end: Int64Array  # shape (steps,)
+
+    @staticmethod
+    def empty(range_ms: int, window_end: Int64Array) -> RangeVector:
+        none = np.zeros(0, dtype=np.int64)
+        return RangeVector([], none, np.zeros(0), np.zeros(1, np.int64), range_ms, window_end)
+
+    @staticmethod
+    def of_series(
+        labels: list[Labels],
+        ts: Sequence[Int64Array],
+        values: Sequence[Float64Array],
+        range_ms: int,
+        window_end: Int64Array,
+    ) -> RangeVector:
+        """A range vector of one array of timestamps and one of values per series."""
+        if not labels:
+            return RangeVector.empty(range_ms, window_end)
+        lengths = np.array([len(t) for t in ts], dtype=np.int64)
+        return RangeVector(
+            labels,
+            np.concatenate(ts).astype(np.int64),
+            np.concatenate(values).astype(np.float64),
+            np.concatenate(([0], np.cumsum(lengths))).astype(np.int64),
+            range_ms,
+            window_end,
+        )
+
+    @property
+    def ts(self) -> SeriesViews[Int64Array]:
+        return SeriesViews(self.flat_ts, self.offsets)
+
+    @property
+    def values(self) -> SeriesViews[Float64Array]:
+        return SeriesViews(self.flat_values, self.offsets)
+
+    def series_slice(self, part: slice) -> RangeVector:
+        """Series `part` (a slice without a step) as a range vector of views, not copies."""
+        start, stop, _ = part.indices(len(self.labels))
+        stop = max(start, stop)
+        lo, hi = int(self.offsets[start]), int(self.offsets[stop])
+        return RangeVector(
+            self.labels[start:stop],
+            self.flat_ts[lo:hi],
+            self.flat_values[lo:hi],
+            self.offsets[start : stop + 1] - lo,
+            self.range_ms,
+            self.window_end,
+        )
 
     def bounds(self, i: int) -> tuple[Int64Array, Int64Array]:
         """For series i: index of the first and one past the last point in each step's window."""

@@ -60,12 +60,11 @@ class FlatWindows:
 
     @staticmethod
     def of(rv: RangeVector) -> FlatWindows:
-        lengths = np.array([len(t) for t in rv.ts], dtype=np.int64)
-        offsets = np.concatenate(([0], np.cumsum(lengths))).astype(np.int64)
-        ts = np.concatenate(rv.ts).astype(np.int64) if rv.ts else np.zeros(0, np.int64)
-        values = np.concatenate(rv.values).astype(np.float64) if rv.values else np.zeros(0)
+        ts, offsets = rv.flat_ts, rv.offsets
         lo, hi = _bounds(rv, ts, offsets)
-        return FlatWindows(rv.labels, ts, values, offsets, lo, hi, rv.window_end, rv.range_ms)
+        return FlatWindows(
+            rv.labels, ts, rv.flat_values, offsets, lo, hi, rv.window_end, rv.range_ms
+        )
 
     @property
     def counts(self) -> Int64Array:
@@ -237,16 +236,13 @@ def over_chunks(rv: RangeVector, fn: ChunkFunction, *, keep_name: bool = False) 
     steps = len(rv.window_end)
     if steps == 0:
         return InstantVector.empty(0)
-    lengths = np.array([len(t) for t in rv.ts], dtype=np.int64)
     group = np.maximum(
-        np.arange(1, len(lengths) + 1) * steps // CHUNK_CELLS, np.cumsum(lengths) // CHUNK_SAMPLES
+        np.arange(1, len(rv.labels) + 1) * steps // CHUNK_CELLS, rv.offsets[1:] // CHUNK_SAMPLES
     )
     values: list[Float64Array] = []
     present: list[BoolArray] = []
     for part in _runs(group):
-        fw = FlatWindows.of(
-            RangeVector(rv.labels[part], rv.ts[part], rv.values[part], rv.range_ms, rv.window_end)
-        )
+        fw = FlatWindows.of(rv.series_slice(part))
         if len(fw.ts) == 0:
             values.append(np.zeros(fw.lo.shape))
             present.append(np.zeros(fw.lo.shape, dtype=bool))
