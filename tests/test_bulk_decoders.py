@@ -1,5 +1,6 @@
-"""The bulk decoders (OTLP gauge/sum points in numpy, JSON samples in typed structs) give
-exactly the samples, rejects and errors of the one-at-a-time decoders they replace."""
+"""The bulk decoders (OTLP gauge/sum points in numpy, histograms and summaries a metric at a
+time, JSON samples in typed structs) give exactly the samples, rejects and errors of the
+one-at-a-time decoders they replace."""
 
 from __future__ import annotations
 
@@ -89,25 +90,103 @@ def metric(draw: st.DrawFn) -> otlp.Metric:
     return m
 
 
+# Few attribute sets, bounds and quantiles, so that points share series and row shapes.
+attributes = st.one_of(
+    st.sampled_from([[], [KeyValue(key="host", value=AnyValue(string_value="h1"))]]),
+    st.lists(attribute, max_size=2),
+)
+bounds = st.one_of(
+    st.sampled_from([[], [1.0], [0.0, 1.0, math.inf], [-0.0, 2.5], [-math.inf, 0.5, 1.0]]),
+    st.sampled_from([[1.0, 0.5], [math.nan], [1.0, 1.0], [0.5, math.nan]]),  # some refused
+)
+bucket_count = st.sampled_from([0, 1, 7, 3, 2**63, 2**64 - 1])  # some add up past 2**64
+point_time = st.sampled_from([0, 999_999, NOW * 10**6, 2**64 - 1])
+point_flags = st.sampled_from([0, 1, 2, 3])
+
+
 @st.composite
-def export(draw: st.DrawFn) -> bytes:
+def histogram_point(draw: st.DrawFn) -> otlp.HistogramDataPoint:
+    drawn = draw(bounds)
+    size = len(drawn) + 1 if draw(st.integers(0, 4)) else draw(st.integers(0, 3))
+    point = otlp.HistogramDataPoint(
+        attributes=draw(attributes),
+        time_unix_nano=draw(point_time),
+        flags=draw(point_flags),
+        count=draw(bucket_count),
+        explicit_bounds=drawn,
+        bucket_counts=draw(st.lists(bucket_count, min_size=size, max_size=size)),
+    )
+    if draw(st.booleans()):
+        point.sum = draw(st.floats(allow_nan=True))
+    return point
+
+
+@st.composite
+def summary_point(draw: st.DrawFn) -> otlp.SummaryDataPoint:
+    point = otlp.SummaryDataPoint(
+        attributes=draw(attributes),
+        time_unix_nano=draw(point_time),
+        flags=draw(point_flags),
+        count=draw(bucket_count),
+        sum=draw(st.floats(allow_nan=True)),
+    )
+    quantiles = [[], [0.5], [0.0, 0.5, 0.99], [-0.0], [math.nan, 1.0]]
+    for quantile in draw(st.sampled_from(quantiles)):
+        point.quantile_values.add(quantile=quantile, value=draw(st.floats(allow_nan=True)))
+    return point
+
+
+@st.composite
+def distribution(draw: st.DrawFn) -> otlp.Metric:
+    m = otlp.Metric(name=draw(st.sampled_from(["latency", "", "latency_sum"])), unit="s")
+    if draw(st.booleans()):
+        m.histogram.data_points.extend(draw(st.lists(histogram_point(), max_size=6)))
+        m.histogram.aggregation_temporality = draw(st.sampled_from([0, 1, 1, 2]))
+    else:
+        m.summary.data_points.extend(draw(st.lists(summary_point(), max_size=6)))
+    return m
+
+
+@st.composite
+def export(draw: st.DrawFn, metrics: st.SearchStrategy[otlp.Metric] | None = None) -> bytes:
     request = ExportMetricsServiceRequest()
     for _ in range(draw(st.integers(1, 3))):
         rm = request.resource_metrics.add()
         service = draw(st.sampled_from(["", "api", "web"]))
         if service:
             rm.resource.attributes.add(key="service.name", value=AnyValue(string_value=service))
-        rm.scope_metrics.add().metrics.extend(draw(st.lists(metric(), max_size=4)))
+        drawn = draw(st.lists(metric() if metrics is None else metrics, max_size=4))
+        rm.scope_metrics.add().metrics.extend(drawn)
     return request.SerializeToString()
 
 
 @SETTINGS
-@given(export())
+@given(export(st.one_of(metric(), distribution(), distribution())))
 def test_otlp_bulk_equals_point_by_point(body: bytes) -> None:
     request = view.ExportView.FromString(body)
     cache = SeriesCache()
     same(convert(request, cache), convert_plain(request))
     same(convert(request, cache), convert_plain(request))  # the second time from the cache
+
+
+def test_otlp_histograms_in_bulk_cache_each_row_series() -> None:
+    request = ExportMetricsServiceRequest()
+    metrics = request.resource_metrics.add().scope_metrics.add().metrics
+    # Counts that add up past 2**64 send their metric point by point, with the same result.
+    for name, counts in (("h", [1, 2, 3]), ("big", [2**64 - 1, 2**64 - 1, 0])):
+        m = metrics.add(name=name, histogram=otlp.Histogram(aggregation_temporality=2))
+        for when in (NOW, NOW + 1):
+            point = m.histogram.data_points.add(time_unix_nano=when * 10**6, count=9)
+            point.explicit_bounds.extend([1.0, 2.0])
+            point.bucket_counts.extend(counts)
+    parsed = view.ExportView.FromString(request.SerializeToString())
+    cache = SeriesCache()
+    result = convert(parsed, cache)
+    same(result, convert_plain(parsed))
+    assert len(cache) == 1 and len(result.samples.series) == 8  # one shape of h's; 4 rows a metric
+    assert result.samples.values[-4:-2].tolist() == [float(2**64 - 1), float(2 * (2**64 - 1))]
+    again = convert(view.ExportView.FromString(request.SerializeToString()), cache)
+    assert again.samples.series == result.samples.series and len(cache) == 1
 
 
 def test_otlp_bulk_path_is_taken_and_keys_series_by_attribute_bytes() -> None:

@@ -10,12 +10,14 @@ are not stored are counted, with reasons, for the OTLP partial_success answer.
 
 The request is read as otlp_view messages: a data point's attributes stay undecoded bytes and
 serve as the key under which its series is found again, so attributes are decoded once per
-series and request rather than once per point.
+series and request rather than once per point. Gauge and sum points are read in bulk by
+otlp_numbers, histograms and summaries by otlp_histograms; `convert_plain` maps every point one
+at a time, as the fallback and the test oracle.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from google.protobuf.message import DecodeError
@@ -23,6 +25,16 @@ from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 from opentelemetry.proto.metrics.v1 import metrics_pb2 as otlp
 
 from opsmetrics.errors import BadDataError
+from opsmetrics.ingest.otlp_histograms import (
+    MISMATCH,
+    UNORDERED,
+    Attributes,
+    Extra,
+    Shape,
+    Sink,
+    add_histograms,
+    add_summaries,
+)
 from opsmetrics.ingest.otlp_names import (
     attribute_value,
     format_float,
@@ -31,7 +43,13 @@ from opsmetrics.ingest.otlp_names import (
     prometheus_unit,
     sanitize_metric_name,
 )
-from opsmetrics.ingest.otlp_numbers import NumberPoints, SeriesCache, Target, add_numbers
+from opsmetrics.ingest.otlp_numbers import (
+    NO_TIME,
+    NumberPoints,
+    SeriesCache,
+    Target,
+    add_numbers,
+)
 from opsmetrics.ingest.otlp_rows import Rejects, Rows
 from opsmetrics.ingest.proto import otlp_view_pb2 as view
 from opsmetrics.model import (
@@ -50,8 +68,8 @@ UNSPECIFIED = otlp.AggregationTemporality.AGGREGATION_TEMPORALITY_UNSPECIFIED
 TARGET_INFO = "target_info"
 _IDENTITY_ATTRIBUTES = ("service.name", "service.namespace", "service.instance.id")
 
-Attributes = tuple[bytes, ...]  # a data point's KeyValue messages, undecoded
-Extra = tuple[str, str] | None  # the `le` or `quantile` label of a row
+HistogramPoints = Sequence[view.HistogramPointView]
+SummaryPoints = Sequence[view.SummaryPointView]
 Row = tuple[str, Extra, float]  # name suffix, extra label, value
 Point = view.NumberPointView | view.HistogramPointView | view.SummaryPointView
 _Attribute = tuple[str, str, str]  # key, label name, value
@@ -73,7 +91,10 @@ def convert(request: view.ExportView, cache: SeriesCache | None = None) -> Conve
 
 def convert_plain(request: view.ExportView) -> Converted:
     """The same mapping one point at a time: the bulk reader's fallback and test oracle."""
-    return _convert(request, None, SeriesCache())
+    converter = _PointByPoint(None, SeriesCache())
+    for number, resource_metrics in enumerate(request.resource_metrics):
+        converter.resource(number, resource_metrics)
+    return converter.finish()
 
 
 def _convert(
@@ -129,11 +150,9 @@ def _number(point: view.NumberPointView) -> float | None:
 def _histogram_problem(point: view.HistogramPointView) -> str | None:
     bounds, counts = point.explicit_bounds, point.bucket_counts
     if (bounds or counts) and len(counts) != len(bounds) + 1:
-        return (
-            "histogram points whose bucket_counts do not have one entry more than explicit_bounds"
-        )
+        return MISMATCH
     if any(not a < b for a, b in zip(bounds, bounds[1:], strict=False)):
-        return "histogram points whose explicit_bounds are not strictly increasing"
+        return UNORDERED
     return None
 
 
@@ -260,28 +279,49 @@ class _Converter:
         unit = prometheus_unit(metric.unit, gauge=False)
         name = metric_name(metric.name, unit, counter=False)
         target = self.deltas if data.aggregation_temporality == DELTA else self.samples
-        latest = 0
-        for point in data.data_points:
-            problem = _histogram_problem(point)
-            if problem is not None:
-                self.rejects.add(1, problem, metric)
-            elif self._accept(point, metric):
-                latest = max(latest, self._rows(name, _histogram_rows(point), point, target))
+        latest = self._histogram_points(name, metric, data.data_points, target)
         return self._done(latest, name, MetricType.HISTOGRAM, metric, unit)
 
     def _summary(self, metric: view.MetricView) -> int:
         unit = prometheus_unit(metric.unit, gauge=False)
         name = metric_name(metric.name, unit, counter=False)
+        latest = self._summary_points(name, metric, metric.summary.data_points)
+        return self._done(latest, name, MetricType.SUMMARY, metric, unit)
+
+    def _histogram_points(
+        self, name: str, metric: view.MetricView, points: HistogramPoints, target: Rows
+    ) -> int:
+        sink = Sink(target, self.samples, self._resource, self._shape_series)
+        latest = add_histograms(points, name, metric, sink, self.rejects)
+        return self._histogram_each(name, metric, points, target) if latest is None else latest
+
+    def _summary_points(self, name: str, metric: view.MetricView, points: SummaryPoints) -> int:
+        sink = Sink(self.samples, self.samples, self._resource, self._shape_series)
+        return add_summaries(points, name, metric, sink, self.rejects)
+
+    def _histogram_each(
+        self, name: str, metric: view.MetricView, points: HistogramPoints, target: Rows
+    ) -> int:
         latest = 0
-        for point in metric.summary.data_points:
+        for point in points:
+            problem = _histogram_problem(point)
+            if problem is not None:
+                self.rejects.add(1, problem, metric)
+            elif self._accept(point, metric):
+                latest = max(latest, self._rows(name, _histogram_rows(point), point, target))
+        return latest
+
+    def _summary_each(self, name: str, metric: view.MetricView, points: SummaryPoints) -> int:
+        latest = 0
+        for point in points:
             if self._accept(point, metric):
                 latest = max(latest, self._rows(name, _summary_rows(point), point, self.samples))
-        return self._done(latest, name, MetricType.SUMMARY, metric, unit)
+        return latest
 
     def _accept(self, point: Point, metric: view.MetricView) -> bool:
         if point.time_unix_nano:
             return True
-        self.rejects.add(1, "points without time_unix_nano", metric)
+        self.rejects.add(1, NO_TIME, metric)
         return False
 
     def _rows(self, name: str, rows: list[Row], point: Point, target: Rows) -> int:
@@ -304,6 +344,18 @@ class _Converter:
             labels = self._attributes[attributes] = _joined(map(self._attribute, attributes))
         own = dict([extra]) if extra else {}
         return make_labels({**labels, **self._identity, **own, METRIC_NAME: name})
+
+    def _shape_series(
+        self, name: str, key: bytes, shape: Shape, attributes: Attributes
+    ) -> list[Labels]:
+        """The series of a histogram or summary point's rows, by its bounds or quantiles
+        (`key`, the bits behind `shape`) and attribute messages."""
+        found_key = (name, key, tuple(self._identity.items()), attributes)
+        labels = self._cache.get_rows(found_key)
+        if labels is None:
+            labels = [self._series(name + suffix, extra, attributes) for suffix, extra in shape]
+            self._cache.put_rows(found_key, labels)
+        return labels
 
     def _series_of(self, name: str, attributes: bytes) -> Labels:
         """A series from the raw run of its point's attribute fields (otlp_numbers)."""
@@ -335,3 +387,15 @@ class _Converter:
 
     def _family(self, name: str, kind: MetricType, help_text: str, unit: str) -> None:
         self.metadata.setdefault(name, MetricMetadata(name, kind, help_text, unit))
+
+
+class _PointByPoint(_Converter):
+    """Histograms and summaries one point at a time (gauges and sums too: no NumberPoints)."""
+
+    def _histogram_points(
+        self, name: str, metric: view.MetricView, points: HistogramPoints, target: Rows
+    ) -> int:
+        return self._histogram_each(name, metric, points, target)
+
+    def _summary_points(self, name: str, metric: view.MetricView, points: SummaryPoints) -> int:
+        return self._summary_each(name, metric, points)

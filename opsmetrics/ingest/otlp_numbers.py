@@ -8,7 +8,7 @@ bytes of its attributes, so its labels are built once per series and request.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from itertools import compress
 
@@ -23,28 +23,42 @@ from opsmetrics.model import STALE_NAN_BITS, Float64Array, Int32Array, Int64Arra
 BoolArray = npt.NDArray[np.bool_]
 
 NO_RECORDED_VALUE = 1
+NO_TIME = "points without time_unix_nano"
 #: The labels of a series from its metric name and its attributes' raw bytes.
 SeriesOf = Callable[[str, bytes], Labels]
 
 
 class SeriesCache:
-    """Labels by (metric name, job and instance, raw attributes), shared by the requests of
-    one app: an exporter repeats its series every export. Starts over at `limit` entries."""
+    """Labels by (metric name, job and instance, raw attributes), and the labels of all rows of
+    a histogram or summary point by (name, its bounds or quantiles, job and instance,
+    attributes), shared by the requests of one app: an exporter repeats its series every
+    export. Starts over at `limit` entries."""
 
     def __init__(self, limit: int = 200_000) -> None:
-        self._found: dict[tuple[str, tuple[tuple[str, str], ...], bytes], Labels] = {}
+        self._found: dict[Hashable, Labels] = {}
+        self._rows: dict[Hashable, list[Labels]] = {}
         self._limit = limit
 
     def __len__(self) -> int:
-        return len(self._found)
+        return len(self._found) + len(self._rows)
 
-    def get(self, key: tuple[str, tuple[tuple[str, str], ...], bytes]) -> Labels | None:
+    def get(self, key: Hashable) -> Labels | None:
         return self._found.get(key)
 
-    def put(self, key: tuple[str, tuple[tuple[str, str], ...], bytes], labels: Labels) -> None:
-        if len(self._found) >= self._limit:
-            self._found = {}
+    def put(self, key: Hashable, labels: Labels) -> None:
+        self._make_room()
         self._found[key] = labels
+
+    def get_rows(self, key: Hashable) -> list[Labels] | None:
+        return self._rows.get(key)
+
+    def put_rows(self, key: Hashable, labels: list[Labels]) -> None:
+        self._make_room()
+        self._rows[key] = labels
+
+    def _make_room(self) -> None:
+        if len(self) >= self._limit:
+            self._found, self._rows = {}, {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,14 +161,17 @@ def _extend(
 def _reject(
     rejects: Rejects, metric: view.MetricView, no_value: BoolArray, no_time: BoolArray
 ) -> None:
-    """Both reasons, in the order their first point comes (the message lists them so)."""
-    reasons = [
-        (int(np.argmax(mask)), int(mask.sum()), reason)
-        for mask, reason in (
-            (no_value, "points without a value"),
-            (no_time, "points without time_unix_nano"),
-        )
-        if mask.any()
+    reasons = [(no_value, "points without a value"), (no_time, NO_TIME)]
+    reject_in_order(rejects, metric, reasons)
+
+
+def reject_in_order(
+    rejects: Rejects, metric: view.MetricView, reasons: list[tuple[BoolArray, str]]
+) -> None:
+    """Each reason's points, in the order their first point comes (the message lists them
+    so); the masks are disjoint."""
+    found = [
+        (int(np.argmax(mask)), int(mask.sum()), reason) for mask, reason in reasons if mask.any()
     ]
-    for _, count, reason in sorted(reasons):
+    for _, count, reason in sorted(found):
         rejects.add(count, reason, metric)
