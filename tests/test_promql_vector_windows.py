@@ -260,6 +260,30 @@ def test_quantile_over_time_equals_the_per_series_path(rv: RangeVector, qs: list
     assert_identical(got, outcome(lambda: over_series(rv, ot.quantile_windows(q))))
 
 
+def stored_shuffled(rv: RangeVector, order: list[int]) -> RangeVector:
+    """`rv` with its series stored in another order (`order[k]` is stored series k), as a
+    selector keeps a read sorted by series id."""
+    ts, values = [rv.ts[i] for i in order], [rv.values[i] for i in order]
+    flat = RangeVector.of_series([rv.labels[i] for i in order], ts, values, 0, rv.window_end)
+    stored = np.empty(len(order), dtype=np.int64)
+    stored[order] = np.arange(len(order), dtype=np.int64)
+    return RangeVector(
+        rv.labels, flat.flat_ts, flat.flat_values, flat.offsets, stored, rv.range_ms, rv.window_end
+    )
+
+
+@settings(max_examples=200, deadline=None)
+@given(range_vectors(), st.sampled_from(NAMES + PADDED), st.randoms(use_true_random=False))
+def test_the_stored_order_of_series_does_not_change_results(
+    rv: RangeVector, name: str, rand: Any
+) -> None:
+    order = list(range(len(rv.labels)))
+    rand.shuffle(order)
+    shuffled = stored_shuffled(rv, order)
+    assert [t.tolist() for t in shuffled.ts] == [t.tolist() for t in rv.ts]
+    assert_identical(evaluate(name, shuffled), evaluate(name, rv))
+
+
 def run_both(name: str, args: list[Value], per_series: PerSeries) -> None:
     """`name` on args (a range vector first) against `over_series` of its per-series code."""
     rv = cast(RangeVector, args[0])

@@ -200,7 +200,8 @@ def _as_range(
     ts = np.broadcast_to(steps, vec.present.shape)[vec.present].astype(np.int64)
     values = vec.values[vec.present].astype(np.float64)
     labels = [vec.labels[i] for i in rows.tolist()]
-    return RangeVector(labels, ts, values, offsets, range_ms, window_end)
+    stored = np.arange(len(labels), dtype=np.int64)
+    return RangeVector(labels, ts, values, offsets, stored, range_ms, window_end)
 
 
 def _aggregate(node: pp.AggregateExpr, ctx: EvalContext) -> Value:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import promql_parser as pp
 
-from opsmetrics.model import Int64Array, Labels, SampleRows, Series, is_stale
+from opsmetrics.model import Float64Array, Int64Array, Labels, SampleRows, Series, is_stale
 from opsmetrics.query.promql.nodes import (
     TimedNode,
     at_ms,
@@ -19,7 +19,6 @@ from opsmetrics.query.promql.nodes import (
 )
 from opsmetrics.query.promql.values import (
     ArrayT,
-    BoolArray,
     EvalContext,
     InstantVector,
     RangeVector,
@@ -124,40 +123,46 @@ def _range_vector(
     range_ms: int,
     window_end: Int64Array,
 ) -> RangeVector:
-    """The read's samples without stale markers, end to end in `series` order; series left
-    with no sample are dropped."""
-    keep = ~is_stale(rows.values)
-    kept_before = np.concatenate(([0], np.cumsum(keep)))
-    counts = kept_before[bounds[1]] - kept_before[bounds[0]]
-    present = np.flatnonzero(counts > 0)
+    """The read's samples without stale markers, kept in the read's order (by series id);
+    `labels` in `series` order (by labels). Series left with no sample are dropped."""
+    ts, values, lo, hi = _without_stale(rows, bounds[0], bounds[1])
+    present = np.flatnonzero(hi > lo)
     if present.size == 0:
         return RangeVector.empty(range_ms, window_end)
-    offsets = np.concatenate(([0], np.cumsum(counts[present]))).astype(np.int64)
-    take = _kept_rows(keep, kept_before[bounds[0, present]], offsets)
-    ts = _read_only(np.asarray(rows.ts, dtype=np.int64), take)
-    values = _read_only(np.asarray(rows.values, dtype=np.float64), take)
+    lo, hi = lo[present], hi[present]
     labels = [series[i].labels for i in present.tolist()]
-    return RangeVector(labels, ts, values, offsets, range_ms, window_end)
+    by_read = np.argsort(lo, kind="stable")
+    ends = hi[by_read]
+    if lo[by_read[0]] != 0 or ends[-1] != len(ts) or not np.array_equal(lo[by_read[1:]], ends[:-1]):
+        # Rows of no series here, or a series twice: copy each series' rows, in label order.
+        parts = list(zip(lo.tolist(), hi.tolist(), strict=True))
+        ts_parts, value_parts = [ts[a:b] for a, b in parts], [values[a:b] for a, b in parts]
+        return RangeVector.of_series(labels, ts_parts, value_parts, range_ms, window_end)
+    stored = np.empty(len(by_read), dtype=np.int64)
+    stored[by_read] = np.arange(len(by_read), dtype=np.int64)
+    offsets = np.concatenate(([0], ends)).astype(np.int64)
+    ts, values = _read_only(ts), _read_only(values)
+    return RangeVector(labels, ts, values, offsets, stored, range_ms, window_end)
 
 
-def _kept_rows(
-    keep: BoolArray, first_kept: Int64Array, offsets: Int64Array
-) -> slice | BoolArray | Int64Array:
-    """What to index the read with: series i's kept rows, `first_kept[i]`-th kept row on,
-    land at offsets[i]:offsets[i + 1]. The read is sorted by series id, the range vector by
-    labels; where both orders agree, a mask (or nothing) suffices."""
-    total = int(offsets[-1])
-    starts = offsets[:-1]
-    if total == int(keep.sum()) and np.array_equal(first_kept, starts):
-        return slice(None) if total == len(keep) else keep
-    shift = np.repeat(first_kept - starts, np.diff(offsets))
-    kept_index: Int64Array = np.flatnonzero(keep)[np.arange(total, dtype=np.int64) + shift]
-    return kept_index
+def _without_stale(
+    rows: SampleRows, lo: Int64Array, hi: Int64Array
+) -> tuple[Int64Array, Float64Array, Int64Array, Int64Array]:
+    """The read's columns without stale markers, and the series' row bounds in them."""
+    ts = np.asarray(rows.ts, dtype=np.int64)
+    values = np.asarray(rows.values, dtype=np.float64)
+    stale = is_stale(values)
+    if not stale.any():
+        return ts, values, lo, hi
+    # Markers are rare: shift each bound back by the markers before it.
+    marks = np.flatnonzero(stale)
+    lo = lo - np.searchsorted(marks, lo)
+    hi = hi - np.searchsorted(marks, hi)
+    return ts[~stale], values[~stale], lo, hi
 
 
-def _read_only(column: ArrayT, take: slice | BoolArray | Int64Array) -> ArrayT:
-    """`column[take]`, not writable: where it is the read itself the storage may own it."""
-    out: ArrayT = column[take]
-    out = out.view()
+def _read_only(column: ArrayT) -> ArrayT:
+    """A view of `column` that cannot be written: it may be the storage's own read."""
+    out: ArrayT = column.view()
     out.flags.writeable = False
     return out

@@ -70,19 +70,21 @@ class InstantVector:
 
 
 class SeriesViews(Sequence[ArrayT]):
-    """Item i is series i's part of a flat array, `flat[offsets[i]:offsets[i + 1]]`: a view,
-    made when asked for, so a range vector need not hold one array per series."""
+    """Item i is `flat[starts[i]:stops[i]]`, series i's part of a flat array: a view made when
+    asked for, so a range vector need not hold one array per series."""
 
-    __slots__ = ("_flat", "_offsets")
+    __slots__ = ("_flat", "_starts", "_stops")
     _flat: ArrayT
-    _offsets: Int64Array
+    _starts: Int64Array
+    _stops: Int64Array
 
-    def __init__(self, flat: ArrayT, offsets: Int64Array) -> None:
+    def __init__(self, flat: ArrayT, starts: Int64Array, stops: Int64Array) -> None:
         self._flat = flat
-        self._offsets = offsets
+        self._starts = starts
+        self._stops = stops
 
     def __len__(self) -> int:
-        return len(self._offsets) - 1
+        return len(self._starts)
 
     @overload
     def __getitem__(self, i: int) -> ArrayT: ...
@@ -95,8 +97,7 @@ class SeriesViews(Sequence[ArrayT]):
             return [self[k] for k in range(len(self))[i]]
         if not -len(self) <= i < len(self):
             raise IndexError("series index out of range")
-        i %= len(self)
-        part: ArrayT = self._flat[int(self._offsets[i]) : int(self._offsets[i + 1])]
+        part: ArrayT = self._flat[int(self._starts[i]) : int(self._stops[i])]
         return part
 
     def __iter__(self) -> Iterator[ArrayT]:
@@ -107,23 +108,26 @@ class SeriesViews(Sequence[ArrayT]):
 class RangeVector:
     """A matrix selector or subquery: raw points per series and a window per step.
 
-    The points of all series lie end to end in `flat_ts`/`flat_values`; series i owns
-    offsets[i]:offsets[i + 1] (`ts[i]`/`values[i]` are views of that part). The window of
-    step j is (window_end[j] - range_ms, window_end[j]] (left-open), where window_end already
-    includes `offset` and `@`. Stale markers are already removed.
+    Series i (labels[i]) is stored series `stored[i]`: the points of all stored series lie end
+    to end in `flat_ts`/`flat_values`, stored series k at offsets[k]:offsets[k + 1]. A selector
+    keeps the storage read's order there (by series id) and its labels' order in `labels`;
+    `ts[i]`/`values[i]` are views of series i's part. The window of step j is
+    (window_end[j] - range_ms, window_end[j]] (left-open), where window_end already includes
+    `offset` and `@`. Stale markers are already removed.
     """
 
     labels: list[Labels]
     flat_ts: Int64Array
     flat_values: Float64Array
-    offsets: Int64Array  # shape (series + 1,)
+    offsets: Int64Array  # shape (series + 1,), in stored order
+    stored: Int64Array  # shape (series,): a permutation
     range_ms: int
     window_end: Int64Array  # shape (steps,)
 
     @staticmethod
     def empty(range_ms: int, window_end: Int64Array) -> RangeVector:
         none = np.zeros(0, dtype=np.int64)
-        return RangeVector([], none, np.zeros(0), np.zeros(1, np.int64), range_ms, window_end)
+        return RangeVector([], none, np.zeros(0), np.zeros(1, np.int64), none, range_ms, window_end)
 
     @staticmethod
     def of_series(
@@ -142,35 +146,45 @@ class RangeVector:
             np.concatenate(ts).astype(np.int64),
             np.concatenate(values).astype(np.float64),
             np.concatenate(([0], np.cumsum(lengths))).astype(np.int64),
+            np.arange(len(labels), dtype=np.int64),
             range_ms,
             window_end,
         )
 
     @property
     def ts(self) -> SeriesViews[Int64Array]:
-        return SeriesViews(self.flat_ts, self.offsets)
+        return SeriesViews(self.flat_ts, self.offsets[self.stored], self.offsets[self.stored + 1])
 
     @property
     def values(self) -> SeriesViews[Float64Array]:
-        return SeriesViews(self.flat_values, self.offsets)
+        return SeriesViews(
+            self.flat_values, self.offsets[self.stored], self.offsets[self.stored + 1]
+        )
 
-    def series_slice(self, part: slice) -> RangeVector:
-        """Series `part` (a slice without a step) as a range vector of views, not copies."""
+    def stored_labels(self) -> list[Labels]:
+        """The labels of the stored series, stored series 0 first."""
+        return [self.labels[i] for i in np.argsort(self.stored).tolist()]
+
+    def stored_slice(self, part: slice, stored_labels: list[Labels]) -> RangeVector:
+        """Stored series `part` (a slice without a step), as a range vector of views;
+        `stored_labels` is what `stored_labels()` returns."""
         start, stop, _ = part.indices(len(self.labels))
         stop = max(start, stop)
         lo, hi = int(self.offsets[start]), int(self.offsets[stop])
         return RangeVector(
-            self.labels[start:stop],
+            stored_labels[start:stop],
             self.flat_ts[lo:hi],
             self.flat_values[lo:hi],
             self.offsets[start : stop + 1] - lo,
+            np.arange(stop - start, dtype=np.int64),
             self.range_ms,
             self.window_end,
         )
 
     def bounds(self, i: int) -> tuple[Int64Array, Int64Array]:
         """For series i: index of the first and one past the last point in each step's window."""
-        ts = self.ts[i]
+        k = int(self.stored[i])
+        ts = self.flat_ts[int(self.offsets[k]) : int(self.offsets[k + 1])]
         lo = np.searchsorted(ts, self.window_end - self.range_ms, side="right")
         hi = np.searchsorted(ts, self.window_end, side="right")
         return lo, hi

@@ -111,9 +111,10 @@ def series_windows(
     rv: RangeVector,
 ) -> Iterator[tuple[int, Int64Array, Float64Array, Int64Array, Int64Array]]:
     """For each series: its index, timestamps, values and per-step window bounds."""
+    ts, values = rv.ts, rv.values
     for i in range(len(rv.labels)):
         lo, hi = rv.bounds(i)
-        yield i, rv.ts[i], rv.values[i], lo.astype(np.int64), hi.astype(np.int64)
+        yield i, ts[i], values[i], lo.astype(np.int64), hi.astype(np.int64)
 
 
 def over_series(

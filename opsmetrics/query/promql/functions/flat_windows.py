@@ -241,8 +241,9 @@ def over_chunks(rv: RangeVector, fn: ChunkFunction, *, keep_name: bool = False) 
     )
     values: list[Float64Array] = []
     present: list[BoolArray] = []
+    stored_labels = rv.stored_labels()
     for part in _runs(group):
-        fw = FlatWindows.of(rv.series_slice(part))
+        fw = FlatWindows.of(rv.stored_slice(part, stored_labels))
         if len(fw.ts) == 0:
             values.append(np.zeros(fw.lo.shape))
             present.append(np.zeros(fw.lo.shape, dtype=bool))
@@ -253,7 +254,9 @@ def over_chunks(rv: RangeVector, fn: ChunkFunction, *, keep_name: bool = False) 
         present.append(ok)
     if not values:
         return InstantVector.empty(steps)
-    return assemble(rv.labels, np.vstack(values), np.vstack(present), keep_name=keep_name)
+    return assemble(
+        rv.labels, np.vstack(values), np.vstack(present), rv.stored, keep_name=keep_name
+    )
 
 
 #: A window function written for one series, as `_common.over_series` calls it.
@@ -293,13 +296,21 @@ def _runs(group: Int64Array) -> list[slice]:
 
 
 def assemble(
-    labels: list[Labels], values: Float64Array, present: BoolArray, *, keep_name: bool = False
+    labels: list[Labels],
+    values: Float64Array,
+    present: BoolArray,
+    rows: Int64Array,
+    *,
+    keep_name: bool = False,
 ) -> InstantVector:
-    """The (series × steps) result as an InstantVector: rows with no value dropped, absent
-    steps zeroed, rows whose labels coincide once the name is dropped merged."""
-    keep = np.flatnonzero(present.any(axis=1))
+    """The result, one row of (series × steps) per stored series, as an InstantVector with
+    series i (labels[i]) from row rows[i]: series with no value dropped, absent steps zeroed,
+    series whose labels coincide once the name is dropped merged."""
+    has_value = np.asarray(present.any(axis=1), dtype=bool)
+    keep = np.flatnonzero(has_value[rows])
     if keep.size == 0:
         return InstantVector.empty(present.shape[1])
-    names = [labels[i] if keep_name else drop_name(labels[i]) for i in keep]
-    mask = present[keep]
-    return merge_same_labels(names, np.where(mask, values[keep], 0.0), mask)
+    names = [labels[i] if keep_name else drop_name(labels[i]) for i in keep.tolist()]
+    source = rows[keep]
+    mask = present[source]
+    return merge_same_labels(names, np.where(mask, values[source], 0.0), mask)
