@@ -338,6 +338,8 @@ def test_the_offline_queue_is_bounded_and_survives_a_reload(
     init(page, url, setup.key, pageviews=False, batchSize=1, maxQueue=5)
     page.evaluate("() => { for (let i = 0; i < 8; i++) om.track('offline', {n: `e${i}`}) }")
     assert [e["props"]["n"] for e in queued(page)] == ["e3", "e4", "e5", "e6", "e7"]
+    # the first batch's post may still be on its way to the proxy (a loaded machine)
+    wait_until(lambda: proxy.bodies, "the first batch at the proxy")
     assert len(proxy.bodies) == 1  # then it waits out the hour the proxy asked for
     page.reload()  # a new page load: no beacon while backing off, the queue is in storage
     page.wait_for_selector("body[data-ready]", state="attached")
