@@ -70,21 +70,22 @@ class InstantVector:
 
 
 class SeriesViews(Sequence[ArrayT]):
-    """Item i is `flat[starts[i]:stops[i]]`, series i's part of a flat array: a view made when
-    asked for, so a range vector need not hold one array per series."""
+    """Item i is series i's part of a flat array, stored series `stored[i]`'s
+    `flat[offsets[k]:offsets[k + 1]]`: a view made when asked for, so a range vector need not
+    hold one array per series."""
 
-    __slots__ = ("_flat", "_starts", "_stops")
+    __slots__ = ("_flat", "_offsets", "_stored")
     _flat: ArrayT
-    _starts: Int64Array
-    _stops: Int64Array
+    _offsets: Int64Array
+    _stored: Int64Array
 
-    def __init__(self, flat: ArrayT, starts: Int64Array, stops: Int64Array) -> None:
+    def __init__(self, flat: ArrayT, offsets: Int64Array, stored: Int64Array) -> None:
         self._flat = flat
-        self._starts = starts
-        self._stops = stops
+        self._offsets = offsets
+        self._stored = stored
 
     def __len__(self) -> int:
-        return len(self._starts)
+        return len(self._stored)
 
     @overload
     def __getitem__(self, i: int) -> ArrayT: ...
@@ -95,9 +96,8 @@ class SeriesViews(Sequence[ArrayT]):
     def __getitem__(self, i: int | slice) -> ArrayT | list[ArrayT]:
         if isinstance(i, slice):
             return [self[k] for k in range(len(self))[i]]
-        if not -len(self) <= i < len(self):
-            raise IndexError("series index out of range")
-        part: ArrayT = self._flat[int(self._starts[i]) : int(self._stops[i])]
+        k = int(self._stored[i])
+        part: ArrayT = self._flat[int(self._offsets[k]) : int(self._offsets[k + 1])]
         return part
 
     def __iter__(self) -> Iterator[ArrayT]:
@@ -153,13 +153,11 @@ class RangeVector:
 
     @property
     def ts(self) -> SeriesViews[Int64Array]:
-        return SeriesViews(self.flat_ts, self.offsets[self.stored], self.offsets[self.stored + 1])
+        return SeriesViews(self.flat_ts, self.offsets, self.stored)
 
     @property
     def values(self) -> SeriesViews[Float64Array]:
-        return SeriesViews(
-            self.flat_values, self.offsets[self.stored], self.offsets[self.stored + 1]
-        )
+        return SeriesViews(self.flat_values, self.offsets, self.stored)
 
     def stored_labels(self) -> list[Labels]:
         """The labels of the stored series, stored series 0 first."""
@@ -183,8 +181,7 @@ class RangeVector:
 
     def bounds(self, i: int) -> tuple[Int64Array, Int64Array]:
         """For series i: index of the first and one past the last point in each step's window."""
-        k = int(self.stored[i])
-        ts = self.flat_ts[int(self.offsets[k]) : int(self.offsets[k + 1])]
+        ts = self.ts[i]
         lo = np.searchsorted(ts, self.window_end - self.range_ms, side="right")
         hi = np.searchsorted(ts, self.window_end, side="right")
         return lo, hi
