@@ -610,9 +610,7 @@ def time_one(
 
 
 def machine() -> list[str]:
-    return machine_facts(
-        "; the machine was shared (another engineer's ingest benchmark ran at the same time)"
-    )
+    return machine_facts("; a shared machine (other engineers' jobs may run alongside)")
 
 
 def render(timings: list[Timing], facts: dict[str, str], command: str) -> str:
