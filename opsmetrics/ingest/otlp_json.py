@@ -28,6 +28,8 @@ import msgspec
 from google.protobuf import json_format
 from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 
+from opsmetrics.ingest.protowire import encode_varint
+
 Int = int | str
 Float = float | str
 #: A point's attributes: the JSON array as written, read once per distinct text.
@@ -288,24 +290,13 @@ def _attribute_fields(number: int, raw: bytes) -> bytes:
 _ATTRIBUTE_LIST = msgspec.json.Decoder(list[msgspec.Raw])
 
 
-def _varint(n: int) -> bytes:
-    if n < 0:
-        n += 1 << 64
-    out = bytearray()
-    while n > 0x7F:
-        out.append(n & 0x7F | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
 def _field(number: int, body: bytes) -> bytes:
     n = len(body)
-    return _SMALL[number << 3 | 2] + (_SMALL[n] if n < 0x80 else _varint(n)) + body
+    return _SMALL[number << 3 | 2] + (_SMALL[n] if n < 0x80 else encode_varint(n)) + body
 
 
 def _varint_field(number: int, n: int) -> bytes:
-    return _varint(number << 3) + _varint(n) if n else b""
+    return encode_varint(number << 3) + encode_varint(n) if n else b""
 
 
 def _text(number: int, text: str) -> bytes:

@@ -7,6 +7,8 @@ import json
 from google.protobuf import json_format
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 
+from opsmetrics.ingest.protowire import encode_varint
+
 
 def encode_otlp_response(
     content_type: str | None, rejected_points: int, error_message: str
@@ -34,7 +36,7 @@ def encode_otlp_status(content_type: str | None, code: int, message: str) -> tup
     if _is_json(content_type):
         return json.dumps({"code": code, "message": message}).encode(), "application/json"
     text = message.encode()
-    payload = b"\x08" + _varint(code) + b"\x12" + _varint(len(text)) + text
+    payload = b"\x08" + encode_varint(code) + b"\x12" + encode_varint(len(text)) + text
     return payload, "application/x-protobuf"
 
 
@@ -42,12 +44,3 @@ def _is_json(content_type: str | None) -> bool:
     return content_type is not None and content_type.split(";")[0].strip().lower() == (
         "application/json"
     )
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while n > 0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)

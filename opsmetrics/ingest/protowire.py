@@ -106,6 +106,18 @@ def _long_varints(wire: Wire, at: Int64Array) -> tuple[Uint64Array, Int64Array]:
     return value, size
 
 
+def encode_varint(n: int) -> bytes:
+    """One value as a varint; a negative one as its 64-bit two's complement (int32/int64)."""
+    if n < 0:
+        n += 1 << 64
+    out = bytearray()
+    while n > 0x7F:
+        out.append(n & 0x7F | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
 def varint_sizes(values: Int64Array) -> Int64Array:
     """How many bytes each non-negative value takes as a varint."""
     sizes = np.ones(values.size, np.int64)
